@@ -1,0 +1,38 @@
+"""Live, throttled progress events for Celery tasks, stored in Redis Streams.
+
+@app.task(bind=True)
+@progress.report_progress(estimated_seconds=30)
+def draft_chapter(self, chapter_id): ...
+    progress.update(40, "Writing scene 2", stage="drafting")
+
+with progress.acting_as(user_id, session_id):
+    draft_chapter.delay(chapter_id)
+
+progress.publish({"type": "system.notification", "audience": "broadcast", ...})
+"""
+
+from progress.errors import InvalidCursor, InvalidEvent, NotInTask, ProgressError, StoreUnavailable
+from progress.events import Event, parse_event
+from progress.identity import Identity, acting_as
+from progress.reporter import report_progress, update
+from progress.runtime import configure, get_reporter, publish, shutdown
+from progress.settings import ProgressSettings
+
+__all__ = [
+    "Event",
+    "Identity",
+    "InvalidCursor",
+    "InvalidEvent",
+    "NotInTask",
+    "ProgressError",
+    "ProgressSettings",
+    "StoreUnavailable",
+    "acting_as",
+    "configure",
+    "get_reporter",
+    "parse_event",
+    "publish",
+    "report_progress",
+    "shutdown",
+    "update",
+]

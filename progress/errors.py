@@ -1,0 +1,59 @@
+"""Errors raised by the ``progress`` library.
+
+ProgressError
+├── InvalidEvent        event data failed validation (names each bad field)
+├── NotInTask           progress.update() called outside a reporting task
+├── InvalidCursor       a resume cursor could not be parsed
+└── StoreUnavailable    the event store (Redis) could not be reached; ``retryable``
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+_EVENT_TAG = re.compile(r"^[a-z]+\.[a-z-]+$")
+
+
+class ProgressError(Exception):
+    """Base of every error this library raises."""
+
+    retryable: bool = False
+
+
+class InvalidEvent(ProgressError, ValueError):
+    """Event data failed validation; ``errors`` maps each bad field to its problem."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        detail = "; ".join(f"{field}: {problem}" for field, problem in errors.items())
+        super().__init__(f"invalid event: {detail}")
+
+    @classmethod
+    def from_validation_error(cls, exc: ValidationError) -> InvalidEvent:
+        """Build from pydantic's error, keeping the dotted field path of every problem."""
+        errors: dict[str, str] = {}
+        for error in exc.errors(include_url=False):
+            loc = [str(part) for part in error["loc"]]
+            if loc and _EVENT_TAG.match(loc[0]):
+                loc = loc[1:]  # drop the discriminator tag pydantic puts first
+            field = ".".join(loc) or ("type" if "tag" in error["type"] else "event")
+            errors[field] = error["msg"]
+        return cls(errors)
+
+
+class NotInTask(ProgressError, RuntimeError):
+    """progress.update() was called outside a task decorated with report_progress."""
+
+
+class InvalidCursor(ProgressError, ValueError):
+    """A resume cursor (Last-Event-ID) is malformed."""
+
+
+class StoreUnavailable(ProgressError, ConnectionError):
+    """The event store could not be reached."""
+
+    retryable = True

@@ -1,0 +1,52 @@
+"""The Redis key layout. Documented in docs/redis.md; change both together.
+
+Every key of one user shares the hash tag ``{u:<user_id>}`` so a user's stream, stream meta,
+task snapshots and pub/sub channel live on one Redis Cluster shard. Broadcast keys use ``{b}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BROADCAST = "b"
+
+
+def user_stream(user_id: str) -> str:
+    """The stream name (not the key) that holds ``user_id``'s events."""
+    return f"u:{user_id}"
+
+
+def user_of_stream(stream: str) -> str | None:
+    """The user id a stream name belongs to, or None for the broadcast stream."""
+    return stream[2:] if stream.startswith("u:") else None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Builds key and channel names under one ``prefix`` (default ``rt``)."""
+
+    prefix: str = "rt"
+
+    def events(self, stream: str) -> str:
+        """The Redis stream of events (XADD/XRANGE)."""
+        return f"{self.prefix}:{{{stream}}}:events"
+
+    def meta(self, stream: str) -> str:
+        """Hash: ``epoch`` of the stream, ``trimmed_before`` once anything was trimmed."""
+        return f"{self.prefix}:{{{stream}}}:meta"
+
+    def channel(self, stream: str) -> str:
+        """The pub/sub channel live events of the stream are published on."""
+        return f"{self.prefix}:{{{stream}}}:live"
+
+    def stream_of_channel(self, channel: str) -> str:
+        """Inverse of :meth:`channel`."""
+        return channel[len(self.prefix) + 2 : -len("}:live")]
+
+    def task(self, user_id: str, task_id: str) -> str:
+        """Hash: latest snapshot of one task, under its owner's tag."""
+        return f"{self.prefix}:{{{user_stream(user_id)}}}:task:{task_id}"
+
+    def tasks(self, user_id: str) -> str:
+        """Sorted set of the user's task ids, scored by last update (ms)."""
+        return f"{self.prefix}:{{{user_stream(user_id)}}}:tasks"

@@ -1,0 +1,153 @@
+"""The one background sender thread of a process.
+
+Tasks never wait on Redis: events go into a bounded in-memory queue that this thread sends in
+pipelined batches. Between batches it calls ``on_tick`` (the reporter's hook that releases
+throttled updates whose window closed and emits heartbeats) and sleeps until the next deadline
+or until woken. While Redis is unreachable it retries a batch for ``retry_seconds``, then logs
+and drops it (the SQL outbox closes that gap for important events).
+
+Concurrency: callers append under ``_cond``; the thread takes batches under ``_cond`` and
+sends outside it. ``on_tick`` is called without ``_cond`` held (it takes the reporter's lock,
+then calls ``submit``), so the lock order is always reporter lock → ``_cond``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from progress.errors import StoreUnavailable
+from progress.events import EventEnvelope
+from progress.store import EventWriter
+
+log = logging.getLogger("progress.pump")
+
+Outgoing = tuple[EventEnvelope, Sequence[str]]
+
+_MAX_BATCH = 500
+
+
+class EventPump:
+    """Queues events and sends them from one daemon thread, started on first use."""
+
+    def __init__(
+        self,
+        writer_factory: Callable[[], EventWriter],
+        on_tick: Callable[[], float | None],
+        *,
+        retry_seconds: float = 5.0,
+        max_queued: int = 10_000,
+    ) -> None:
+        self._writer_factory = writer_factory
+        self._writer: EventWriter | None = None
+        self._on_tick = on_tick
+        self._retry_seconds = retry_seconds
+        self._max_queued = max_queued
+        self._queue: deque[Outgoing] = deque()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.dropped = 0
+
+    def submit(self, event: EventEnvelope, recipients: Sequence[str] = ()) -> None:
+        """Queue ``event`` for sending; drop (and count) it if the queue is full."""
+        with self._cond:
+            if len(self._queue) >= self._max_queued:
+                self.dropped += 1
+                log.error("progress queue full, dropped %s %s", event.type, event.event_id)
+                return
+            self._queue.append((event, recipients))
+            self._ensure_thread()
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Make the thread re-run ``on_tick`` now (a new deadline may be earlier)."""
+        with self._cond:
+            self._ensure_thread()
+            self._cond.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued so far was sent (or dropped); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued (up to ``timeout``), then stop the thread."""
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._run, name="progress-pump", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            deadline = self._tick()
+            with self._cond:
+                if self._closed and not self._queue:
+                    return
+                if not self._queue:
+                    self._cond.notify_all()
+                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    self._cond.wait(timeout)
+                    continue
+                batch = [self._queue.popleft() for _ in range(min(_MAX_BATCH, len(self._queue)))]
+                self._busy = True
+            try:
+                self._send(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _tick(self) -> float | None:
+        try:
+            return self._on_tick()
+        except Exception:
+            log.exception("progress tick failed")
+            return time.monotonic() + 1.0
+
+    def _send(self, batch: list[Outgoing]) -> None:
+        give_up_at = time.monotonic() + self._retry_seconds
+        pause = 0.05
+        while True:
+            try:
+                if self._writer is None:
+                    self._writer = self._writer_factory()
+                self._writer.append_many(batch)
+                self.sent += len(batch)
+                return
+            except StoreUnavailable as exc:
+                if time.monotonic() + pause > give_up_at:
+                    self._give_up(batch, exc)
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+            except Exception as exc:
+                self._give_up(batch, exc)
+                return
+
+    def _give_up(self, batch: list[Outgoing], exc: Exception) -> None:
+        self.dropped += len(batch)
+        log.error(
+            "could not store %d progress events (%s): %s",
+            len(batch),
+            exc,
+            ", ".join(f"{event.type} {event.event_id}" for event, _ in batch[:20]),
+        )

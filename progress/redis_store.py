@@ -1,0 +1,297 @@
+"""The Redis event store: one Lua call appends, trims, snapshots and publishes an event.
+
+``RedisEventStore`` (sync, for workers) and ``AsyncRedisEventStore`` (asyncio, for the API)
+share the scripts and the pure helpers below; only the I/O differs. ``redis.exceptions`` never
+leave this module: connection problems become :class:`progress.errors.StoreUnavailable`.
+Key layout: ``progress.keys`` and docs/redis.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from progress.cursor import StreamState
+from progress.errors import StoreUnavailable
+from progress.events import EventEnvelope, encode_event
+from progress.keys import KeyLayout, user_stream
+from progress.snapshot import TaskSnapshot, snapshot_fields
+from progress.store import StoredEvent, StoreSettings, new_epoch, streams_for
+
+# KEYS: events, meta[, task, tasks]   ARGV: payload, epoch candidate, retention ms, max length,
+# channel[, task id, snapshot field/value pairs...]
+APPEND_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local retention = tonumber(ARGV[3])
+redis.call('HSETNX', KEYS[2], 'epoch', ARGV[2])
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+local trimmed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[4])
+trimmed = trimmed + redis.call('XTRIM', KEYS[1], 'MINID', '~', now - retention)
+if trimmed > 0 then
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  redis.call('HSET', KEYS[2], 'trimmed_before', first[1][1])
+end
+redis.call('PEXPIRE', KEYS[1], retention)
+redis.call('PEXPIRE', KEYS[2], retention)
+if #KEYS >= 4 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+  redis.call('PEXPIRE', KEYS[3], retention)
+  redis.call('ZADD', KEYS[4], now, ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - retention)
+  redis.call('PEXPIRE', KEYS[4], retention)
+end
+redis.call('PUBLISH', ARGV[5], epoch .. ' ' .. id .. ' ' .. ARGV[1])
+return {id, epoch}
+"""
+
+# KEYS: events, meta   ARGV: epoch candidate, retention ms
+STATE_LUA = """
+redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1])
+if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local trimmed = redis.call('HGET', KEYS[2], 'trimmed_before') or ''
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local last_id = '0-0'
+if last[1] then last_id = last[1][1] end
+return {epoch, last_id, trimmed}
+"""
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def append_call(
+    layout: KeyLayout, settings: StoreSettings, event: EventEnvelope, stream: str, data: bytes
+) -> tuple[list[str], list[str | bytes | int]]:
+    """KEYS and ARGV of the append script for ``event`` in ``stream``."""
+    retention_ms = int(settings.retention_seconds * 1000)
+    keys = [layout.events(stream), layout.meta(stream)]
+    args: list[str | bytes | int] = [
+        data,
+        new_epoch(),
+        retention_ms,
+        settings.max_stream_length,
+        layout.channel(stream),
+    ]
+    fields = snapshot_fields(event)
+    if fields is not None and event.user_id and stream == user_stream(event.user_id):
+        keys += [layout.task(event.user_id, fields["task_id"]), layout.tasks(event.user_id)]
+        args.append(fields["task_id"])
+        for name, value in fields.items():
+            args += [name, value]
+    return keys, args
+
+
+def parse_live_message(payload: bytes) -> tuple[str, str, bytes]:
+    """Split a pub/sub payload into (epoch, stream id, event JSON)."""
+    epoch, stream_id, data = payload.split(b" ", 2)
+    return epoch.decode(), stream_id.decode(), data
+
+
+def _stored(stream: str, result: Sequence[bytes], data: bytes) -> StoredEvent:
+    stream_id, epoch = (part.decode() for part in result)
+    return StoredEvent(stream, epoch, stream_id, data)
+
+
+def _entries(
+    stream: str, epoch: str, raw: list[tuple[bytes, dict[bytes, bytes]]]
+) -> list[StoredEvent]:
+    return [StoredEvent(stream, epoch, id_.decode(), fields[b"e"]) for id_, fields in raw]
+
+
+def _state(raw: Sequence[bytes]) -> StreamState:
+    epoch, last_id, trimmed = (part.decode() for part in raw)
+    return StreamState(epoch, last_id, trimmed or None)
+
+
+def _snapshots(raw: Sequence[dict[bytes, bytes]]) -> list[TaskSnapshot]:
+    return [
+        TaskSnapshot.from_hash({k.decode(): v.decode() for k, v in fields.items()})
+        for fields in raw
+        if fields
+    ]
+
+
+def _batch_calls(
+    layout: KeyLayout,
+    settings: StoreSettings,
+    batch: Sequence[tuple[EventEnvelope, Sequence[str]]],
+) -> Iterator[tuple[str, bytes, list[str], list[str | bytes | int]]]:
+    for event, recipients in batch:
+        data = encode_event(event)
+        for stream in streams_for(event, recipients):
+            keys, args = append_call(layout, settings, event, stream, data)
+            yield stream, data, keys, args
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+
+
+@asynccontextmanager
+async def _translated_async() -> Any:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+
+
+def connect(url: str, **options: Any) -> redis.Redis:
+    """A sync client with short timeouts, so a dead Redis never hangs a task for long."""
+    options.setdefault("socket_timeout", 2.0)
+    options.setdefault("socket_connect_timeout", 2.0)
+    options.setdefault("health_check_interval", 30)
+    return redis.Redis.from_url(url, **options)
+
+
+def connect_async(url: str, **options: Any) -> redis.asyncio.Redis:
+    """An asyncio client; same defaults as :func:`connect`."""
+    options.setdefault("socket_timeout", 5.0)
+    options.setdefault("socket_connect_timeout", 2.0)
+    options.setdefault("health_check_interval", 30)
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+class RedisEventStore:
+    """EventWriter and EventReader on a sync redis-py client."""
+
+    def __init__(self, client: redis.Redis, settings: StoreSettings | None = None) -> None:
+        self.client = client
+        self.settings = settings or StoreSettings()
+        self.layout = KeyLayout(self.settings.prefix)
+        self._append = client.register_script(APPEND_LUA)
+        self._state = client.register_script(STATE_LUA)
+
+    def append(self, event: EventEnvelope, recipients: Sequence[str] = ()) -> list[StoredEvent]:
+        """Store ``event`` in every stream it belongs to; return where it was stored."""
+        return self.append_many([(event, recipients)])
+
+    def append_many(
+        self, batch: Sequence[tuple[EventEnvelope, Sequence[str]]]
+    ) -> list[StoredEvent]:
+        """Store several events in one pipelined round trip, in order."""
+        calls = list(_batch_calls(self.layout, self.settings, batch))
+        with _translated():
+            if len(calls) == 1:
+                stream, data, keys, args = calls[0]
+                return [_stored(stream, self._append(keys, args), data)]
+            pipe = self.client.pipeline(transaction=False)
+            for _, _, keys, args in calls:
+                self._append(keys, args, client=pipe)
+            results = pipe.execute()
+        return [_stored(c[0], r, c[1]) for c, r in zip(calls, results, strict=True)]
+
+    def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` events of ``stream`` with ids after ``after_id``, oldest first."""
+        state = self.stream_state(stream)
+        with _translated():
+            raw = self.client.xrange(self.layout.events(stream), f"({after_id}", "+", limit)
+        return _entries(stream, state.epoch, raw)
+
+    def stream_state(self, stream: str) -> StreamState:
+        """The stream's epoch (created if new), last id and trim mark."""
+        keys = [self.layout.events(stream), self.layout.meta(stream)]
+        with _translated():
+            raw = self._state(keys, [new_epoch(), int(self.settings.retention_seconds * 1000)])
+        return _state(raw)
+
+    def task_snapshot(self, user_id: str, task_id: str) -> TaskSnapshot | None:
+        """The latest snapshot of ``user_id``'s task, or None if the user has no such task."""
+        with _translated():
+            raw = self.client.hgetall(self.layout.task(user_id, task_id))
+        found = _snapshots([raw])
+        return found[0] if found else None
+
+    def recent_tasks(self, user_id: str, limit: int = 50) -> list[TaskSnapshot]:
+        """The user's most recently updated tasks, newest first."""
+        with _translated():
+            ids = self.client.zrevrange(self.layout.tasks(user_id), 0, limit - 1)
+            pipe = self.client.pipeline(transaction=False)
+            for task_id in ids:
+                pipe.hgetall(self.layout.task(user_id, task_id.decode()))
+            return _snapshots(pipe.execute())
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless Redis answers."""
+        with _translated():
+            self.client.ping()
+
+
+class AsyncRedisEventStore:
+    """The same store on an asyncio redis-py client, for the API."""
+
+    def __init__(self, client: redis.asyncio.Redis, settings: StoreSettings | None = None) -> None:
+        self.client = client
+        self.settings = settings or StoreSettings()
+        self.layout = KeyLayout(self.settings.prefix)
+        self._append = client.register_script(APPEND_LUA)
+        self._state = client.register_script(STATE_LUA)
+
+    async def append(
+        self, event: EventEnvelope, recipients: Sequence[str] = ()
+    ) -> list[StoredEvent]:
+        """Store ``event`` in every stream it belongs to; return where it was stored."""
+        return await self.append_many([(event, recipients)])
+
+    async def append_many(
+        self, batch: Sequence[tuple[EventEnvelope, Sequence[str]]]
+    ) -> list[StoredEvent]:
+        """Store several events in one pipelined round trip, in order."""
+        calls = list(_batch_calls(self.layout, self.settings, batch))
+        async with _translated_async():
+            pipe = self.client.pipeline(transaction=False)
+            for _, _, keys, args in calls:
+                await self._append(keys, args, client=pipe)
+            results = await pipe.execute()
+        return [_stored(c[0], r, c[1]) for c, r in zip(calls, results, strict=True)]
+
+    async def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` events of ``stream`` with ids after ``after_id``, oldest first."""
+        state = await self.stream_state(stream)
+        async with _translated_async():
+            raw = await self.client.xrange(self.layout.events(stream), f"({after_id}", "+", limit)
+        return _entries(stream, state.epoch, raw)
+
+    async def stream_state(self, stream: str) -> StreamState:
+        """The stream's epoch (created if new), last id and trim mark."""
+        keys = [self.layout.events(stream), self.layout.meta(stream)]
+        async with _translated_async():
+            raw = await self._state(
+                keys, [new_epoch(), int(self.settings.retention_seconds * 1000)]
+            )
+        return _state(raw)
+
+    async def task_snapshot(self, user_id: str, task_id: str) -> TaskSnapshot | None:
+        """The latest snapshot of ``user_id``'s task, or None if the user has no such task."""
+        async with _translated_async():
+            raw = await self.client.hgetall(self.layout.task(user_id, task_id))
+        found = _snapshots([raw])
+        return found[0] if found else None
+
+    async def recent_tasks(self, user_id: str, limit: int = 50) -> list[TaskSnapshot]:
+        """The user's most recently updated tasks, newest first."""
+        async with _translated_async():
+            ids = await self.client.zrevrange(self.layout.tasks(user_id), 0, limit - 1)
+            pipe = self.client.pipeline(transaction=False)
+            for task_id in ids:
+                pipe.hgetall(self.layout.task(user_id, task_id.decode()))
+            return _snapshots(await pipe.execute())
+
+    async def ping(self) -> float:
+        """Round-trip time to Redis in seconds; StoreUnavailable if it does not answer."""
+        async with _translated_async():
+            started = time.perf_counter()
+            await self.client.ping()
+        return time.perf_counter() - started

@@ -1,0 +1,176 @@
+"""Celery signal receivers that turn a task's lifecycle into progress events.
+
+Receivers are connected once (``weak=False``, a ``dispatch_uid`` each), act only for tracked
+tasks (decorated with ``report_progress`` or named in ``PROGRESS_TRACKED_TASKS``), and never
+raise into Celery: a failing receiver is logged and counted in ``receiver_errors``.
+
+    before_task_publish  identity context var  ->  message header ``progress_identity``
+    task_prerun          header -> identity context var; run context var; ``started``
+    task_success         ``completed``          task_failure  ``failed``
+    task_retry           ``retrying``           task_revoked  ``cancelled`` (parent process)
+    task_postrun         forget the run; wait (bounded) until its events are stored
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from contextvars import Token
+from datetime import datetime
+from typing import Any, TypeVar
+
+from celery import Task, signals
+
+from progress.failures import advise, summarize_result
+from progress.identity import HEADER, Identity, current_identity
+from progress.reporter import ProgressSpec, TaskRun, current_run
+from progress.runtime import get_reporter, get_settings
+
+log = logging.getLogger("progress.signals")
+
+F = TypeVar("F", bound=Callable[..., None])
+
+receiver_errors = 0
+_connected = False
+_connect_lock = threading.Lock()
+_tokens: dict[str, tuple[Token[Identity | None], Token[TaskRun | None]]] = {}
+
+
+def _never_raise(receiver: F) -> F:
+    @functools.wraps(receiver)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        global receiver_errors
+        try:
+            receiver(*args, **kwargs)
+        except Exception:
+            receiver_errors += 1
+            log.exception("progress receiver %s failed", receiver.__name__)
+
+    return guarded  # type: ignore[return-value]
+
+
+def _spec(task: Any) -> ProgressSpec | None:
+    spec = getattr(getattr(task, "run", None), "__progress__", None)
+    if isinstance(spec, ProgressSpec):
+        return spec
+    if getattr(task, "name", None) in get_settings().tracked_tasks:
+        return ProgressSpec()
+    return None
+
+
+def _identity_of(request: Any) -> Identity | None:
+    value = getattr(request, HEADER, None)
+    if value is None and isinstance(getattr(request, "headers", None), dict):
+        value = request.headers.get(HEADER)
+    return Identity.from_header(value)
+
+
+@_never_raise
+def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    identity = current_identity.get()
+    if identity is not None and headers is not None and HEADER not in headers:
+        headers[HEADER] = identity.to_header()
+
+
+@_never_raise
+def _on_prerun(task_id: str, task: Task, **_: Any) -> None:
+    identity = _identity_of(task.request)
+    spec = _spec(task)
+    run = None
+    if spec is not None:
+        run = TaskRun(
+            task_id=task_id,
+            task_name=task.name,
+            identity=identity,
+            attempt=(task.request.retries or 0) + 1,
+            estimated_seconds=spec.estimated_seconds,
+        )
+    _tokens[task_id] = (current_identity.set(identity), current_run.set(run))
+    if run is not None:
+        get_reporter().start(run)
+
+
+def _run_of(task_id: str | None) -> TaskRun | None:
+    run = current_run.get()
+    return run if run is not None and run.task_id == task_id else None
+
+
+@_never_raise
+def _on_success(sender: Task, result: Any = None, **_: Any) -> None:
+    run = _run_of(sender.request.id)
+    if run is not None:
+        get_reporter().completed(run, summarize_result(result))
+
+
+@_never_raise
+def _on_failure(task_id: str, exception: BaseException, **_: Any) -> None:
+    run = _run_of(task_id)
+    if run is not None:
+        advice = advise(exception)
+        get_reporter().failed(
+            run, advice.error_type, advice.message, advice.retryable, advice.suggestion
+        )
+
+
+@_never_raise
+def _on_retry(request: Any, reason: Any = None, **_: Any) -> None:
+    run = _run_of(getattr(request, "id", None))
+    if run is None:
+        return
+    cause = getattr(reason, "exc", None) or reason
+    advice = advise(cause) if isinstance(cause, BaseException) else None
+    when = getattr(reason, "when", None)
+    if isinstance(when, datetime):
+        when = max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
+    get_reporter().retrying(
+        run,
+        advice.error_type if advice else "Retry",
+        advice.message if advice else str(reason or "retrying"),
+        float(when) if isinstance(when, int | float) else None,
+    )
+
+
+@_never_raise
+def _on_revoked(request: Any, terminated: bool = False, expired: bool = False, **kw: Any) -> None:
+    task = kw.get("sender")
+    if task is None or _spec(task) is None:
+        return
+    identity = _identity_of(request)
+    run = TaskRun(task_id=request.id, task_name=task.name, identity=identity)
+    reason = "expired" if expired else ("terminated" if terminated else "cancelled")
+    reporter = get_reporter()
+    reporter.cancelled(run, reason)
+    reporter.flush()
+
+
+@_never_raise
+def _on_postrun(task_id: str, **_: Any) -> None:
+    run = current_run.get()
+    tokens = _tokens.pop(task_id, None)
+    if tokens is not None:
+        current_run.reset(tokens[1])
+        current_identity.reset(tokens[0])
+    if run is not None and run.identity is not None:
+        get_reporter().flush()
+
+
+def connect_signals() -> None:
+    """Connect the receivers (idempotent; safe to call from every decorated task)."""
+    global _connected
+    with _connect_lock:
+        if _connected:
+            return
+        pairs = [
+            (signals.before_task_publish, _on_publish),
+            (signals.task_prerun, _on_prerun),
+            (signals.task_success, _on_success),
+            (signals.task_failure, _on_failure),
+            (signals.task_retry, _on_retry),
+            (signals.task_revoked, _on_revoked),
+            (signals.task_postrun, _on_postrun),
+        ]
+        for signal, receiver in pairs:
+            signal.connect(receiver, weak=False, dispatch_uid=f"progress.{receiver.__name__}")
+        _connected = True

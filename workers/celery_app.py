@@ -1,0 +1,34 @@
+"""The Celery application: ``celery -A workers.celery_app:app worker``."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from progress.signals import connect_signals
+from workers.settings import WorkerSettings
+
+
+def create_app(settings: WorkerSettings | None = None) -> Celery:
+    """A configured Celery app; connects to nothing until used."""
+    settings = settings or WorkerSettings()
+    app = Celery("infinitescribe", set_as_current=False)
+    app.conf.update(
+        broker_url=settings.redis_db_url(settings.broker_db),
+        result_backend=settings.redis_db_url(settings.result_db),
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        task_soft_time_limit=settings.soft_time_limit_seconds,
+        task_time_limit=settings.soft_time_limit_seconds + 30,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        result_expires=24 * 3600,
+    )
+    app.conf["worker_settings"] = settings
+    app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+    connect_signals()
+    return app
+
+
+app = create_app()
