@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -21,20 +23,32 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from progress.cursor import StreamState
 from progress.errors import StoreUnavailable
 from progress.events import EventEnvelope, encode_event
-from progress.keys import KeyLayout, user_stream
+from progress.keys import KeyLayout, user_of_stream, user_stream
 from progress.snapshot import TaskSnapshot, snapshot_fields
 from progress.store import StoredEvent, StoreSettings, new_epoch, streams_for
 
-# KEYS: events, meta[, task, tasks]   ARGV: payload, epoch candidate, retention ms, max length,
-# channel[, task id, snapshot field/value pairs...]
+# One call appends every event of a batch that belongs to one stream.
+# KEYS: events, meta[, tasks index, task hash...]
+# ARGV: epoch candidate, retention ms, max length, channel, n, payload 1..n,
+#       then per task hash: task id, snapshot fields as a JSON object
 APPEND_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local retention = tonumber(ARGV[3])
-redis.call('HSETNX', KEYS[2], 'epoch', ARGV[2])
+local retention = tonumber(ARGV[2])
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
-local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-local trimmed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[4])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[2], 'epoch', epoch)
+end
+local n = tonumber(ARGV[5])
+local result = {epoch}
+for i = 1, n do
+  local payload = ARGV[5 + i]
+  local id = redis.call('XADD', KEYS[1], '*', 'e', payload)
+  result[i + 1] = id
+  redis.call('PUBLISH', ARGV[4], epoch .. ' ' .. id .. ' ' .. payload)
+end
+local trimmed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[3])
 trimmed = trimmed + redis.call('XTRIM', KEYS[1], 'MINID', '~', now - retention)
 if trimmed > 0 then
   local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
@@ -43,14 +57,22 @@ end
 redis.call('PEXPIRE', KEYS[1], retention)
 redis.call('PEXPIRE', KEYS[2], retention)
 if #KEYS >= 4 then
-  redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+  local arg = 6 + n
+  for k = 4, #KEYS do
+    local flat = {}
+    for field, value in pairs(cjson.decode(ARGV[arg + 1])) do
+      flat[#flat + 1] = field
+      flat[#flat + 1] = value
+    end
+    redis.call('HSET', KEYS[k], unpack(flat))
+    redis.call('PEXPIRE', KEYS[k], retention)
+    redis.call('ZADD', KEYS[3], now, ARGV[arg])
+    arg = arg + 2
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
   redis.call('PEXPIRE', KEYS[3], retention)
-  redis.call('ZADD', KEYS[4], now, ARGV[6])
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - retention)
-  redis.call('PEXPIRE', KEYS[4], retention)
 end
-redis.call('PUBLISH', ARGV[5], epoch .. ' ' .. id .. ' ' .. ARGV[1])
-return {id, epoch}
+return result
 """
 
 # KEYS: events, meta   ARGV: epoch candidate, retention ms
@@ -68,37 +90,67 @@ return {epoch, last_id, trimmed}
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def append_call(
-    layout: KeyLayout, settings: StoreSettings, event: EventEnvelope, stream: str, data: bytes
-) -> tuple[list[str], list[str | bytes | int]]:
-    """KEYS and ARGV of the append script for ``event`` in ``stream``."""
-    retention_ms = int(settings.retention_seconds * 1000)
-    keys = [layout.events(stream), layout.meta(stream)]
-    args: list[str | bytes | int] = [
-        data,
-        new_epoch(),
-        retention_ms,
-        settings.max_stream_length,
-        layout.channel(stream),
-    ]
-    fields = snapshot_fields(event)
-    if fields is not None and event.user_id and stream == user_stream(event.user_id):
-        keys += [layout.task(event.user_id, fields["task_id"]), layout.tasks(event.user_id)]
-        args.append(fields["task_id"])
-        for name, value in fields.items():
-            args += [name, value]
-    return keys, args
+@dataclass
+class _StreamBatch:
+    """Everything one append call writes to one stream."""
+
+    payloads: list[bytes] = field(default_factory=list)
+    snapshots: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def call(
+        self, layout: KeyLayout, settings: StoreSettings, stream: str
+    ) -> tuple[list[str], list[str | bytes | int]]:
+        """KEYS and ARGV of the append script."""
+        keys = [layout.events(stream), layout.meta(stream)]
+        args: list[str | bytes | int] = [
+            new_epoch(),
+            int(settings.retention_seconds * 1000),
+            settings.max_stream_length,
+            layout.channel(stream),
+            len(self.payloads),
+            *self.payloads,
+        ]
+        user = user_of_stream(stream)
+        if self.snapshots and user is not None:
+            keys.append(layout.tasks(user))
+            for task_id, fields in self.snapshots.items():
+                keys.append(layout.task(user, task_id))
+                args += [task_id, orjson.dumps(fields)]
+        return keys, args
+
+
+def group_by_stream(
+    batch: Sequence[tuple[EventEnvelope, Sequence[str]]],
+) -> tuple[dict[str, _StreamBatch], list[tuple[str, int, bytes]]]:
+    """Per-stream batches (snapshots merged in order) and where each stored copy lands."""
+    streams: dict[str, _StreamBatch] = {}
+    placements: list[tuple[str, int, bytes]] = []
+    for event, recipients in batch:
+        data = encode_event(event)
+        fields = snapshot_fields(event)
+        for stream in streams_for(event, recipients):
+            group = streams.setdefault(stream, _StreamBatch())
+            placements.append((stream, len(group.payloads), data))
+            group.payloads.append(data)
+            if fields is not None and event.user_id and stream == user_stream(event.user_id):
+                group.snapshots.setdefault(fields["task_id"], {}).update(fields)
+    return streams, placements
+
+
+def _placed(
+    placements: list[tuple[str, int, bytes]], results: dict[str, Sequence[bytes]]
+) -> list[StoredEvent]:
+    stored = []
+    for stream, index, data in placements:
+        result = results[stream]
+        stored.append(StoredEvent(stream, result[0].decode(), result[index + 1].decode(), data))
+    return stored
 
 
 def parse_live_message(payload: bytes) -> tuple[str, str, bytes]:
     """Split a pub/sub payload into (epoch, stream id, event JSON)."""
     epoch, stream_id, data = payload.split(b" ", 2)
     return epoch.decode(), stream_id.decode(), data
-
-
-def _stored(stream: str, result: Sequence[bytes], data: bytes) -> StoredEvent:
-    stream_id, epoch = (part.decode() for part in result)
-    return StoredEvent(stream, epoch, stream_id, data)
 
 
 def _entries(
@@ -118,18 +170,6 @@ def _snapshots(raw: Sequence[dict[bytes, bytes]]) -> list[TaskSnapshot]:
         for fields in raw
         if fields
     ]
-
-
-def _batch_calls(
-    layout: KeyLayout,
-    settings: StoreSettings,
-    batch: Sequence[tuple[EventEnvelope, Sequence[str]]],
-) -> Iterator[tuple[str, bytes, list[str], list[str | bytes | int]]]:
-    for event, recipients in batch:
-        data = encode_event(event)
-        for stream in streams_for(event, recipients):
-            keys, args = append_call(layout, settings, event, stream, data)
-            yield stream, data, keys, args
 
 
 @contextmanager
@@ -182,16 +222,19 @@ class RedisEventStore:
         self, batch: Sequence[tuple[EventEnvelope, Sequence[str]]]
     ) -> list[StoredEvent]:
         """Store several events in one pipelined round trip, in order."""
-        calls = list(_batch_calls(self.layout, self.settings, batch))
+        streams, placements = group_by_stream(batch)
+        calls = {
+            name: group.call(self.layout, self.settings, name) for name, group in streams.items()
+        }
         with _translated():
             if len(calls) == 1:
-                stream, data, keys, args = calls[0]
-                return [_stored(stream, self._append(keys, args), data)]
+                ((name, (keys, args)),) = calls.items()
+                return _placed(placements, {name: self._append(keys, args)})
             pipe = self.client.pipeline(transaction=False)
-            for _, _, keys, args in calls:
+            for keys, args in calls.values():
                 self._append(keys, args, client=pipe)
-            results = pipe.execute()
-        return [_stored(c[0], r, c[1]) for c, r in zip(calls, results, strict=True)]
+            results = dict(zip(calls, pipe.execute(), strict=True))
+        return _placed(placements, results)
 
     def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events of ``stream`` with ids after ``after_id``, oldest first."""
@@ -249,13 +292,16 @@ class AsyncRedisEventStore:
         self, batch: Sequence[tuple[EventEnvelope, Sequence[str]]]
     ) -> list[StoredEvent]:
         """Store several events in one pipelined round trip, in order."""
-        calls = list(_batch_calls(self.layout, self.settings, batch))
+        streams, placements = group_by_stream(batch)
+        calls = {
+            name: group.call(self.layout, self.settings, name) for name, group in streams.items()
+        }
         async with _translated_async():
             pipe = self.client.pipeline(transaction=False)
-            for _, _, keys, args in calls:
+            for keys, args in calls.values():
                 await self._append(keys, args, client=pipe)
-            results = await pipe.execute()
-        return [_stored(c[0], r, c[1]) for c, r in zip(calls, results, strict=True)]
+            results = dict(zip(calls, await pipe.execute(), strict=True))
+        return _placed(placements, results)
 
     async def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events of ``stream`` with ids after ``after_id``, oldest first."""

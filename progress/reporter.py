@@ -58,6 +58,7 @@ class TaskRun:
     estimated_seconds: float | None = None
     started_at: float = field(default_factory=time.monotonic)
     last_percent: float = 0.0
+    reporter: Reporter | None = None
 
     def envelope(self) -> dict[str, Any]:
         """Envelope fields shared by every event of this run."""
@@ -131,6 +132,7 @@ class Reporter:
         """A run began: remember it for heartbeats and send ``started``."""
         if not self._deliverable(run):
             return
+        run.reporter = self
         with self._lock:
             self._throttle.forget(run.task_id)
             self._runs[run.task_id] = run
@@ -147,8 +149,6 @@ class Reporter:
         self, run: TaskRun, percent: float, message: str, stage: str | None, details: dict[str, Any]
     ) -> None:
         """Offer an update to the throttle; send it now or hold it for the window's end."""
-        if run.identity is None:
-            return
         with self._lock:
             was_holding = self._throttle.holding(run.task_id)
             released = self._throttle.offer(run.task_id, percent, (message, stage, details))
@@ -284,6 +284,5 @@ def update(percent: float, message: str = "", *, stage: str | None = None, **det
         )
     if not 0 <= percent <= 100:
         raise ValueError(f"percent must be within 0..100, got {percent}")
-    from progress.runtime import get_reporter
-
-    get_reporter().progress(run, percent, message, stage, details)
+    if run.reporter is not None:  # None: the task acts for no one, so there is nothing to send
+        run.reporter.progress(run, percent, message, stage, details)
