@@ -1,0 +1,91 @@
+"""Who may receive which event, decided at relay time (and for history).
+
+A connection receives the events of its own user; an event of another user that sits in its
+stream (a content event for a novel the user reads) only if the ``Authorizer`` says so. The
+default asks a ``NovelAccess`` whether the user owns or is a member of the novel, with a short
+cache that a revocation clears at once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio
+
+
+@dataclass(frozen=True, slots=True)
+class EventMeta:
+    """The routing fields of an event, parsed once per message."""
+
+    type: str
+    user_id: str | None
+    session_id: str | None
+    audience: str
+    task_id: str | None
+    novel_id: str | None
+
+
+class Authorizer(Protocol):
+    """Decides whether ``user_id`` may receive an event stored in its stream."""
+
+    async def may_receive(self, user_id: str, event: EventMeta) -> bool:
+        """True to deliver."""
+        ...
+
+    def forget(self, user_id: str, novel_id: str) -> None:
+        """Access of ``user_id`` to ``novel_id`` changed: drop what was cached."""
+        ...
+
+
+class NovelAccess(Protocol):
+    """Answers whether a user may read a novel (owner or member)."""
+
+    async def may_read(self, user_id: str, novel_id: str) -> bool:
+        """True when ``user_id`` owns or is a member of ``novel_id``."""
+        ...
+
+
+class RedisNovelAccess:
+    """Readers of each novel as a Redis set ``rt:{n:<novel>}:readers``, kept by the domain."""
+
+    def __init__(self, client: redis.asyncio.Redis, prefix: str = "rt") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def key(self, novel_id: str) -> str:
+        """The set of user ids that may read ``novel_id``."""
+        return f"{self._prefix}:{{n:{novel_id}}}:readers"
+
+    async def may_read(self, user_id: str, novel_id: str) -> bool:
+        """True when ``user_id`` is in the novel's readers."""
+        return bool(await self._client.sismember(self.key(novel_id), user_id))
+
+
+class NovelMembershipAuthorizer:
+    """Own events always; others' content events when the user may read the novel."""
+
+    def __init__(self, access: NovelAccess, cache_seconds: float = 30.0) -> None:
+        self._access = access
+        self._cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str], tuple[bool, float]] = {}
+
+    async def may_receive(self, user_id: str, event: EventMeta) -> bool:
+        """True to deliver ``event`` to ``user_id``."""
+        if event.audience == "broadcast" or event.user_id == user_id:
+            return True
+        if not event.type.startswith("content.") or event.novel_id is None:
+            return False
+        key = (user_id, event.novel_id)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        allowed = await self._access.may_read(user_id, event.novel_id)
+        self._cache[key] = (allowed, now + self._cache_seconds)
+        return allowed
+
+    def forget(self, user_id: str, novel_id: str) -> None:
+        """Drop the cached answer for this pair."""
+        self._cache.pop((user_id, novel_id), None)

@@ -1,0 +1,295 @@
+"""One open SSE stream: its bounded queue of live events and the frames it writes.
+
+The hub (``api.fanout``) calls :meth:`Connection.offer` from its one reader task; the stream's
+own generator (:meth:`Connection.frames`) is the only consumer. A full queue first loses
+superseded progress updates of the same task (the newest stays); if still full, the connection
+is closed with a ``reconnect`` hint and the client resumes from its cursor, losing nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+import orjson
+
+from api.authz import Authorizer, EventMeta
+from api.security import Principal
+from progress.cursor import ZERO_ID, Cursor, Resume, StreamPosition, decide_resume, id_after
+from progress.keys import BROADCAST, user_stream
+from progress.redis_store import AsyncRedisEventStore
+from progress.store import StoredEvent
+
+
+class Signal(Enum):
+    """Control items the hub puts into a connection's queue."""
+
+    RESYNC = "resync"  # the pub/sub link came back: catch up from the cursor
+    SHUTDOWN = "shutdown"  # the server is stopping
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A live event as the hub received it: where it is stored, its routing fields, its JSON."""
+
+    stream: str
+    epoch: str
+    id: str
+    meta: EventMeta
+    data: bytes
+
+
+def event_meta(data: bytes) -> EventMeta:
+    """Parse the routing fields of an event's JSON."""
+    raw = orjson.loads(data)
+    return EventMeta(
+        type=raw["type"],
+        user_id=raw.get("user_id"),
+        session_id=raw.get("session_id"),
+        audience=raw.get("audience", "user"),
+        task_id=raw.get("task_id"),
+        novel_id=raw.get("novel_id"),
+    )
+
+
+def frame(event: str, data: bytes, cursor: str | None = None, retry_ms: int | None = None) -> bytes:
+    """One SSE message."""
+    parts = []
+    if retry_ms is not None:
+        parts.append(b"retry: %d\n" % retry_ms)
+    if cursor is not None:
+        parts.append(b"id: " + cursor.encode() + b"\n")
+    parts.append(b"event: " + event.encode() + b"\ndata: " + data + b"\n\n")
+    return b"".join(parts)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    """Per-process stream settings."""
+
+    heartbeat_seconds: float
+    retry_ms: int
+    queue_size: int
+    max_replay: int
+    expiry_notice_seconds: float
+    instance_id: str
+
+
+class Connection:
+    """One client's stream."""
+
+    def __init__(
+        self,
+        connection_id: str,
+        principal: Principal,
+        cursor: Cursor | None,
+        store: AsyncRedisEventStore,
+        authorizer: Authorizer,
+        options: StreamOptions,
+    ) -> None:
+        self.id = connection_id
+        self.principal = principal
+        self.user_stream = user_stream(principal.user_id)
+        self.streams = (self.user_stream, BROADCAST)
+        self.cursor = Cursor(
+            {s: p for s, p in (cursor.positions.items() if cursor else ()) if s in self.streams}
+        )
+        self._resume_from = cursor
+        self._store = store
+        self._authorizer = authorizer
+        self._options = options
+        self._queue: deque[Delivery | Signal] = deque()
+        self._wake = asyncio.Event()
+        self._overflowed = False
+        self.delivered = 0
+        self.connected_at = time.monotonic()
+
+    def offer(self, item: Delivery | Signal) -> None:
+        """Queue a live event or a control signal (called by the hub)."""
+        if self._overflowed:
+            return
+        if isinstance(item, Delivery) and len(self._queue) >= self._options.queue_size:
+            self._coalesce()
+            if len(self._queue) >= self._options.queue_size:
+                self._overflowed = True
+                self._queue.clear()
+        self._queue.append(item)
+        self._wake.set()
+
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting to be written."""
+        return len(self._queue)
+
+    def _coalesce(self) -> None:
+        newest: set[str] = set()
+        kept: deque[Delivery | Signal] = deque()
+        for item in reversed(self._queue):
+            if isinstance(item, Delivery) and item.meta.type == "task.progress-updated":
+                key = f"{item.stream}/{item.meta.task_id}"
+                if key in newest:
+                    continue
+                newest.add(key)
+            kept.appendleft(item)
+        self._queue = kept
+
+    async def _allowed(self, meta: EventMeta) -> bool:
+        if meta.audience == "session" and meta.session_id != self.principal.session_id:
+            return False
+        return await self._authorizer.may_receive(self.principal.user_id, meta)
+
+    def _is_new(self, item: Delivery) -> bool:
+        position = self.cursor.positions.get(item.stream)
+        if position is None or position.epoch != item.epoch:
+            return True
+        return id_after(item.id, position.last_id)
+
+    async def _event_frame(self, item: StoredEvent | Delivery, meta: EventMeta) -> bytes:
+        self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+        self.delivered += 1
+        return frame(meta.type, item.data, self.cursor.format())
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """The stream: established, the resumed gap (or a reset), then live events and beats.
+
+        Call only after the hub subscribed this connection, so nothing falls between the
+        history read here and the live events queued meanwhile (duplicates are dropped by id).
+        """
+        caught_up = [chunk async for chunk in self._catch_up(self._resume_from)]
+        established = {
+            "connection_id": self.id,
+            "server_time": _now(),
+            "instance_id": self._options.instance_id,
+            "heartbeat_seconds": self._options.heartbeat_seconds,
+        }
+        # A resumed client keeps its own cursor until the replayed events move it.
+        cursor = self.cursor.format() if self._resume_from is None else None
+        yield frame(
+            "connection.established",
+            orjson.dumps(established),
+            cursor,
+            retry_ms=self._options.retry_ms,
+        )
+        for chunk in caught_up:
+            yield chunk
+        async for chunk in self._live():
+            yield chunk
+
+    async def _catch_up(self, resume_from: Cursor | None) -> AsyncIterator[bytes]:
+        """Replay each followed stream after the cursor, or reset it when the gap is lost."""
+        resets: list[str] = []
+        for stream in self.streams:
+            state = await self._store.stream_state(stream)
+            position = resume_from.positions.get(stream) if resume_from else None
+            decision = decide_resume(position, state)
+            if decision is Resume.REPLAY and position is not None:
+                replayed = await self._replay(stream, position, state.last_id)
+                if replayed is None:
+                    decision = Resume.RESET
+                else:
+                    for chunk in replayed:
+                        yield chunk
+                    continue
+            self.cursor = self.cursor.advance(stream, state.epoch, state.last_id)
+            if decision is Resume.RESET:
+                resets.append(stream)
+        if resets:
+            yield await self._reset_frame(resets)
+
+    async def _replay(
+        self, stream: str, position: StreamPosition, last_id: str
+    ) -> list[bytes] | None:
+        chunks: list[bytes] = []
+        after = position.last_id
+        read = 0
+        while id_after(last_id, after):
+            page = await self._store.read_after(stream, after, 500)
+            if not page:
+                break
+            read += len(page)
+            if read > self._options.max_replay:
+                return None
+            for item in page:
+                after = item.id
+                if item.epoch != position.epoch:
+                    return None
+                meta = event_meta(item.data)
+                if await self._allowed(meta):
+                    chunks.append(await self._event_frame(item, meta))
+                else:
+                    self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+        self.cursor = self.cursor.advance(stream, position.epoch, after)
+        return chunks
+
+    async def _reset_frame(self, streams: list[str]) -> bytes:
+        tasks = await self._store.recent_tasks(self.principal.user_id)
+        body = {
+            "reason": "history_unavailable",
+            "streams": streams,
+            "server_time": _now(),
+            "tasks": [t.model_dump(mode="json") for t in tasks],
+        }
+        return frame("stream.reset", orjson.dumps(body), self.cursor.format())
+
+    async def _live(self) -> AsyncIterator[bytes]:
+        beat_every = self._options.heartbeat_seconds
+        notice_at = self.principal.expires_at - self._options.expiry_notice_seconds
+        while True:
+            if not self._queue:
+                timeout = min(beat_every, max(0.0, notice_at - time.time()))
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    if time.time() >= notice_at:
+                        yield self._expiring_frame()
+                        return
+                    yield frame("heartbeat", orjson.dumps({"server_time": _now()}))
+                    continue
+            if self._overflowed:
+                yield self._closing_frame("reconnect", "slow_client", self._options.retry_ms)
+                return
+            while self._queue:
+                item = self._queue.popleft()
+                if item is Signal.SHUTDOWN:
+                    retry = random.randint(self._options.retry_ms, self._options.retry_ms * 4)
+                    yield self._closing_frame("server.restart", "shutdown", retry)
+                    return
+                if item is Signal.RESYNC:
+                    async for chunk in self._catch_up(self.cursor):
+                        yield chunk
+                    continue
+                assert isinstance(item, Delivery)
+                if self._is_new(item):
+                    position = self.cursor.positions.get(item.stream)
+                    if position is not None and position.epoch != item.epoch:
+                        # The store lost this stream's history (flush, failover): say so,
+                        # then deliver the new history from its start.
+                        self.cursor = self.cursor.advance(item.stream, item.epoch, ZERO_ID)
+                        yield await self._reset_frame([item.stream])
+                        async for chunk in self._catch_up(self.cursor):
+                            yield chunk
+                        continue
+                    if await self._allowed(item.meta):
+                        yield await self._event_frame(item, item.meta)
+                    else:
+                        self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+
+    def _closing_frame(self, event: str, reason: str, retry_ms: int) -> bytes:
+        body = orjson.dumps({"reason": reason, "retry_ms": retry_ms, "server_time": _now()})
+        return frame(event, body, self.cursor.format(), retry_ms=retry_ms)
+
+    def _expiring_frame(self) -> bytes:
+        expires = datetime.fromtimestamp(self.principal.expires_at, UTC).isoformat()
+        body = orjson.dumps({"expires_at": expires, "reason": "token_expiring"})
+        return frame("auth.expiring", body, self.cursor.format(), retry_ms=self._options.retry_ms)

@@ -1,0 +1,33 @@
+"""Dependencies routes declare: the services, and who is calling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.security import Principal
+from api.services import ApiServices
+
+_bearer = HTTPBearer(auto_error=False, description="A platform JWT (HS256)")
+
+
+def get_services(request: Request) -> ApiServices:
+    """The app's services, built by its lifespan."""
+    services: ApiServices = request.app.state.services
+    return services
+
+
+Services = Annotated[ApiServices, Depends(get_services)]
+
+
+def current_principal(
+    services: Services,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller of a Bearer JWT; 401 with the reason otherwise."""
+    return services.tokens.principal_from_jwt(credentials.credentials if credentials else None)
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]

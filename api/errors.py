@@ -1,0 +1,66 @@
+"""The API's errors and their one translation to HTTP (JSON bodies that say what is wrong).
+
+ApiError(status, code, message)       raised by services and dependencies
+progress.InvalidCursor        -> 400  invalid_cursor
+progress.StoreUnavailable     -> 503  store_unavailable
+RequestValidationError        -> 422  validation_error (fields named)
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from progress.errors import InvalidCursor, StoreUnavailable
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable machine code and a human message."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def unauthorized(code: str, message: str) -> ApiError:
+    """401 with a WWW-Authenticate header."""
+    return ApiError(401, code, message, {"WWW-Authenticate": "Bearer"})
+
+
+def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
+    """The JSON body of every error response."""
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the translations above on ``app``."""
+
+    async def api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+
+    async def invalid_cursor(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body("invalid_cursor", str(exc)), 400)
+
+    async def store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body("store_unavailable", str(exc)), 503)
+
+    async def validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        fields = {
+            ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")): err["msg"]
+            for err in exc.errors()
+        }
+        message = "; ".join(f"{field}: {msg}" for field, msg in fields.items())
+        return JSONResponse(error_body("validation_error", message, fields=fields), 422)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(InvalidCursor, invalid_cursor)
+    app.add_exception_handler(StoreUnavailable, store_unavailable)
+    app.add_exception_handler(RequestValidationError, validation)

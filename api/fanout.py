@@ -1,0 +1,211 @@
+"""The hub: ONE Redis pub/sub connection per API process, routing events to local streams.
+
+Concurrency (all on the event loop, no threads):
+
+    reader task ── pubsub message ──▶ route ──▶ Connection.offer (bounded queues)
+                 ◀─ subscribe confirmations resolve attach() waiters
+    lease task  ── every lease/3 s ──▶ registry.refresh(all local leases)
+    attach()    ── first local stream of a user ──▶ SUBSCRIBE its channel, wait for the ack
+    detach()    ── last local stream of a user  ──▶ UNSUBSCRIBE
+
+The hub is always subscribed to the broadcast channel. When the pub/sub link drops it retries
+with backoff, re-subscribes everything, then sends RESYNC to every connection, which catches up
+from its own cursor. Routing parses each message's JSON once, whatever the number of streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from api.connection import Connection, Delivery, Signal, event_meta
+from api.registry import ConnectionRegistry, Lease
+from progress.errors import StoreUnavailable
+from progress.keys import BROADCAST, KeyLayout, user_stream
+from progress.redis_store import parse_live_message
+
+log = logging.getLogger("api.fanout")
+
+_LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class Hub:
+    """Local connections by user, one pub/sub reader, lease refreshing."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        registry: ConnectionRegistry,
+        layout: KeyLayout,
+        lease_seconds: float,
+    ) -> None:
+        self._client = client
+        self._registry = registry
+        self._layout = layout
+        self._lease_seconds = lease_seconds
+        self._pubsub: redis.asyncio.client.PubSub | None = None
+        self._by_user: dict[str, set[Connection]] = defaultdict(set)
+        self._connections: dict[str, Connection] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._link_up = asyncio.Event()
+        self.messages = 0
+        self.resyncs = 0
+
+    @property
+    def connections(self) -> dict[str, Connection]:
+        """Open local streams by connection id."""
+        return self._connections
+
+    @property
+    def link_up(self) -> bool:
+        """True while the pub/sub connection is subscribed."""
+        return self._link_up.is_set()
+
+    def subscribed_users(self) -> set[str]:
+        """Users with at least one local stream (their channels are subscribed)."""
+        return set(self._by_user)
+
+    async def start(self) -> None:
+        """Connect the pub/sub link and start the reader and lease tasks."""
+        await self._connect()
+        self._tasks = [
+            asyncio.create_task(self._read_forever(), name="hub-reader"),
+            asyncio.create_task(self._refresh_leases_forever(), name="hub-leases"),
+        ]
+
+    async def stop(self) -> None:
+        """Tell every stream the server stops, then stop the tasks and the link."""
+        for connection in list(self._connections.values()):
+            connection.offer(Signal.SHUTDOWN)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, *_LINK_ERRORS):
+                await task
+        if self._pubsub is not None:
+            with contextlib.suppress(*_LINK_ERRORS):
+                await self._pubsub.aclose()
+
+    def broadcast_shutdown(self) -> None:
+        """Ask every stream to end with ``server.restart`` (deploys)."""
+        for connection in list(self._connections.values()):
+            connection.offer(Signal.SHUTDOWN)
+
+    async def _connect(self) -> None:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=False)
+        channels = [self._layout.channel(BROADCAST)]
+        channels += [self._layout.channel(user_stream(user)) for user in self._by_user]
+        await pubsub.subscribe(*channels)
+        self._pubsub = pubsub
+        self._link_up.set()
+
+    async def attach(self, connection: Connection) -> None:
+        """Route the user's events to ``connection``; returns once its channel is subscribed."""
+        user = connection.principal.user_id
+        first = user not in self._by_user
+        self._by_user[user].add(connection)
+        self._connections[connection.id] = connection
+        if not first:
+            return
+        channel = self._layout.channel(user_stream(user))
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[channel].append(waiter)
+        try:
+            if self._pubsub is None or not self.link_up:
+                raise StoreUnavailable("the pub/sub link to Redis is down")
+            await self._pubsub.subscribe(channel)
+            await asyncio.wait_for(waiter, 5.0)
+        except (*_LINK_ERRORS, TimeoutError) as exc:
+            await self.detach(connection)
+            raise StoreUnavailable(f"could not subscribe: {exc}") from exc
+
+    async def detach(self, connection: Connection) -> None:
+        """Stop routing to ``connection``; unsubscribe when it was the user's last here."""
+        self._connections.pop(connection.id, None)
+        user = connection.principal.user_id
+        local = self._by_user.get(user)
+        if local is None:
+            return
+        local.discard(connection)
+        if local:
+            return
+        del self._by_user[user]
+        if self._pubsub is not None and self.link_up:
+            with contextlib.suppress(*_LINK_ERRORS):
+                await self._pubsub.unsubscribe(self._layout.channel(user_stream(user)))
+
+    async def _read_forever(self) -> None:
+        pause = 0.1
+        while True:
+            try:
+                await self._read()
+            except _LINK_ERRORS as exc:
+                self._link_up.clear()
+                log.warning("pub/sub link lost (%s); reconnecting", exc)
+            while not self.link_up:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                try:
+                    await self._connect()
+                except _LINK_ERRORS:
+                    continue
+                pause = 0.1
+                self._after_reconnect()
+
+    def _after_reconnect(self) -> None:
+        self.resyncs += 1
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._waiters.clear()
+        for connection in list(self._connections.values()):
+            connection.offer(Signal.RESYNC)
+        log.info("pub/sub link back; %d streams catch up", len(self._connections))
+
+    async def _read(self) -> None:
+        assert self._pubsub is not None
+        pubsub = self._pubsub
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            kind = message["type"]
+            channel = message["channel"].decode()
+            if kind == "message":
+                self._route(channel, message["data"])
+            elif kind == "subscribe":
+                waiters = self._waiters.get(channel)
+                if waiters:
+                    waiter = waiters.pop(0)
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def _route(self, channel: str, payload: bytes) -> None:
+        self.messages += 1
+        stream = self._layout.stream_of_channel(channel)
+        epoch, stream_id, data = parse_live_message(payload)
+        delivery = Delivery(stream, epoch, stream_id, event_meta(data), data)
+        if stream == BROADCAST:
+            targets = self._connections.values()
+        else:
+            user = stream[2:]
+            targets = self._by_user.get(user, ())
+        for connection in list(targets):
+            connection.offer(delivery)
+
+    async def _refresh_leases_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            leases = [Lease(c.principal.user_id, c.id) for c in self._connections.values()]
+            try:
+                await self._registry.refresh(leases)
+            except _LINK_ERRORS as exc:
+                log.warning("could not refresh %d leases: %s", len(leases), exc)

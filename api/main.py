@@ -1,0 +1,60 @@
+"""The ASGI app: ``uvicorn api.main:app`` (settings from the environment), or
+``create_app(settings)`` for tests. Importing this module creates nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.authz import Authorizer
+from api.errors import install_error_handlers
+from api.logs import install_redaction
+from api.routes import auth, events, tasks
+from api.services import ApiServices
+from api.settings import ApiSettings
+
+
+def create_app(
+    settings: ApiSettings | None = None, authorizer: Authorizer | None = None
+) -> FastAPI:
+    """An app whose lifespan builds its services from ``settings`` (env when None)."""
+    resolved = settings or ApiSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_redaction()
+        services = ApiServices.build(resolved, authorizer)
+        await services.start()
+        app.state.services = services
+        watcher = asyncio.create_task(_end_streams_on_shutdown(services))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await services.close()
+
+    app = FastAPI(
+        title="InfiniteScribe Realtime",
+        version="0.1.0",
+        description="Live progress of AI creation tasks over Server-Sent Events.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (auth.router, events.router, tasks.router):
+        app.include_router(router)
+    return app
+
+
+async def _end_streams_on_shutdown(services: ApiServices) -> None:
+    await services.shutdown_event.wait()
+    services.hub.broadcast_shutdown()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,60 @@
+"""Token endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from api.deps import CurrentUser, Services
+from api.errors import ApiError
+from api.security import mint_jwt
+from progress.events import Identifier
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+class SseToken(BaseModel):
+    """A single-use token for opening one stream."""
+
+    sse_token: str
+    expires_in: int
+
+
+class DevTokenRequest(BaseModel):
+    """Who the development JWT is for."""
+
+    user_id: Identifier
+    session_id: Identifier | None = None
+    ttl_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
+    roles: list[str] = Field(default_factory=list)
+
+
+class DevToken(BaseModel):
+    """A platform-style JWT for development and tests."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+@router.post("/sse-token", response_model=SseToken)
+async def issue_sse_token(principal: CurrentUser, services: Services) -> SseToken:
+    """Trade a Bearer JWT for an sse_token (60 s, one stream, bound to user and session)."""
+    return SseToken(
+        sse_token=services.tokens.issue_sse_token(principal), expires_in=services.tokens.ttl
+    )
+
+
+@router.post("/dev-token", response_model=DevToken)
+async def issue_dev_token(body: DevTokenRequest, services: Services) -> DevToken:
+    """Mint a JWT for any user. Only when SSE_DEV_TOKENS_ENABLED=true (demo and tests)."""
+    if not services.settings.dev_tokens_enabled:
+        raise ApiError(404, "not_found", "development tokens are disabled")
+    token = mint_jwt(
+        services.settings.jwt_secret,
+        body.user_id,
+        body.session_id,
+        body.ttl_seconds,
+        tuple(body.roles),
+    )
+    return DevToken(access_token=token, expires_in=body.ttl_seconds)

@@ -1,0 +1,122 @@
+"""Platform JWTs (Bearer) and the short-lived, single-use ``sse_token`` that opens a stream.
+
+An EventSource cannot send headers, so the browser trades its JWT for an ``sse_token`` (HS256,
+``typ: sse``, 60 s) and puts that in the stream URL. The token is bound to the user, the session
+and the JWT's own expiry (``jexp``), and is spent on first use (``SET NX`` of its ``jti``), so a
+token leaked through a log or a URL is worthless once used.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import jwt
+import redis.asyncio
+
+from api.errors import unauthorized
+from progress.keys import user_stream
+
+_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: user, session, roles, and when their JWT expires (epoch seconds)."""
+
+    user_id: str
+    session_id: str | None
+    expires_at: float
+    roles: tuple[str, ...] = field(default=())
+
+
+def _decode(token: str, secret: str) -> dict:
+    try:
+        return jwt.decode(
+            token, secret, algorithms=[_ALGORITHM], options={"require": ["sub", "exp"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("token_expired", "the token has expired") from None
+    except jwt.InvalidSignatureError:
+        raise unauthorized("token_invalid_signature", "the token's signature is wrong") from None
+    except jwt.DecodeError:
+        raise unauthorized("token_malformed", "the token is not a well-formed JWT") from None
+    except jwt.InvalidTokenError as exc:
+        raise unauthorized("token_invalid", f"the token is not valid: {exc}") from None
+
+
+class TokenService:
+    """Checks JWTs, issues sse_tokens and spends them once."""
+
+    def __init__(
+        self, secret: str, client: redis.asyncio.Redis, prefix: str = "rt", ttl: int = 60
+    ) -> None:
+        self._secret = secret
+        self._client = client
+        self._prefix = prefix
+        self.ttl = ttl
+
+    def principal_from_jwt(self, token: str | None) -> Principal:
+        """The caller of a Bearer JWT; 401 saying what is wrong with it."""
+        if not token:
+            raise unauthorized("token_missing", "an Authorization: Bearer <JWT> header is needed")
+        claims = _decode(token, self._secret)
+        if claims.get("typ") == "sse":
+            raise unauthorized("token_wrong_type", "an sse_token cannot be used as a Bearer JWT")
+        return Principal(
+            user_id=str(claims["sub"]),
+            session_id=claims.get("sid"),
+            expires_at=float(claims["exp"]),
+            roles=tuple(claims.get("roles", ())),
+        )
+
+    def issue_sse_token(self, principal: Principal) -> str:
+        """A token for one stream, valid ``ttl`` seconds, never outliving the JWT."""
+        now = time.time()
+        claims = {
+            "typ": "sse",
+            "sub": principal.user_id,
+            "sid": principal.session_id,
+            "jexp": principal.expires_at,
+            "roles": list(principal.roles),
+            "jti": secrets.token_urlsafe(16),
+            "iat": int(now),
+            "exp": int(min(now + self.ttl, principal.expires_at)),
+        }
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    async def spend_sse_token(self, token: str | None) -> Principal:
+        """Check an sse_token and mark it used; 401 when missing, bad, expired or reused."""
+        if not token:
+            raise unauthorized("token_missing", "the sse_token query parameter is required")
+        claims = _decode(token, self._secret)
+        if claims.get("typ") != "sse" or "jti" not in claims:
+            raise unauthorized("token_wrong_type", "this is not an sse_token")
+        user_id = str(claims["sub"])
+        key = f"{self._prefix}:{{{user_stream(user_id)}}}:sse-token:{claims['jti']}"
+        if not await self._client.set(key, "1", nx=True, ex=self.ttl + 5):
+            raise unauthorized("token_reused", "this sse_token was already used")
+        return Principal(
+            user_id=user_id,
+            session_id=claims.get("sid"),
+            expires_at=float(claims.get("jexp", claims["exp"])),
+            roles=tuple(claims.get("roles", ())),
+        )
+
+
+def mint_jwt(
+    secret: str,
+    user_id: str,
+    session_id: str | None = None,
+    ttl_seconds: int = 3600,
+    roles: tuple[str, ...] = (),
+) -> str:
+    """A platform JWT, for development and tests only (the platform issues the real ones)."""
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    if session_id:
+        claims["sid"] = session_id
+    if roles:
+        claims["roles"] = list(roles)
+    return jwt.encode(claims, secret, algorithm=_ALGORITHM)

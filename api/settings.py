@@ -1,0 +1,50 @@
+"""Settings of the SSE tier, from the environment (``REDIS_URL``, ``JWT_SECRET``, ``SSE_*``)."""
+
+from __future__ import annotations
+
+import secrets
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from progress.store import StoreSettings
+
+
+class ApiSettings(BaseSettings):
+    """Everything the API needs; build one in code for tests."""
+
+    model_config = SettingsConfigDict(env_prefix="SSE_", extra="ignore", populate_by_name=True)
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
+    )
+    jwt_secret: str = Field(
+        default="dev-only-insecure-secret-change-me",
+        validation_alias=AliasChoices("JWT_SECRET"),
+        min_length=16,
+    )
+    key_prefix: str = Field(default="rt", validation_alias=AliasChoices("PROGRESS_KEY_PREFIX"))
+    retention_seconds: float = Field(
+        default=24 * 3600, validation_alias=AliasChoices("PROGRESS_RETENTION_SECONDS")
+    )
+    instance_id: str = Field(default_factory=lambda: f"api-{secrets.token_hex(4)}")
+    #: Seconds an sse_token stays valid.
+    token_ttl_seconds: int = Field(default=60, ge=5)
+    heartbeat_seconds: float = Field(default=30.0, gt=0)
+    #: What the SSE ``retry:`` field tells clients, in milliseconds.
+    retry_ms: int = Field(default=3000, ge=100)
+    max_connections_per_user: int = Field(default=2, ge=1)
+    #: A connection's lease in the registry; refreshed at a third of it.
+    lease_seconds: float = Field(default=90.0, ge=1)
+    #: Events waiting for one slow client before its updates are coalesced / it is closed.
+    queue_size: int = Field(default=1000, ge=10)
+    #: Most events replayed on resume before the client is told to reset instead.
+    max_replay: int = Field(default=5000, ge=1)
+    #: ``auth.expiring`` goes out this long before the JWT behind a stream expires.
+    expiry_notice_seconds: float = Field(default=30.0, ge=0)
+    #: Enables POST /api/v1/auth/dev-token. Never in production.
+    dev_tokens_enabled: bool = False
+
+    def store_settings(self) -> StoreSettings:
+        """The store settings shared with the workers."""
+        return StoreSettings(prefix=self.key_prefix, retention_seconds=self.retention_seconds)
