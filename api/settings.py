@@ -19,9 +19,9 @@ class ApiSettings(BaseSettings):
         default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
     )
     jwt_secret: str = Field(
-        default="dev-only-insecure-secret-change-me",
+        default="dev-only-insecure-secret-change-me-0123456789",
         validation_alias=AliasChoices("JWT_SECRET"),
-        min_length=16,
+        min_length=32,
     )
     key_prefix: str = Field(default="rt", validation_alias=AliasChoices("PROGRESS_KEY_PREFIX"))
     retention_seconds: float = Field(

@@ -1,0 +1,110 @@
+"""Real servers for tests: uvicorn running the API in a child process on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from progress.redis_server import free_port
+
+JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
+
+
+class ApiServer:
+    """``uvicorn api.main:app`` with the given environment; start, stop, restart."""
+
+    def __init__(self, redis_url: str, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "JWT_SECRET": JWT_SECRET,
+            "SSE_DEV_TOKENS_ENABLED": "true",
+            **env,
+        }
+        self._log = tempfile.NamedTemporaryFile(prefix="api-", suffix=".log", delete=False)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_text(self) -> str:
+        """What the server logged so far."""
+        return Path(self._log.name).read_text(errors="replace")
+
+    def start(self, timeout: float = 20) -> ApiServer:
+        """Start and wait until /health answers."""
+        args = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
+        self._process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=self._log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"API exited:\n{self.log_text}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/events/health", timeout=1).status_code < 500:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"API did not come up:\n{self.log_text}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop (SIGTERM: graceful; SIGKILL: crash)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(sig)
+            try:
+                self._process.wait(15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def close(self) -> None:
+        """Stop and delete the log."""
+        self.stop()
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)
+
+    def __enter__(self) -> ApiServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def jwt(self, user_id: str, session_id: str | None = None, ttl: int = 3600) -> str:
+        """A platform JWT from the dev endpoint."""
+        body = {"user_id": user_id, "session_id": session_id, "ttl_seconds": ttl}
+        response = httpx.post(f"{self.url}/api/v1/auth/dev-token", json=body, timeout=5)
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    def sse_token(self, jwt: str) -> str:
+        """A fresh single-use sse_token."""
+        response = httpx.post(
+            f"{self.url}/api/v1/auth/sse-token",
+            headers={"Authorization": f"Bearer {jwt}"},
+            timeout=5,
+        )
+        response.raise_for_status()
+        return str(response.json()["sse_token"])
