@@ -21,7 +21,8 @@ import orjson
 
 from api.authz import Authorizer, EventMeta
 from api.security import Principal
-from progress.cursor import ZERO_ID, Cursor, Resume, StreamPosition, decide_resume, id_after
+from progress.cursor import ZERO_ID, Cursor, Resume, decide_resume, id_after
+from progress.errors import StoreUnavailable
 from progress.keys import BROADCAST, user_stream
 from progress.redis_store import AsyncRedisEventStore
 from progress.store import StoredEvent
@@ -111,6 +112,7 @@ class Connection:
         self._queue: deque[Delivery | Signal] = deque()
         self._wake = asyncio.Event()
         self._overflowed = False
+        self._prepared: list[bytes] = []
         self.delivered = 0
         self.connected_at = time.monotonic()
 
@@ -159,13 +161,17 @@ class Connection:
         self.delivered += 1
         return frame(meta.type, item.data, self.cursor.format())
 
-    async def frames(self) -> AsyncIterator[bytes]:
-        """The stream: established, the resumed gap (or a reset), then live events and beats.
+    async def prepare(self) -> None:
+        """Read the gap to replay (or decide to reset) before the response starts.
 
-        Call only after the hub subscribed this connection, so nothing falls between the
-        history read here and the live events queued meanwhile (duplicates are dropped by id).
+        Call after the hub subscribed this connection, so nothing falls between this history
+        read and the live events queued meanwhile (those already replayed are dropped by id).
+        Raises StoreUnavailable, which the route turns into a 503.
         """
-        caught_up = [chunk async for chunk in self._catch_up(self._resume_from)]
+        self._prepared = await self._catch_up(self._resume_from)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """The stream: established, the resumed gap (or a reset), then live events and beats."""
         established = {
             "connection_id": self.id,
             "server_time": _now(),
@@ -180,56 +186,68 @@ class Connection:
             cursor,
             retry_ms=self._options.retry_ms,
         )
-        for chunk in caught_up:
+        for chunk in self._prepared:
             yield chunk
-        async for chunk in self._live():
-            yield chunk
+        self._prepared = []
+        try:
+            async for chunk in self._live():
+                yield chunk
+        except StoreUnavailable:
+            yield self._closing_frame("reconnect", "store_unavailable", self._options.retry_ms)
 
-    async def _catch_up(self, resume_from: Cursor | None) -> AsyncIterator[bytes]:
-        """Replay each followed stream after the cursor, or reset it when the gap is lost."""
+    async def _catch_up(self, resume_from: Cursor | None) -> list[bytes]:
+        """Frames that bring the client from ``resume_from`` to now, for every followed stream.
+
+        A stream whose gap is intact is replayed after the cursor. A stream whose history was
+        lost (epoch changed, trimmed past the cursor) gets a ``stream.reset`` first and then
+        everything its current history holds, since all of it came after the loss. A gap
+        longer than ``max_replay`` is not replayed: the client is told to reset instead.
+        """
         resets: list[str] = []
+        plans: list[tuple[str, str, str, str]] = []
         for stream in self.streams:
             state = await self._store.stream_state(stream)
             position = resume_from.positions.get(stream) if resume_from else None
             decision = decide_resume(position, state)
+            start = state.last_id
             if decision is Resume.REPLAY and position is not None:
-                replayed = await self._replay(stream, position, state.last_id)
-                if replayed is None:
-                    decision = Resume.RESET
-                else:
-                    for chunk in replayed:
-                        yield chunk
-                    continue
-            self.cursor = self.cursor.advance(stream, state.epoch, state.last_id)
-            if decision is Resume.RESET:
+                start = position.last_id
+            elif decision is Resume.RESET:
                 resets.append(stream)
-        if resets:
-            yield await self._reset_frame(resets)
-
-    async def _replay(
-        self, stream: str, position: StreamPosition, last_id: str
-    ) -> list[bytes] | None:
-        chunks: list[bytes] = []
-        after = position.last_id
-        read = 0
-        while id_after(last_id, after):
-            page = await self._store.read_after(stream, after, 500)
-            if not page:
-                break
-            read += len(page)
-            if read > self._options.max_replay:
-                return None
-            for item in page:
-                after = item.id
-                if item.epoch != position.epoch:
-                    return None
+                start = ZERO_ID
+            self.cursor = self.cursor.advance(stream, state.epoch, start)
+            if start != state.last_id:
+                plans.append((stream, state.epoch, start, state.last_id))
+        gaps: list[list[StoredEvent]] = []
+        for stream, epoch, start, last_id in plans:
+            entries = await self._read_gap(stream, start, last_id)
+            if entries is None:
+                self.cursor = self.cursor.advance(stream, epoch, last_id)
+                if stream not in resets:
+                    resets.append(stream)
+            else:
+                gaps.append(entries)
+        chunks = [await self._reset_frame(resets)] if resets else []
+        for entries in gaps:
+            for item in entries:
                 meta = event_meta(item.data)
                 if await self._allowed(meta):
                     chunks.append(await self._event_frame(item, meta))
                 else:
                     self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
-        self.cursor = self.cursor.advance(stream, position.epoch, after)
         return chunks
+
+    async def _read_gap(self, stream: str, after: str, last_id: str) -> list[StoredEvent] | None:
+        entries: list[StoredEvent] = []
+        while id_after(last_id, after):
+            page = await self._store.read_after(stream, after, 500)
+            if not page:
+                break
+            entries += page
+            if len(entries) > self._options.max_replay:
+                return None
+            after = page[-1].id
+        return entries
 
     async def _reset_frame(self, streams: list[str]) -> bytes:
         tasks = await self._store.recent_tasks(self.principal.user_id)
@@ -266,18 +284,16 @@ class Connection:
                     yield self._closing_frame("server.restart", "shutdown", retry)
                     return
                 if item is Signal.RESYNC:
-                    async for chunk in self._catch_up(self.cursor):
+                    for chunk in await self._catch_up(self.cursor):
                         yield chunk
                     continue
                 assert isinstance(item, Delivery)
                 if self._is_new(item):
                     position = self.cursor.positions.get(item.stream)
                     if position is not None and position.epoch != item.epoch:
-                        # The store lost this stream's history (flush, failover): say so,
-                        # then deliver the new history from its start.
-                        self.cursor = self.cursor.advance(item.stream, item.epoch, ZERO_ID)
-                        yield await self._reset_frame([item.stream])
-                        async for chunk in self._catch_up(self.cursor):
+                        # The store lost this stream's history (flush, failover): catching
+                        # up sends stream.reset, then the new history from its start.
+                        for chunk in await self._catch_up(self.cursor):
                             yield chunk
                         continue
                     if await self._allowed(item.meta):

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import anyio
 import redis.asyncio
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from api.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
 from api.connection import StreamOptions

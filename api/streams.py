@@ -45,7 +45,9 @@ async def open_stream(
         )
     try:
         await services.hub.attach(connection)
+        await connection.prepare()
     except Exception:
+        await services.hub.detach(connection)
         await services.registry.release(lease)
         raise
     log.info(

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -197,7 +199,10 @@ def connect(url: str, **options: Any) -> redis.Redis:
 
 
 def connect_async(url: str, **options: Any) -> redis.asyncio.Redis:
-    """An asyncio client; same defaults as :func:`connect`."""
+    """An asyncio client; same defaults as :func:`connect`, and retries on stale connections."""
+    # An explicit asyncio Retry: with the default, the first command on a connection that a
+    # Redis restart closed fails instead of reconnecting.
+    options.setdefault("retry", AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 3))
     options.setdefault("socket_timeout", 5.0)
     options.setdefault("socket_connect_timeout", 2.0)
     options.setdefault("health_check_interval", 30)

