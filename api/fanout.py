@@ -8,9 +8,11 @@ Concurrency (all on the event loop, no threads):
     attach()    ── first local stream of a user ──▶ SUBSCRIBE its channel, wait for the ack
     detach()    ── last local stream of a user  ──▶ UNSUBSCRIBE
 
-The hub is always subscribed to the broadcast channel. When the pub/sub link drops it retries
-with backoff, re-subscribes everything, then sends RESYNC to every connection, which catches up
-from its own cursor. Routing parses each message's JSON once, whatever the number of streams.
+The hub is always subscribed to the broadcast channel and the control channel (access
+revocations clear the authorizer's cache on every instance at once). When the pub/sub link
+drops it retries with backoff, re-subscribes everything, then sends RESYNC to every
+connection, which catches up from its own cursor. Routing parses each message's JSON once,
+whatever the number of streams.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import contextlib
 import logging
 from collections import defaultdict
 
+import orjson
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from api.authz import Authorizer, control_channel
 from api.connection import Connection, Delivery, Signal, event_meta
 from api.registry import ConnectionRegistry, Lease
 from progress.errors import StoreUnavailable
@@ -44,8 +48,11 @@ class Hub:
         registry: ConnectionRegistry,
         layout: KeyLayout,
         lease_seconds: float,
+        authorizer: Authorizer,
     ) -> None:
         self._client = client
+        self._authorizer = authorizer
+        self._control = control_channel(layout.prefix)
         self._registry = registry
         self._layout = layout
         self._lease_seconds = lease_seconds
@@ -100,7 +107,7 @@ class Hub:
 
     async def _connect(self) -> None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=False)
-        channels = [self._layout.channel(BROADCAST)]
+        channels = [self._layout.channel(BROADCAST), control_channel(self._layout.prefix)]
         channels += [self._layout.channel(user_stream(user)) for user in self._by_user]
         await pubsub.subscribe(*channels)
         self._pubsub = pubsub
@@ -179,7 +186,9 @@ class Hub:
                 continue
             kind = message["type"]
             channel = message["channel"].decode()
-            if kind == "message":
+            if kind == "message" and channel == self._control:
+                self._on_control(message["data"])
+            elif kind == "message":
                 self._route(channel, message["data"])
             elif kind == "subscribe":
                 waiters = self._waiters.get(channel)
@@ -187,6 +196,14 @@ class Hub:
                     waiter = waiters.pop(0)
                     if not waiter.done():
                         waiter.set_result(None)
+
+    def _on_control(self, payload: bytes) -> None:
+        try:
+            command = orjson.loads(payload)
+            if command.get("kind") == "access-revoked":
+                self._authorizer.forget(command["user_id"], command["novel_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed control message: %r", payload[:200])
 
     def _route(self, channel: str, payload: bytes) -> None:
         self.messages += 1

@@ -54,6 +54,9 @@ class ApiServices:
             settings.lease_seconds,
             settings.key_prefix,
         )
+        authorizer = authorizer or NovelMembershipAuthorizer(
+            RedisNovelAccess(client, settings.key_prefix)
+        )
         return cls(
             settings=settings,
             client=client,
@@ -63,9 +66,8 @@ class ApiServices:
                 settings.jwt_secret, client, settings.key_prefix, settings.token_ttl_seconds
             ),
             registry=registry,
-            authorizer=authorizer
-            or NovelMembershipAuthorizer(RedisNovelAccess(client, settings.key_prefix)),
-            hub=Hub(pubsub_client, registry, layout, settings.lease_seconds),
+            authorizer=authorizer,
+            hub=Hub(pubsub_client, registry, layout, settings.lease_seconds, authorizer),
             options=StreamOptions(
                 heartbeat_seconds=settings.heartbeat_seconds,
                 retry_ms=settings.retry_ms,

@@ -298,3 +298,38 @@ def test_health_reports_redis_and_connections(api: ApiServer, user_id: str) -> N
         assert body["instance_id"].startswith("api-")
     finally:
         client.close()
+
+
+def test_content_events_reach_members_until_their_access_is_revoked(
+    api: ApiServer, store: RedisEventStore, redis_url: str, user_id: str
+) -> None:
+    import asyncio
+
+    from api.authz import RedisNovelAccess
+    from progress.events import NovelCreated
+    from progress.redis_store import connect_async
+
+    owner, member, stranger = user_id, f"{user_id}-member", f"{user_id}-stranger"
+    novel = f"novel-{user_id}"
+
+    async def access(action: str) -> None:
+        client = connect_async(redis_url)
+        await getattr(RedisNovelAccess(client), action)(member, novel)
+        await client.aclose()
+
+    asyncio.run(access("grant"))
+    streams = {who: open_stream(api, api.jwt(who)) for who in (owner, member, stranger)}
+    try:
+        created = NovelCreated(user_id=owner, novel_id=novel, title="Tide")
+        store.append(created, [member, stranger])
+        for who in (owner, member):
+            streams[who].wait_for(lambda ev: any(e.event == "content.novel-created" for e in ev))
+        asyncio.run(access("revoke"))
+        store.append(NovelCreated(user_id=owner, novel_id=novel, title="Tide II"), [member])
+        streams[owner].wait_for(lambda ev: sum(e.event == "content.novel-created" for e in ev) == 2)
+        streams[member].wait_for(lambda ev: any(e.event == "heartbeat" for e in ev[2:]), 5)
+        assert [e.json["title"] for e in streams[member].of_type("content.")] == ["Tide"]
+        assert streams[stranger].of_type("content.") == []
+    finally:
+        for stream in streams.values():
+            stream.close()
