@@ -1,4 +1,4 @@
-"""Settings of the Celery workers, read from the environment."""
+"""Settings of the Celery workers (and the domain they share with the API), from the environment."""
 
 from __future__ import annotations
 
@@ -7,18 +7,31 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class WorkerSettings(BaseSettings):
-    """Broker, result backend and the local text generator's pace."""
+    """Broker, result backend, database, and the text generator."""
 
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore", populate_by_name=True)
 
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
     )
+    database_url: str = Field(
+        default="sqlite:///infinitescribe.db", validation_alias=AliasChoices("DATABASE_URL")
+    )
     broker_db: int = 1
     result_db: int = 2
+    #: Seconds before an unacknowledged task of a lost worker is delivered again.
+    visibility_timeout_seconds: int = 3600
     soft_time_limit_seconds: float = 600
+    #: Seconds between watchdog runs (Celery beat) looking for tasks whose heartbeats stopped.
+    watchdog_seconds: float = Field(default=60, gt=0)
+    #: ``local`` (built-in deterministic generator) or ``openai`` (LLM_BASE_URL etc.).
+    llm: str = Field(default="local", validation_alias=AliasChoices("LLM_PROVIDER", "WORKER_LLM"))
+    llm_base_url: str = Field(default="", validation_alias=AliasChoices("LLM_BASE_URL"))
+    llm_api_key: str = Field(default="", validation_alias=AliasChoices("LLM_API_KEY"))
+    llm_model: str = Field(default="gpt-4o-mini", validation_alias=AliasChoices("LLM_MODEL"))
     #: Pace of the built-in local generator, so progress is visible in the demo.
     local_tokens_per_second: float = Field(default=200, gt=0)
+    tokens_per_chapter: int = Field(default=120, ge=10)
 
     def redis_db_url(self, db: int) -> str:
         """``redis_url`` with its database number replaced by ``db``."""
