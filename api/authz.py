@@ -15,6 +15,8 @@ from typing import Protocol
 import orjson
 import redis.asyncio
 
+from progress.keys import KeyLayout
+
 
 @dataclass(frozen=True, slots=True)
 class EventMeta:
@@ -48,42 +50,30 @@ class NovelAccess(Protocol):
         ...
 
 
-def control_channel(prefix: str = "rt") -> str:
-    """The pub/sub channel on which access changes reach every API instance."""
-    return f"{prefix}:control"
-
-
-def readers_key(novel_id: str, prefix: str = "rt") -> str:
-    """The Redis set of user ids that may read ``novel_id`` (owner and members)."""
-    return f"{prefix}:{{n:{novel_id}}}:readers"
-
-
 def revocation_message(user_id: str, novel_id: str) -> bytes:
-    """What ``control_channel`` carries when ``user_id`` loses access to ``novel_id``."""
+    """What ``KeyLayout.control`` carries when ``user_id`` loses access to ``novel_id``."""
     return orjson.dumps({"kind": "access-revoked", "user_id": user_id, "novel_id": novel_id})
 
 
 class RedisNovelAccess:
-    """Readers of each novel as a Redis set, kept by the domain (see ``readers_key``)."""
+    """Readers of each novel as a Redis set, kept by the domain (``KeyLayout.readers``)."""
 
     def __init__(self, client: redis.asyncio.Redis, prefix: str = "rt") -> None:
         self._client = client
-        self._prefix = prefix
+        self._layout = KeyLayout(prefix)
 
     async def may_read(self, user_id: str, novel_id: str) -> bool:
         """True when ``user_id`` is in the novel's readers."""
-        return bool(await self._client.sismember(readers_key(novel_id, self._prefix), user_id))
+        return bool(await self._client.sismember(self._layout.readers(novel_id), user_id))
 
     async def grant(self, user_id: str, novel_id: str) -> None:
         """Let ``user_id`` read ``novel_id``."""
-        await self._client.sadd(readers_key(novel_id, self._prefix), user_id)
+        await self._client.sadd(self._layout.readers(novel_id), user_id)
 
     async def revoke(self, user_id: str, novel_id: str) -> None:
         """Take access away and tell every API instance to stop relaying at once."""
-        await self._client.srem(readers_key(novel_id, self._prefix), user_id)
-        await self._client.publish(
-            control_channel(self._prefix), revocation_message(user_id, novel_id)
-        )
+        await self._client.srem(self._layout.readers(novel_id), user_id)
+        await self._client.publish(self._layout.control(), revocation_message(user_id, novel_id))
 
 
 class NovelMembershipAuthorizer:

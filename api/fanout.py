@@ -27,7 +27,7 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.authz import Authorizer, control_channel
+from api.authz import Authorizer
 from api.connection import Connection, Delivery, Signal, event_meta
 from api.registry import ConnectionRegistry, Lease
 from progress.errors import StoreUnavailable
@@ -52,7 +52,7 @@ class Hub:
     ) -> None:
         self._client = client
         self._authorizer = authorizer
-        self._control = control_channel(layout.prefix)
+        self._control = layout.control()
         self._registry = registry
         self._layout = layout
         self._lease_seconds = lease_seconds
@@ -107,7 +107,7 @@ class Hub:
 
     async def _connect(self) -> None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=False)
-        channels = [self._layout.channel(BROADCAST), control_channel(self._layout.prefix)]
+        channels = [self._layout.channel(BROADCAST), self._layout.control()]
         channels += [self._layout.channel(user_stream(user)) for user in self._by_user]
         await pubsub.subscribe(*channels)
         self._pubsub = pubsub

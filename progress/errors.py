@@ -49,6 +49,14 @@ class NotInTask(ProgressError, RuntimeError):
     """progress.update() was called outside a task decorated with report_progress."""
 
 
+class Cancelled(ProgressError):
+    """Raise inside a reporting task to stop it; it is reported as cancelled, not failed."""
+
+    def __init__(self, reason: str = "cancelled by the user") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class InvalidCursor(ProgressError, ValueError):
     """A resume cursor (Last-Event-ID) is malformed."""
 

@@ -47,6 +47,22 @@ class KeyLayout:
         """Hash: latest snapshot of one task, under its owner's tag."""
         return f"{self.prefix}:{{{user_stream(user_id)}}}:task:{task_id}"
 
+    def running(self) -> str:
+        """Sorted set of running tasks (``<user> <task>``) scored by last sign of life (ms)."""
+        return f"{self.prefix}:running"
+
+    def readers(self, novel_id: str) -> str:
+        """Set of user ids that may read a novel (owner and members), kept by the domain."""
+        return f"{self.prefix}:{{n:{novel_id}}}:readers"
+
+    def control(self) -> str:
+        """Pub/sub channel for access changes, heard by every API instance."""
+        return f"{self.prefix}:control"
+
+    def cancel(self, task_id: str) -> str:
+        """Flag asking a running task to stop."""
+        return f"{self.prefix}:cancel:{task_id}"
+
     def tasks(self, user_id: str) -> str:
         """Sorted set of the user's task ids, scored by last update (ms)."""
         return f"{self.prefix}:{{{user_stream(user_id)}}}:tasks"

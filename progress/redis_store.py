@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from progress.cursor import StreamState
 from progress.errors import StoreUnavailable
-from progress.events import EventEnvelope, encode_event
+from progress.events import TERMINAL_TASK_TYPES, EventEnvelope, encode_event
 from progress.keys import KeyLayout, user_of_stream, user_stream
 from progress.snapshot import TaskSnapshot, snapshot_fields
 from progress.store import StoredEvent, StoreSettings, new_epoch, streams_for
@@ -139,6 +139,37 @@ def group_by_stream(
     return streams, placements
 
 
+_ALIVE = frozenset(
+    {
+        "task.progress-started",
+        "task.progress-updated",
+        "task.progress-heartbeat",
+        "task.progress-retrying",
+    }
+)
+
+
+def running_changes(
+    batch: Sequence[tuple[EventEnvelope, Sequence[str]]],
+) -> tuple[dict[str, float], list[str]]:
+    """Members of the running-task index to refresh (with a score) and to remove.
+
+    A member is ``"<user_id> <task_id>"``; the score is the time of the last sign of life (ms).
+    """
+    alive: dict[str, float] = {}
+    ended: list[str] = []
+    for event, _ in batch:
+        if event.task_id is None or event.user_id is None:
+            continue
+        member = f"{event.user_id} {event.task_id}"
+        if event.type in _ALIVE:
+            alive[member] = event.occurred_at.timestamp() * 1000
+        elif event.type in TERMINAL_TASK_TYPES:
+            alive.pop(member, None)
+            ended.append(member)
+    return alive, ended
+
+
 def _placed(
     placements: list[tuple[str, int, bytes]], results: dict[str, Sequence[bytes]]
 ) -> list[StoredEvent]:
@@ -231,14 +262,16 @@ class RedisEventStore:
         calls = {
             name: group.call(self.layout, self.settings, name) for name, group in streams.items()
         }
+        alive, ended = running_changes(batch)
         with _translated():
-            if len(calls) == 1:
-                ((name, (keys, args)),) = calls.items()
-                return _placed(placements, {name: self._append(keys, args)})
             pipe = self.client.pipeline(transaction=False)
             for keys, args in calls.values():
                 self._append(keys, args, client=pipe)
-            results = dict(zip(calls, pipe.execute(), strict=True))
+            if ended:
+                pipe.zrem(self.layout.running(), *ended)
+            if alive:
+                pipe.zadd(self.layout.running(), alive)
+            results = dict(zip(calls, pipe.execute()[: len(calls)], strict=True))
         return _placed(placements, results)
 
     def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
@@ -271,6 +304,22 @@ class RedisEventStore:
                 pipe.hgetall(self.layout.task(user_id, task_id.decode()))
             return _snapshots(pipe.execute())
 
+    def quiet_tasks(self, silent_for: float) -> list[tuple[str, str, float]]:
+        """Running tasks with no sign of life for ``silent_for`` seconds: (user, task, last ms)."""
+        horizon = (time.time() - silent_for) * 1000
+        with _translated():
+            raw = self.client.zrangebyscore(self.layout.running(), "-inf", horizon, withscores=True)
+        found = []
+        for member, score in raw:
+            user_id, _, task_id = member.decode().partition(" ")
+            found.append((user_id, task_id, float(score)))
+        return found
+
+    def forget_running(self, user_id: str, task_id: str) -> None:
+        """Drop a task from the running index (it was declared lost)."""
+        with _translated():
+            self.client.zrem(self.layout.running(), f"{user_id} {task_id}")
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers."""
         with _translated():
@@ -301,11 +350,16 @@ class AsyncRedisEventStore:
         calls = {
             name: group.call(self.layout, self.settings, name) for name, group in streams.items()
         }
+        alive, ended = running_changes(batch)
         async with _translated_async():
             pipe = self.client.pipeline(transaction=False)
             for keys, args in calls.values():
                 await self._append(keys, args, client=pipe)
-            results = dict(zip(calls, await pipe.execute(), strict=True))
+            if ended:
+                pipe.zrem(self.layout.running(), *ended)
+            if alive:
+                pipe.zadd(self.layout.running(), alive)
+            results = dict(zip(calls, (await pipe.execute())[: len(calls)], strict=True))
         return _placed(placements, results)
 
     async def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:

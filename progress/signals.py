@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from celery import Task, signals
 
+from progress.errors import Cancelled
 from progress.failures import advise, summarize_result
 from progress.identity import HEADER, Identity, current_identity
 from progress.reporter import ProgressSpec, TaskRun, current_run
@@ -107,7 +108,9 @@ def _on_success(sender: Task, result: Any = None, **_: Any) -> None:
 @_never_raise
 def _on_failure(task_id: str, exception: BaseException, **_: Any) -> None:
     run = _run_of(task_id)
-    if run is not None:
+    if run is not None and isinstance(exception, Cancelled):
+        get_reporter().cancelled(run, exception.reason)
+    elif run is not None:
         advice = advise(exception)
         get_reporter().failed(
             run, advice.error_type, advice.message, advice.retryable, advice.suggestion
