@@ -117,7 +117,11 @@ class Connection:
         self.connected_at = time.monotonic()
 
     def offer(self, item: Delivery | Signal) -> None:
-        """Queue a live event or a control signal (called by the hub)."""
+        """Queue a live event or a control signal (called by the hub).
+
+        On overflow the queue is dropped whole and the stream closes with ``reconnect``: its
+        cursor still points at the last event written, so the client's resume loses nothing.
+        """
         if self._overflowed:
             return
         if isinstance(item, Delivery) and len(self._queue) >= self._options.queue_size:
@@ -125,6 +129,8 @@ class Connection:
             if len(self._queue) >= self._options.queue_size:
                 self._overflowed = True
                 self._queue.clear()
+                self._wake.set()
+                return
         self._queue.append(item)
         self._wake.set()
 
@@ -263,7 +269,7 @@ class Connection:
         beat_every = self._options.heartbeat_seconds
         notice_at = self.principal.expires_at - self._options.expiry_notice_seconds
         while True:
-            if not self._queue:
+            if not self._queue and not self._overflowed:
                 timeout = min(beat_every, max(0.0, notice_at - time.time()))
                 self._wake.clear()
                 try:
@@ -274,10 +280,10 @@ class Connection:
                         return
                     yield frame("heartbeat", orjson.dumps({"server_time": _now()}))
                     continue
-            if self._overflowed:
-                yield self._closing_frame("reconnect", "slow_client", self._options.retry_ms)
-                return
-            while self._queue:
+            while self._queue or self._overflowed:
+                if self._overflowed:
+                    yield self._closing_frame("reconnect", "slow_client", self._options.retry_ms)
+                    return
                 item = self._queue.popleft()
                 if item is Signal.SHUTDOWN:
                     retry = random.randint(self._options.retry_ms, self._options.retry_ms * 4)

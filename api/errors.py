@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from progress.errors import InvalidCursor, StoreUnavailable
+from workers.contracts import NovelNotFound, TaskNotFound
 
 
 class ApiError(Exception):
@@ -60,7 +61,13 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{field}: {msg}" for field, msg in fields.items())
         return JSONResponse(error_body("validation_error", message, fields=fields), 422)
 
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        kind = "task" if isinstance(exc, TaskNotFound) else "novel"
+        return JSONResponse(error_body(f"{kind}_not_found", f"no such {kind}"), 404)
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(NovelNotFound, not_found)
+    app.add_exception_handler(TaskNotFound, not_found)
     app.add_exception_handler(InvalidCursor, invalid_cursor)
     app.add_exception_handler(StoreUnavailable, store_unavailable)
     app.add_exception_handler(RequestValidationError, validation)

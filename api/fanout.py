@@ -60,6 +60,7 @@ class Hub:
         self._by_user: dict[str, set[Connection]] = defaultdict(set)
         self._connections: dict[str, Connection] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._subscribed: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._link_up = asyncio.Event()
         self.messages = 0
@@ -119,17 +120,17 @@ class Hub:
         first = user not in self._by_user
         self._by_user[user].add(connection)
         self._connections[connection.id] = connection
-        if not first:
-            return
         channel = self._layout.channel(user_stream(user))
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters[channel].append(waiter)
         try:
-            if self._pubsub is None or not self.link_up:
-                raise StoreUnavailable("the pub/sub link to Redis is down")
-            await self._pubsub.subscribe(channel)
-            await asyncio.wait_for(waiter, 5.0)
-        except (*_LINK_ERRORS, TimeoutError) as exc:
+            if first:
+                self._subscribed[user] = asyncio.get_running_loop().create_future()
+                self._waiters[channel].append(self._subscribed[user])
+                if self._pubsub is None or not self.link_up:
+                    raise StoreUnavailable("the pub/sub link to Redis is down")
+                await self._pubsub.subscribe(channel)
+            # A second stream of the user also waits until the channel is really subscribed.
+            await asyncio.wait_for(asyncio.shield(self._subscribed[user]), 5.0)
+        except (*_LINK_ERRORS, TimeoutError, KeyError, StoreUnavailable) as exc:
             await self.detach(connection)
             raise StoreUnavailable(f"could not subscribe: {exc}") from exc
 
@@ -144,6 +145,7 @@ class Hub:
         if local:
             return
         del self._by_user[user]
+        self._subscribed.pop(user, None)
         if self._pubsub is not None and self.link_up:
             with contextlib.suppress(*_LINK_ERRORS):
                 await self._pubsub.unsubscribe(self._layout.channel(user_stream(user)))

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from api.authz import Authorizer
 from api.errors import install_error_handlers
 from api.logs import install_redaction
-from api.routes import auth, events, tasks
+from api.routes import auth, events, novels, tasks
 from api.services import ApiServices
 from api.settings import ApiSettings
 
@@ -44,7 +44,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (auth.router, events.router, tasks.router):
+    for router in (auth.router, events.router, tasks.router, novels.router):
         app.include_router(router)
     return app
 

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from progress.errors import StoreUnavailable
 from progress.keys import user_stream
 
 # KEYS: conns, conn   ARGV: conn id, limit, lease ms, session id, instance id, connected at
@@ -88,7 +91,10 @@ class ConnectionRegistry:
             self._instance_id,
             now,
         ]
-        return bool(await self._acquire(self._keys(lease), args))
+        try:
+            return bool(await self._acquire(self._keys(lease), args))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
     async def refresh(self, leases: Iterable[Lease]) -> None:
         """Extend every lease given, in one round trip."""

@@ -8,14 +8,18 @@ token leaked through a log or a URL is worthless once used.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
 
 import jwt
 import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.errors import unauthorized
+from progress.errors import StoreUnavailable
 from progress.keys import user_stream
 
 _ALGORITHM = "HS256"
@@ -29,6 +33,17 @@ class Principal:
     session_id: str | None
     expires_at: float
     roles: tuple[str, ...] = field(default=())
+
+
+_USER_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+def _user_id(claims: dict) -> str:
+    # User ids become Redis hash tags and cursor parts: refuse what would break them.
+    user_id = str(claims["sub"])
+    if not _USER_ID.match(user_id):
+        raise unauthorized("token_invalid", "the token's subject is not a valid user id")
+    return user_id
 
 
 def _decode(token: str, secret: str) -> dict:
@@ -65,14 +80,14 @@ class TokenService:
         if claims.get("typ") == "sse":
             raise unauthorized("token_wrong_type", "an sse_token cannot be used as a Bearer JWT")
         return Principal(
-            user_id=str(claims["sub"]),
+            user_id=_user_id(claims),
             session_id=claims.get("sid"),
             expires_at=float(claims["exp"]),
             roles=tuple(claims.get("roles", ())),
         )
 
-    def issue_sse_token(self, principal: Principal) -> str:
-        """A token for one stream, valid ``ttl`` seconds, never outliving the JWT."""
+    def issue_sse_token(self, principal: Principal) -> tuple[str, int]:
+        """A token for one stream and its lifetime: ``ttl`` seconds, never past the JWT's."""
         now = time.time()
         claims = {
             "typ": "sse",
@@ -84,7 +99,8 @@ class TokenService:
             "iat": int(now),
             "exp": int(min(now + self.ttl, principal.expires_at)),
         }
-        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+        lifetime = max(0, int(claims["exp"]) - int(now))  # type: ignore[call-overload]
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM), lifetime
 
     async def spend_sse_token(self, token: str | None) -> Principal:
         """Check an sse_token and mark it used; 401 when missing, bad, expired or reused."""
@@ -93,9 +109,13 @@ class TokenService:
         claims = _decode(token, self._secret)
         if claims.get("typ") != "sse" or "jti" not in claims:
             raise unauthorized("token_wrong_type", "this is not an sse_token")
-        user_id = str(claims["sub"])
+        user_id = _user_id(claims)
         key = f"{self._prefix}:{{{user_stream(user_id)}}}:sse-token:{claims['jti']}"
-        if not await self._client.set(key, "1", nx=True, ex=self.ttl + 5):
+        try:
+            spent = await self._client.set(key, "1", nx=True, ex=self.ttl + 5)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+        if not spent:
             raise unauthorized("token_reused", "this sse_token was already used")
         return Principal(
             user_id=user_id,

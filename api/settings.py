@@ -38,6 +38,8 @@ class ApiSettings(BaseSettings):
     lease_seconds: float = Field(default=90.0, ge=1)
     #: Events waiting for one slow client before its updates are coalesced / it is closed.
     queue_size: int = Field(default=1000, ge=10)
+    #: A write to a client that takes longer than this ends its stream (it resumes later).
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
     #: Most events replayed on resume before the client is told to reset instead.
     max_replay: int = Field(default=5000, ge=1)
     #: ``auth.expiring`` goes out this long before the JWT behind a stream expires.

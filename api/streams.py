@@ -7,6 +7,8 @@ import random
 import secrets
 from collections.abc import AsyncIterator
 
+import anyio
+
 from api.connection import Connection
 from api.errors import ApiError
 from api.registry import Lease
@@ -66,11 +68,14 @@ async def _run(services: ApiServices, connection: Connection, lease: Lease) -> A
         async for chunk in connection.frames():
             yield chunk
     finally:
-        await services.hub.detach(connection)
-        try:
-            await services.registry.release(lease)
-        except Exception as exc:  # the lease lapses by itself; never mask the stream's end
-            log.warning("could not release lease %s: %s", lease.connection_id, exc)
+        # A vanished client ends this generator by cancellation: shield the cleanup, or the
+        # first await re-raises CancelledError and the lease stays until it lapses.
+        with anyio.move_on_after(5, shield=True):
+            await services.hub.detach(connection)
+            try:
+                await services.registry.release(lease)
+            except Exception as exc:  # the lease lapses by itself; never mask the stream's end
+                log.warning("could not release lease %s: %s", lease.connection_id, exc)
         log.info(
             "stream closed",
             extra={

@@ -1,7 +1,7 @@
 """Issue 3 benchmark: end-to-end latency and capacity of ONE SSE API process.
 
     python bench/bench_sse.py [--streams 5000] [--rate 1000] [--duration 30]
-                              [--ramp-rate 250] [--clients 4] [--redis-url URL]
+                              [--ramp-rate 100] [--clients 4] [--redis-url URL]
 
 Starts an embedded redis-server on loopback (unless --redis-url), one uvicorn process running
 ``api.main:app`` (uvloop + httptools when installed, access log off), several load-client
@@ -21,6 +21,12 @@ processes and one publisher process, then:
 5. once every event arrived (or ``--drain`` s passed) everything is stopped.
 
 Prints one JSON line. Every process is stopped at the end, also on error or Ctrl-C.
+
+Diagnostics: ``--samples CSV`` (every event's occurred_at and latency), ``--profile FILE``
+(py-spy of the API while publishing), ``--gc-log FILE`` (runs uvicorn with a hook that times
+every garbage collection; adds ``api_gc_*`` figures), ``--gc-freeze`` (experiment: gc.freeze()
+in the API before publishing), ``--api-env NAME=VALUE`` (e.g. ``SSE_LEASE_SECONDS=600``),
+``--quiet-wait S`` (wait for other work on the machine to calm down first).
 """
 
 from __future__ import annotations
@@ -77,13 +83,11 @@ def _fast_loop_available() -> bool:
     return True
 
 
-def _install_uvloop() -> bool:
-    try:
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
         import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def _die_with_parent() -> None:
@@ -111,8 +115,19 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
 class CpuMeter:
-    """CPU share of a set of processes between :meth:`mark` and :meth:`percent`."""
+    """CPU share of a set of processes between :meth:`mark` and :meth:`percent`.
+
+    ``machine`` is what all cores together spent (100 = one core); ``others`` is the part
+    used by processes not measured here (other work on the machine disturbs the figures).
+    """
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = {name: pid for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
@@ -122,6 +137,12 @@ class CpuMeter:
     def mark(self) -> None:
         self._at = time.monotonic()
         self._start = {name: self._read(pid) for name, pid in self.pids.items()}
+        self._machine = machine_busy_seconds()
+
+    def add_new(self, name: str, pid: int) -> None:
+        """Also measure a process started after :meth:`mark` (all its CPU is in the window)."""
+        self.pids[name] = pid
+        self._start[name] = 0.0
 
     @staticmethod
     def _read(pid: int) -> float:
@@ -133,10 +154,12 @@ class CpuMeter:
     def percent(self) -> dict[str, float]:
         """Percent of one core each process used since :meth:`mark`."""
         wall = max(time.monotonic() - self._at, 1e-9)
-        return {
+        used = {
             name: round((self._read(pid) - self._start[name]) / wall * 100, 1)
             for name, pid in self.pids.items()
         }
+        machine = round((machine_busy_seconds() - self._machine) / wall * 100, 1)
+        return used | {"machine": machine, "others": round(machine - sum(used.values()), 1)}
 
 
 def _socket_inodes(pid: int) -> set[int]:
@@ -181,13 +204,70 @@ def api_redis_clients(monitor: redis.Redis, api_pid: int, redis_port: int) -> di
 # The API process
 
 
+# Runs uvicorn's CLI with the cyclic garbage collector hooked: one line per collection,
+# "gc <unix time it began> <generation> <ms>", and on SIGUSR1 "objects <unix time> <tracked>".
+# SIGUSR2 calls gc.freeze() (an experiment: what is left once full collections stop).
+GC_PROBE = """
+import gc, signal, sys, time
+log = open(sys.argv.pop(1), "w", buffering=1)
+began = [0.0, 0.0]
+def probe(phase, info):
+    if phase == "start":
+        began[:] = [time.time(), time.perf_counter()]
+        return
+    ms = (time.perf_counter() - began[1]) * 1000
+    log.write(f"gc {began[0]:.3f} {info['generation']} {ms:.2f}\\n")
+def count(*_):
+    log.write(f"objects {time.time():.3f} {len(gc.get_objects())}\\n")
+def freeze(*_):
+    gc.freeze()
+    log.write(f"frozen {time.time():.3f} {gc.get_freeze_count()}\\n")
+gc.callbacks.append(probe)
+signal.signal(signal.SIGUSR1, count)
+signal.signal(signal.SIGUSR2, freeze)
+sys.argv[0] = "uvicorn"
+from uvicorn.main import main
+main()
+"""
+
+
+def gc_pauses(path: str, since: float, until: float) -> dict[str, Any]:
+    """Collections the GC probe logged that began between two unix times."""
+    by_generation: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    tracked = None
+    for line in Path(path).read_text().splitlines():
+        kind, at, *rest = line.split()
+        if not since <= float(at) <= until:
+            continue
+        if kind == "gc":
+            by_generation[int(rest[0])].append(float(rest[1]))
+        elif kind == "objects":
+            tracked = int(rest[0])
+    result: dict[str, Any] = {
+        "collections": [len(by_generation[g]) for g in range(3)],
+        "gen2_ms": [round(ms) for ms in by_generation[2]],
+        "max_ms_gen0_1": round(max(by_generation[0] + by_generation[1], default=0.0), 1),
+    }
+    if tracked is not None:
+        result["objects_tracked"] = tracked
+    return result
+
+
 class ApiProcess:
     """``uvicorn api.main:app`` in a child process on a free loopback port."""
 
-    def __init__(self, redis_url: str, fast: bool, access_log: bool, extra_env: dict[str, str]):
+    def __init__(
+        self,
+        redis_url: str,
+        fast: bool,
+        access_log: bool,
+        extra_env: dict[str, str],
+        gc_log: str | None = None,
+    ) -> None:
         self.port = free_port(HOST)
         self.fast = fast
         self.access_log = access_log
+        self.gc_log = gc_log
         self.env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -210,7 +290,10 @@ class ApiProcess:
         return Path(self._log.name).read_text(errors="replace")[-chars:]
 
     def start(self, timeout: float = 30.0) -> ApiProcess:
-        args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", HOST]
+        args = [sys.executable, "-m", "uvicorn"]
+        if self.gc_log:
+            args = [sys.executable, "-c", GC_PROBE, self.gc_log]
+        args += ["api.main:app", "--host", HOST]
         args += ["--port", str(self.port), "--timeout-graceful-shutdown", "3"]
         if self.fast:
             args += ["--loop", "uvloop", "--http", "httptools"]
@@ -358,6 +441,7 @@ class LoadClient:
         self.failures: Counter[str] = Counter()
         self.opened: list[str] = []
         self.latencies_ms: list[float] = []
+        self.occurred: list[float] = []
         self.seen: set[str] = set()
         self.duplicates = 0
         self.other_events: Counter[str] = Counter()
@@ -447,6 +531,7 @@ class LoadClient:
                         self.seen.add(event_id)
                         occurred = datetime.fromisoformat(body["occurred_at"]).timestamp()
                         self.latencies_ms.append((now - occurred) * 1000)
+                        self.occurred.append(occurred)
                     elif event == b"connection.established" and not established:
                         established = True
                         self.setup_ms.append((time.perf_counter() - started) * 1000)
@@ -458,7 +543,7 @@ class LoadClient:
                 self.closed_early += 1
         except asyncio.CancelledError:
             raise
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             if not self.stopping:
                 kind = "connect" if not established else "stream_lost"
                 self.failures[f"{kind}_{type(exc).__name__}"] += 1
@@ -489,6 +574,9 @@ class LoadClient:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.pipe.fileno(), self._on_pipe)
+        # add_reader made the pipe non-blocking; sending a large result must not fail with
+        # EAGAIN while the benchmark process is still reading another client's
+        os.set_blocking(self.pipe.fileno(), True)
         tokens = await self.fetch_tokens()
         self.pipe.send(("tokens", len(tokens)))
         if (await self._expect("go"))[0] == "stop":
@@ -508,6 +596,7 @@ class LoadClient:
                 "result",
                 {
                     "latencies_ms": self.latencies_ms,
+                    "occurred": self.occurred,
                     "delivered": len(self.seen),
                     "duplicates": self.duplicates,
                     "other_events": dict(self.other_events),
@@ -640,6 +729,52 @@ def _children(processes: list[multiprocessing.Process], pipes: list[Pipe]) -> It
                 process.join(5)
 
 
+@contextlib.contextmanager
+def _py_spy(pid: int, seconds: float, output: str, native: bool) -> Iterator[None]:
+    """Sample ``pid`` with py-spy (speedscope format) while the block runs."""
+    args = ["py-spy", "record", "--idle", "-d", str(int(seconds)), "-p", str(pid)]
+    args += ["-o", output, "--format", "speedscope"]
+    args.append("--native" if native else "--nonblocking")  # native stacks need pausing
+    spy = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+        spy.wait(seconds + 30)
+    finally:
+        if spy.poll() is None:
+            spy.kill()
+            spy.wait(5)
+
+
+def _code_version() -> str:
+    """Commit of the code under test, ``+dirty`` when api/ or progress/ have local changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "api", "progress"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (commit or "unknown") + ("+dirty" if dirty else "")
+
+
+def wait_until_quiet(limit_percent: float, timeout: float) -> float:
+    """Wait (at most ``timeout`` s) until the machine is busy below ``limit_percent`` over 2 s
+    (nothing of the benchmark runs yet, so that is other work); returns the last reading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = machine_busy_seconds()
+        time.sleep(2)
+        busy = (machine_busy_seconds() - before) / 2 * 100
+        if busy < limit_percent or time.monotonic() >= deadline:
+            return round(busy, 1)
+
+
 def run(options: argparse.Namespace) -> dict[str, Any]:
     fd_limit = _raise_fd_limit()
     if fd_limit < options.streams + 1000:  # the API process holds one fd per stream
@@ -652,6 +787,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         "bench": "sse",
         "date": time.strftime("%Y-%m-%d"),
         "cores": os.cpu_count(),
+        "code": _code_version(),
         "server": "uvicorn --loop uvloop --http httptools" if fast else "uvicorn (auto loop)",
         "client_processes": options.clients,
         "streams_requested": options.streams,
@@ -660,6 +796,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         "duration_s": options.duration,
         "fd_limit": fd_limit,
     }
+    result["machine_cpu_percent_before_start"] = wait_until_quiet(20, options.quiet_wait)
     with ExitStack() as stack:
         url = options.redis_url
         if url is None:
@@ -671,7 +808,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         redis_pid = int(redis_info["process_id"])
 
         extra_env = dict(item.split("=", 1) for item in options.api_env)
-        api = ApiProcess(url, fast, options.access_log, extra_env)
+        gc_log = options.gc_log
+        api = ApiProcess(url, fast, options.access_log, extra_env, gc_log)
         stack.callback(api.stop)
         api.start()
         result["api_rss_mib_started"] = round(rss_kib(api.pid) / 1024, 1)
@@ -744,6 +882,13 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         result["api_rss_mib_idle_open"] = round(idle / 1024, 1)
         result["kib_per_idle_connection"] = round((idle - before) / len(opened_users), 1)
         result["api_redis_idle_open"] = api_redis_clients(monitor, api.pid, redis_port)
+        if gc_log:
+            os.kill(api.pid, signal.SIGUSR1)  # the probe logs how many objects the GC tracks
+            time.sleep(2)
+            if options.gc_freeze:
+                os.kill(api.pid, signal.SIGUSR2)
+                time.sleep(2)
+                result["experiment_gc_frozen_before_run"] = True
 
         api.check_alive()
         mine, theirs = context.Pipe()
@@ -755,17 +900,21 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         )
         run_cpu = CpuMeter({"api": api.pid, "redis": redis_pid, **clients})
         run_cpu.mark()
+        run_began = time.time()
         publisher.start()
+        if options.profile:
+            stack.enter_context(_py_spy(api.pid, options.duration, options.profile, options.native))
         processes.append(publisher)
         theirs.close()
-        published_cpu = CpuMeter({"publisher": publisher.pid or 0})
-        published_cpu.mark()
+        run_cpu.add_new("publisher", publisher.pid or 0)
         if not mine.poll(options.duration + 60):
             raise TimeoutError("the publisher did not finish")
         published = mine.recv()
-        publisher_usage = published_cpu.percent()["publisher"]
         run_usage = run_cpu.percent()
         expected = published["sent"]
+        if gc_log:
+            result["api_gc_ramp_and_idle"] = gc_pauses(gc_log, 0, run_began)
+            result["api_gc_run"] = gc_pauses(gc_log, run_began, time.time())
 
         deadline = time.monotonic() + options.drain
         delivered = 0
@@ -786,6 +935,12 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         reports = _receive(pipes, "result", 30, lambda: None)
 
     latencies = [ms for report in reports for ms in report["latencies_ms"]]
+    if options.samples:
+        with open(options.samples, "w") as out:
+            out.write("occurred_at,latency_ms\n")
+            for report in reports:
+                for at, ms in zip(report["occurred"], report["latencies_ms"], strict=True):
+                    out.write(f"{at:.6f},{ms:.3f}\n")
     delivered = sum(report["delivered"] for report in reports)
     other: Counter[str] = Counter()
     late_failures: Counter[str] = Counter()
@@ -809,8 +964,12 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         "target_p99_ms": TARGET_P99_MS,
         "meets_target": p99 is not None and p99 < TARGET_P99_MS and expected == delivered,
         "api_cpu_percent_run": run_usage["api"],
-        "redis_cpu_percent_run": run_usage["redis"],
-        "publisher_cpu_percent_run": publisher_usage,
+        "redis_cpu_percent_run": run_usage.get("redis"),
+        "publisher_cpu_percent_run": run_usage["publisher"],
+        "machine_cpu_percent_run": run_usage["machine"],
+        "other_processes_cpu_percent_run": run_usage["others"],
+        "machine_cpu_percent_ramp": ramp_usage["machine"],
+        "other_processes_cpu_percent_ramp": ramp_usage["others"],
         "client_cpu_percent_ramp": client_ramp,
         "client_cpu_percent_run": client_run,
         "client_saturated": max(client_run + client_ramp) > 90,
@@ -826,7 +985,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--rate", type=float, default=1000, help="events stored per second")
     parser.add_argument("--duration", type=float, default=30, help="seconds of publishing")
-    parser.add_argument("--ramp-rate", type=float, default=250, help="streams opened per second")
+    parser.add_argument("--ramp-rate", type=float, default=100, help="streams opened per second")
     parser.add_argument("--clients", type=int, default=4, help="load-client processes")
     parser.add_argument("--token-concurrency", type=int, default=16, help="per client process")
     parser.add_argument("--settle", type=float, default=5, help="idle seconds before publishing")
@@ -837,7 +996,26 @@ def main() -> None:
         "--api-env", action="append", default=[], metavar="NAME=VALUE", help="extra API env"
     )
     parser.add_argument("--redis-url")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0,
+        metavar="S",
+        help="first wait up to S s until other work uses < 20%% of one core",
+    )
+    parser.add_argument("--samples", metavar="CSV", help="write occurred_at,latency_ms per event")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy the API while publishing")
+    parser.add_argument("--native", action="store_true", help="py-spy C frames too (GC)")
+    parser.add_argument("--gc-log", metavar="FILE", help="log and time the API's GC collections")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="experiment (needs --gc-log): gc.freeze() in "
+        "the API once the streams are open, so no full collection runs while publishing",
+    )
     options = parser.parse_args()
+    if options.gc_freeze and not options.gc_log:
+        parser.error("--gc-freeze needs --gc-log")
     # SIGTERM unwinds like Ctrl-C, so every server and child process is stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(json.dumps(run(options)))

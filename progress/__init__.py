@@ -11,7 +11,14 @@ with progress.acting_as(user_id, session_id):
 progress.publish({"type": "system.notification", "audience": "broadcast", ...})
 """
 
-from progress.errors import InvalidCursor, InvalidEvent, NotInTask, ProgressError, StoreUnavailable
+from progress.errors import (
+    Cancelled,
+    InvalidCursor,
+    InvalidEvent,
+    NotInTask,
+    ProgressError,
+    StoreUnavailable,
+)
 from progress.events import Event, parse_event
 from progress.identity import Identity, acting_as
 from progress.reporter import report_progress, update
@@ -19,6 +26,7 @@ from progress.runtime import configure, get_reporter, publish, shutdown
 from progress.settings import ProgressSettings
 
 __all__ = [
+    "Cancelled",
     "Event",
     "Identity",
     "InvalidCursor",

@@ -90,6 +90,9 @@ class EventPump:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def _ensure_thread(self) -> None:
         if self._thread is None and not self._closed:

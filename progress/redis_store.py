@@ -229,15 +229,22 @@ def connect(url: str, **options: Any) -> redis.Redis:
     return redis.Redis.from_url(url, **options)
 
 
-def connect_async(url: str, **options: Any) -> redis.asyncio.Redis:
-    """An asyncio client; same defaults as :func:`connect`, and retries on stale connections."""
+def connect_async(url: str, max_connections: int = 500, **options: Any) -> redis.asyncio.Redis:
+    """An asyncio client; same defaults as :func:`connect`, and retries on stale connections.
+
+    Its pool waits for a free connection (up to 5 s) instead of failing when a burst needs
+    more than ``max_connections`` at once.
+    """
     # An explicit asyncio Retry: with the default, the first command on a connection that a
     # Redis restart closed fails instead of reconnecting.
     options.setdefault("retry", AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 3))
     options.setdefault("socket_timeout", 5.0)
     options.setdefault("socket_connect_timeout", 2.0)
     options.setdefault("health_check_interval", 30)
-    return redis.asyncio.Redis.from_url(url, **options)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=5, **options
+    )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 class RedisEventStore:
@@ -303,6 +310,10 @@ class RedisEventStore:
             for task_id in ids:
                 pipe.hgetall(self.layout.task(user_id, task_id.decode()))
             return _snapshots(pipe.execute())
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
 
     def quiet_tasks(self, silent_for: float) -> list[tuple[str, str, float]]:
         """Running tasks with no sign of life for ``silent_for`` seconds: (user, task, last ms)."""

@@ -96,9 +96,11 @@ def shutdown(timeout: float = 5.0) -> None:
     """Send what is queued (up to ``timeout``) and forget the reporter and store."""
     global _reporter, _store
     with _lock:
-        reporter, _reporter, _store = _reporter, None, None
+        reporter, store, _reporter, _store = _reporter, _store, None, None
     if reporter is not None:
         reporter.pump.close(timeout)
+    if store is not None:
+        store.close()
 
 
 def _forget_after_fork() -> None:

@@ -17,7 +17,6 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from contextvars import Token
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -36,7 +35,6 @@ F = TypeVar("F", bound=Callable[..., None])
 receiver_errors = 0
 _connected = False
 _connect_lock = threading.Lock()
-_tokens: dict[str, tuple[Token[Identity | None], Token[TaskRun | None]]] = {}
 
 
 def _never_raise(receiver: F) -> F:
@@ -85,12 +83,19 @@ def _on_prerun(task_id: str, task: Task, **_: Any) -> None:
             task_id=task_id,
             task_name=task.name,
             identity=identity,
-            attempt=(task.request.retries or 0) + 1,
+            attempt=_attempt(task.request),
             estimated_seconds=spec.estimated_seconds,
         )
-    _tokens[task_id] = (current_identity.set(identity), current_run.set(run))
+    current_identity.set(identity)
+    current_run.set(run)
     if run is not None:
         get_reporter().start(run)
+
+
+def _attempt(request: Any) -> int:
+    # A message redelivered after its worker was lost (acks_late) is one more attempt.
+    delivery = getattr(request, "delivery_info", None) or {}
+    return (request.retries or 0) + 1 + (1 if delivery.get("redelivered") else 0)
 
 
 def _run_of(task_id: str | None) -> TaskRun | None:
@@ -149,12 +154,12 @@ def _on_revoked(request: Any, terminated: bool = False, expired: bool = False, *
 
 
 @_never_raise
-def _on_postrun(task_id: str, **_: Any) -> None:
+def _on_postrun(**_: Any) -> None:
+    # Worker threads run one task at a time and start from nothing: clear, don't reset (a
+    # retry of the same task id may already run elsewhere, so ids cannot key the state).
     run = current_run.get()
-    tokens = _tokens.pop(task_id, None)
-    if tokens is not None:
-        current_run.reset(tokens[1])
-        current_identity.reset(tokens[0])
+    current_run.set(None)
+    current_identity.set(None)
     if run is not None and run.identity is not None:
         get_reporter().flush()
 

@@ -67,6 +67,10 @@ class EventWriter(Protocol):
         """Store several events in one round trip, in order."""
         ...
 
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
 
 class EventReader(Protocol):
     """Reads stream history and task snapshots."""
@@ -177,6 +181,9 @@ class MemoryEventStore:
         """The user's most recently updated tasks, newest first."""
         mine = [TaskSnapshot.from_hash(f) for (u, _), f in self._tasks.items() if u == user_id]
         return sorted(mine, key=lambda snap: snap.updated_at, reverse=True)[:limit]
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def forget_everything(self) -> None:
         """Lose all history, as a Redis flush would: epochs change."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from progress.redis_server import RedisServer
+from tests.postgres_server import PostgresServer
+from workers.migrate import upgrade
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +30,35 @@ def redis_url(redis_server: RedisServer) -> str:
 def user_id() -> str:
     """A user id no other test uses."""
     return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL cluster for the test session, started on first use."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """SQLAlchemy URL of the session PostgreSQL's (shared, unmigrated) test database."""
+    return postgres_server.url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh, migrated domain database: a new SQLite file, or a new database on the
+    session's PostgreSQL (dropped afterwards). PostgreSQL starts only if a test asks for it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'domain.db'}"
+        upgrade(url)
+        yield url
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = server.create_database(name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        server.drop_database(name)

@@ -1,4 +1,4 @@
-"""The Celery application: ``celery -A workers.celery_app:app worker``."""
+"""The Celery application: ``celery -A workers.celery_app:app worker`` (and ``beat``)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         result_expires=24 * 3600,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        result_backend_transport_options={
+            "visibility_timeout": settings.visibility_timeout_seconds
+        },
+        beat_schedule={
+            "watchdog": {"task": "workers.watchdog", "schedule": settings.watchdog_seconds}
+        },
     )
     app.conf["worker_settings"] = settings
     app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
@@ -31,4 +38,10 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Celery:
+    # ``celery -A workers.celery_app:app``: built on first access, from the environment.
+    if name == "app":
+        from workers import resources
+
+        return resources.celery_app()
+    raise AttributeError(name)

@@ -1,35 +1,196 @@
-"""AI creation tasks. Thin: validate, generate, report progress from tokens produced."""
+"""AI creation tasks. Thin: load, generate through the LLM client, store, tell the readers.
+
+    create_novel ─▶ chain( generate_outline,
+                           chord( group(generate_chapter × N),  review_novel ) )
+                    every step: on error ─▶ mark_novel_failed
+
+Progress is the share of the target tokens produced so far; a writer's cancel request is
+checked between tokens. Workflow stages go out as ``workflow.status-changed``.
+"""
 
 from __future__ import annotations
 
-from celery import shared_task
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from celery import chain, chord, group, shared_task
+from celery.canvas import Signature
 
 import progress
-from workers.llm import LocalGenerator
-from workers.settings import WorkerSettings
+from progress.runtime import get_settings
+from workers import resources
+from workers.batching import ChapterUpdateBatcher
+from workers.llm_errors import TransientLLMError
+from workers.notify import chapters_updated, move_novel
+from workers.pipeline import percent, plan_chapters, summarize
+from workers.watchdog import watch_running_tasks
+
+log = logging.getLogger("workers.tasks")
+
+_CANCEL_CHECK_EVERY = 10
+_RETRY = {
+    "autoretry_for": (TransientLLMError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 3,
+}
 
 
-def _generator() -> LocalGenerator:
-    return LocalGenerator(WorkerSettings().local_tokens_per_second)
+def _generate(
+    task_id: str,
+    novel_id: str,
+    prompt: str,
+    tokens: int,
+    stage: str,
+    message: str,
+    *,
+    offset: int = 0,
+    total: int | None = None,
+) -> Iterator[str]:
+    """Tokens from the LLM, reporting progress (``offset + done`` of ``total`` tokens) and
+    honouring cancel requests as they come."""
+    flags = [resources.layout().cancel(task_id), resources.layout().cancel(novel_id)]
+    for done, token in enumerate(resources.llm().stream(prompt, tokens), start=1):
+        if done % _CANCEL_CHECK_EVERY == 0 and resources.redis_client().exists(*flags):
+            raise progress.Cancelled("cancelled by the writer")
+        progress.update(percent(offset + done, total or tokens), message, stage=stage)
+        yield token
 
 
-@shared_task(name="workers.generate_outline")
+@shared_task(name="workers.create_novel", bind=True)
+@progress.report_progress(estimated_seconds=2)
+def create_novel(self: Any, novel_id: str) -> dict[str, str]:
+    """Start the novel's workflow: outline, then chapters in parallel, then review."""
+    novel = resources.novels().get(novel_id)
+
+    def step(name: str, *args: Any) -> Signature:
+        errback = self.app.signature("workers.mark_novel_failed", args=(novel_id,), immutable=True)
+        return self.app.signature(name, args=args, immutable=True).on_error(errback)
+
+    chapters = [
+        step("workers.generate_chapter", novel_id, n) for n in range(1, novel.chapter_count + 1)
+    ]
+    workflow = chain(
+        step("workers.generate_outline", novel_id),
+        chord(group(chapters), step("workers.review_novel", novel_id)),
+    )
+    progress.update(50, "Starting the workflow", stage="queued")
+    workflow.apply_async()
+    return {"summary": f"Workflow of {novel.chapter_count} chapters started"}
+
+
+@shared_task(name="workers.generate_outline", bind=True, **_RETRY)
 @progress.report_progress(estimated_seconds=5)
-def generate_outline(premise: str, chapter_count: int = 3, tokens_per_chapter: int = 80) -> dict:
-    """Outline a novel: one paragraph per chapter; progress is tokens written / tokens wanted."""
-    if not premise.strip():
-        raise ValueError("premise must not be empty")
-    target = chapter_count * tokens_per_chapter
-    written = 0
-    chapters: list[str] = []
-    for number in range(1, chapter_count + 1):
-        words: list[str] = []
-        prompt = f"Outline chapter {number} of: {premise}"
-        for token in _generator().stream(prompt, tokens_per_chapter):
-            words.append(token)
-            written += 1
-            progress.update(
-                100 * written / target, f"Outlining chapter {number}", stage="outlining"
-            )
-        chapters.append(" ".join(words))
-    return {"summary": f"Outline of {chapter_count} chapters", "chapters": chapters}
+def generate_outline(self: Any, novel_id: str) -> dict[str, str]:
+    """Outline the novel: one plan per chapter."""
+    repo = resources.novels()
+    novel = repo.get(novel_id)
+    move_novel(novel_id, "outlining")
+    target = novel.chapter_count * max(10, resources.settings().tokens_per_chapter // 3)
+    prompt = f"Outline a novel of {novel.chapter_count} chapters: {novel.premise}"
+    words = list(
+        _generate(self.request.id, novel_id, prompt, target, "outlining", "Outlining the novel")
+    )
+    plans = plan_chapters(words, novel.chapter_count)
+    repo.save_outline(novel_id, " ".join(words), plans)
+    move_novel(novel_id, "drafting")
+    return {"summary": f"Outline of {len(plans)} chapters"}
+
+
+@shared_task(name="workers.generate_chapter", bind=True, **_RETRY)
+@progress.report_progress(estimated_seconds=10)
+def generate_chapter(self: Any, novel_id: str, number: int) -> dict[str, str]:
+    """Write one chapter from its plan."""
+    repo = resources.novels()
+    chapter = repo.chapter(novel_id, number)
+    repo.set_chapter_status(novel_id, number, "drafting")
+    target = resources.settings().tokens_per_chapter
+    prompt = f"Write {chapter.title}. Plan: {chapter.plan}"
+    text = " ".join(
+        _generate(
+            self.request.id, novel_id, prompt, target, "drafting", f"Writing chapter {number}"
+        )
+    )
+    repo.save_chapter(novel_id, number, text, summarize(text))
+    chapters_updated(novel_id, [number])
+    return {"summary": f"Chapter {number} written ({len(text.split())} words)"}
+
+
+@shared_task(name="workers.review_novel", bind=True, **_RETRY)
+@progress.report_progress(estimated_seconds=3)
+def review_novel(self: Any, novel_id: str) -> dict[str, str]:
+    """Read the whole draft once more, then mark the novel done."""
+    novel = resources.novels().get(novel_id)
+    move_novel(novel_id, "reviewing")
+    prompt = "Review: " + " ".join(c.summary for c in novel.chapters)
+    target = max(10, resources.settings().tokens_per_chapter // 4) * novel.chapter_count
+    for _ in _generate(
+        self.request.id, novel_id, prompt, target, "reviewing", "Reviewing the draft"
+    ):
+        pass
+    move_novel(novel_id, "done")
+    return {"summary": f"{novel.title}: {novel.chapter_count} chapters done"}
+
+
+@shared_task(name="workers.revise_chapter", bind=True, **_RETRY)
+@progress.report_progress(estimated_seconds=10)
+def revise_chapter(self: Any, novel_id: str, number: int, instructions: str = "") -> dict[str, str]:
+    """Rewrite one chapter following the writer's instructions."""
+    repo = resources.novels()
+    chapter = repo.chapter(novel_id, number)
+    target = resources.settings().tokens_per_chapter
+    prompt = f"Revise {chapter.title} ({instructions or 'tighten the prose'}): {chapter.text}"
+    text = " ".join(
+        _generate(
+            self.request.id, novel_id, prompt, target, "revising", f"Revising chapter {number}"
+        )
+    )
+    repo.save_chapter(novel_id, number, text, summarize(text))
+    chapters_updated(novel_id, [number])
+    return {"summary": f"Chapter {number} revised"}
+
+
+@shared_task(name="workers.revise_chapters", bind=True, **_RETRY)
+@progress.report_progress(estimated_seconds=30)
+def revise_chapters(
+    self: Any, novel_id: str, numbers: list[int], instructions: str = ""
+) -> dict[str, str]:
+    """Revise several chapters; their updates go out merged, a few per message (R4.6)."""
+    repo = resources.novels()
+    batcher = ChapterUpdateBatcher(window_seconds=2.0)
+    target = resources.settings().tokens_per_chapter // 2
+    for index, number in enumerate(numbers):
+        chapter = repo.chapter(novel_id, number)
+        words = _generate(
+            self.request.id,
+            novel_id,
+            f"Revise ({instructions or 'tighten the prose'}): {chapter.plan}",
+            target,
+            "revising",
+            f"Revising chapter {number}",
+            offset=index * target,
+            total=target * len(numbers),
+        )
+        text = " ".join(words)
+        repo.save_chapter(novel_id, number, text, summarize(text))
+        for due in batcher.add(number):
+            chapters_updated(novel_id, due)
+    for due in batcher.flush():
+        chapters_updated(novel_id, due)
+    return {"summary": f"{len(numbers)} chapters revised"}
+
+
+@shared_task(name="workers.watchdog")
+def watchdog() -> dict[str, int]:
+    """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost)."""
+    return watch_running_tasks(resources.progress_store(), get_settings().heartbeat_seconds)
+
+
+@shared_task(name="workers.mark_novel_failed")
+def mark_novel_failed(novel_id: str) -> None:
+    """Error callback of every workflow step: the novel ends failed (unless cancelled)."""
+    status = resources.novels().get(novel_id).status
+    if status not in {"cancelled", "done", "failed"}:
+        move_novel(novel_id, "failed")

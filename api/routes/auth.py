@@ -39,10 +39,9 @@ class DevToken(BaseModel):
 
 @router.post("/sse-token", response_model=SseToken)
 async def issue_sse_token(principal: CurrentUser, services: Services) -> SseToken:
-    """Trade a Bearer JWT for an sse_token (60 s, one stream, bound to user and session)."""
-    return SseToken(
-        sse_token=services.tokens.issue_sse_token(principal), expires_in=services.tokens.ttl
-    )
+    """Trade a Bearer JWT for an sse_token (one stream, bound to user and session)."""
+    token, lifetime = services.tokens.issue_sse_token(principal)
+    return SseToken(sse_token=token, expires_in=lifetime)
 
 
 @router.post("/dev-token", response_model=DevToken)

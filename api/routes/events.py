@@ -45,6 +45,7 @@ async def stream(
         headers=STREAM_HEADERS,
         shutdown_event=services.shutdown_event,
         shutdown_grace_period=1.0,
+        send_timeout=services.settings.send_timeout_seconds,
     )
 
 

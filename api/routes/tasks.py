@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
+from pydantic import BaseModel
 
 from api.deps import CurrentUser, Services
 from api.errors import ApiError
 from progress.snapshot import TaskSnapshot
+from workers import contracts
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
@@ -20,3 +22,22 @@ async def task_snapshot(task_id: str, principal: CurrentUser, services: Services
     if snapshot is None:
         raise ApiError(404, "task_not_found", "no such task")
     return snapshot
+
+
+class Cancelling(BaseModel):
+    """The task was asked to stop; ``task.progress-cancelled`` follows on the stream."""
+
+    task_id: str
+    status: str = "cancelling"
+
+
+@router.post(
+    "/{task_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Cancelling,
+    responses={404: {"description": "no such task"}},
+)
+def cancel_task(task_id: str, principal: CurrentUser) -> Cancelling:
+    """Stop one of the caller's tasks (a novel's workflow task stops the whole workflow)."""
+    contracts.cancel_task(principal.user_id, task_id)
+    return Cancelling(task_id=task_id)

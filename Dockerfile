@@ -1,0 +1,37 @@
+# One image for every process of the stack (see docs/operations.md):
+#   api      uvicorn api.main:app --host 0.0.0.0 --port 8000   (the default command)
+#   worker   celery -A workers.celery_app:app worker
+#   beat     celery -A workers.celery_app:app beat
+#   flower   celery -A workers.celery_app:app flower --port=5555
+#   migrate  python -m workers.migrate
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Processes run as this unprivileged user, in its home (beat keeps its schedule file there).
+RUN useradd --create-home --home-dir /home/app --uid 10001 --shell /usr/sbin/nologin app
+
+WORKDIR /build
+
+# Dependencies first, in their own layer: rebuilt only when pyproject.toml or README.md change.
+COPY pyproject.toml README.md ./
+RUN mkdir progress workers api \
+    && touch progress/__init__.py workers/__init__.py api/__init__.py \
+    && pip install . \
+    && pip uninstall -y infinitescribe-realtime \
+    && rm -rf progress workers api build *.egg-info
+
+# The project itself (the Alembic migrations ship inside the workers package).
+COPY progress ./progress
+COPY workers ./workers
+COPY api ./api
+RUN pip install --no-deps . && rm -rf /build
+
+WORKDIR /home/app
+USER app
+
+EXPOSE 8000 5555
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]

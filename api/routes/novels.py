@@ -1,0 +1,114 @@
+"""Novels: start one, list them, read one, revise a chapter. Sync routes (thread pool): the
+domain behind ``workers.contracts`` talks to the database and the broker synchronously."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from api.deps import CurrentUser
+from progress.events import Identifier
+from workers import contracts
+
+router = APIRouter(prefix="/api/v1/novels", tags=["novels"])
+
+
+class NovelRequest(BaseModel):
+    """What a writer asks for."""
+
+    title: str = Field(min_length=1, max_length=200)
+    premise: str = Field(min_length=1, max_length=5000)
+    chapter_count: int = Field(ge=1, le=30)
+    members: list[Identifier] = Field(default_factory=list, max_length=50)
+
+
+class NovelStarted(BaseModel):
+    """The novel exists; its workflow runs as ``task_id``."""
+
+    novel_id: str
+    task_id: str
+
+
+class ChapterOut(BaseModel):
+    """A chapter as the UI shows it."""
+
+    model_config = {"from_attributes": True}
+
+    id: str
+    number: int
+    title: str
+    summary: str
+    status: str
+    text: str
+
+
+class NovelOut(BaseModel):
+    """A novel with its chapters."""
+
+    model_config = {"from_attributes": True}
+
+    id: str
+    owner_id: str
+    title: str
+    premise: str
+    status: str
+    chapter_count: int
+    task_id: str | None
+    created_at: datetime
+    chapters: list[ChapterOut]
+
+
+class ReviseRequest(BaseModel):
+    """How to revise."""
+
+    instructions: str = Field(default="", max_length=2000)
+
+
+class TaskStarted(BaseModel):
+    """A task was queued."""
+
+    task_id: str
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=NovelStarted)
+def start_novel(body: NovelRequest, principal: CurrentUser) -> NovelStarted:
+    """Create a novel and start writing it; progress arrives on the event stream."""
+    novel, task_id = contracts.start_novel(
+        principal.user_id,
+        principal.session_id,
+        body.title,
+        body.premise,
+        body.chapter_count,
+        body.members,
+    )
+    return NovelStarted(novel_id=novel.id, task_id=task_id)
+
+
+@router.get("", response_model=list[NovelOut])
+def list_novels(principal: CurrentUser) -> list[NovelOut]:
+    """The novels the caller owns or is a member of, newest first."""
+    return [NovelOut.model_validate(n) for n in contracts.list_novels(principal.user_id)]
+
+
+@router.get("/{novel_id}", response_model=NovelOut, responses={404: {"description": "no such"}})
+def get_novel(novel_id: str, principal: CurrentUser) -> NovelOut:
+    """One novel the caller may read; 404 for any other."""
+    return NovelOut.model_validate(contracts.get_novel(novel_id, principal.user_id))
+
+
+@router.post(
+    "/{novel_id}/chapters/{number}/revise",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskStarted,
+    responses={404: {"description": "no such novel or chapter"}},
+)
+def revise_chapter(
+    novel_id: str, number: int, body: ReviseRequest, principal: CurrentUser
+) -> TaskStarted:
+    """Rewrite one chapter of the caller's novel."""
+    task_id = contracts.revise_chapter(
+        novel_id, number, principal.user_id, principal.session_id, body.instructions
+    )
+    return TaskStarted(task_id=task_id)

@@ -1,0 +1,85 @@
+"""A real ``celery worker`` child process for tests, on the project's app."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from workers import resources
+
+
+class WorkerProcess:
+    """``celery -A workers.celery_app:app worker`` with the given environment."""
+
+    def __init__(self, env: dict[str, str], concurrency: int = 4, beat: bool = False) -> None:
+        self.env = {**os.environ, **env}
+        self.concurrency = concurrency
+        self.beat = beat
+        self._log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", delete=False)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_text(self) -> str:
+        """What the worker logged so far."""
+        return Path(self._log.name).read_text(errors="replace")
+
+    @property
+    def pid(self) -> int:
+        """The main process id."""
+        assert self._process is not None
+        return self._process.pid
+
+    def start(self, timeout: float = 30) -> WorkerProcess:
+        """Start and wait until the worker answers a ping."""
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app:app",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(self.concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+            "--hostname",
+            f"test-{os.getpid()}@%h",
+        ]
+        if self.beat:
+            args.append("--beat")
+        self._process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=self._log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log_text}")
+            if resources.celery_app().control.ping(timeout=0.5):
+                return self
+        raise RuntimeError(f"worker did not answer:\n{self.log_text}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop it (SIGTERM: warm shutdown; SIGKILL: a crash)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(sig)
+            try:
+                self._process.wait(20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)

@@ -1,0 +1,113 @@
+"""What the API may ask of the workers' side: the only module ``api`` imports from ``workers``.
+
+Every function is synchronous (database, broker); the API calls them from its thread pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery
+
+import progress
+from progress.events import NovelCreated
+from workers import resources
+from workers.db import Novel
+from workers.notify import move_novel
+from workers.novels import NovelNotFound
+
+__all__ = [
+    "Novel",
+    "NovelNotFound",
+    "TaskNotFound",
+    "cancel_task",
+    "get_novel",
+    "list_novels",
+    "revise_chapter",
+    "start_novel",
+]
+
+
+class TaskNotFound(LookupError):
+    """No such task for this user."""
+
+
+def _app() -> Celery:
+    return resources.celery_app()
+
+
+def start_novel(
+    owner_id: str,
+    session_id: str | None,
+    title: str,
+    premise: str,
+    chapter_count: int,
+    members: Sequence[str] = (),
+) -> tuple[Novel, str]:
+    """Create the novel, tell its readers, and start its workflow; (novel, task id)."""
+    repo = resources.novels()
+    novel = repo.create(owner_id, title, premise, chapter_count, members)
+    readers = novel.readers()
+    resources.redis_client().sadd(resources.layout().readers(novel.id), *readers)
+    progress.publish(
+        NovelCreated(
+            user_id=owner_id,
+            session_id=session_id,
+            novel_id=novel.id,
+            title=title,
+            premise=premise,
+            chapter_count=chapter_count,
+        ),
+        readers[1:],
+    )
+    with progress.acting_as(owner_id, session_id, novel_id=novel.id, workflow_id=novel.id):
+        # The API never waits for results: do not subscribe to them (ignore_result).
+        result = _app().send_task("workers.create_novel", args=[novel.id], ignore_result=True)
+    repo.set_task(novel.id, result.id)
+    return repo.get(novel.id), result.id
+
+
+def list_novels(user_id: str) -> list[Novel]:
+    """Novels the user owns or reads."""
+    return resources.novels().list_readable(user_id)
+
+
+def get_novel(novel_id: str, user_id: str) -> Novel:
+    """One novel the user may read; NovelNotFound otherwise."""
+    return resources.novels().get_readable(novel_id, user_id)
+
+
+def revise_chapter(
+    novel_id: str, number: int, user_id: str, session_id: str | None, instructions: str
+) -> str:
+    """Start revising a chapter of the user's own novel; the task id."""
+    novel = resources.novels().get(novel_id)
+    if novel.owner_id != user_id or not 1 <= number <= novel.chapter_count:
+        raise NovelNotFound(f"{novel_id}/{number}")
+    with progress.acting_as(user_id, session_id, novel_id=novel_id, workflow_id=novel_id):
+        result = _app().send_task(
+            "workers.revise_chapter",
+            args=[novel_id, number],
+            kwargs={"instructions": instructions},
+            ignore_result=True,
+        )
+    return str(result.id)
+
+
+def cancel_task(user_id: str, task_id: str) -> None:
+    """Ask one of the user's tasks to stop (TaskNotFound for any other task).
+
+    Running tasks stop at their next check, queued ones never start. Cancelling a novel's
+    workflow task stops every step of that workflow and marks the novel cancelled.
+    """
+    snapshot = resources.progress_store().task_snapshot(user_id, task_id)
+    if snapshot is None:
+        raise TaskNotFound(task_id)
+    client, layout = resources.redis_client(), resources.layout()
+    client.set(layout.cancel(task_id), "1", ex=24 * 3600)
+    if snapshot.novel_id:
+        novel = resources.novels().get(snapshot.novel_id)
+        if novel.task_id == task_id and novel.status not in {"done", "failed", "cancelled"}:
+            client.set(layout.cancel(novel.id), "1", ex=24 * 3600)
+            move_novel(novel.id, "cancelled")
+    _app().control.revoke(task_id)
