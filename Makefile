@@ -6,7 +6,7 @@ ARGS ?=
 .PHONY: demo test setup system-deps lint clean
 
 demo: setup system-deps
-	$(PY) scripts/demo.py $(ARGS)
+	$(PY) -m scripts.demo $(ARGS)
 
 test: setup system-deps
 	VENV=$(VENV) scripts/run-tests.sh

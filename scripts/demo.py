@@ -1,9 +1,10 @@
-"""The main job: start the stack, run a demo creation task, show its live progress.
+"""The main job: the whole stack, a demo novel, and its live progress in the terminal.
 
-    python scripts/demo.py          # keeps the stack up until Ctrl-C
-    python scripts/demo.py --once   # exits 0 once the demo task completed
+    python -m scripts.demo          # keeps the stack up until Ctrl-C
+    python -m scripts.demo --once   # exits 0 once the demo novel is done (1 if it failed)
 
-Starts an embedded redis-server when ``REDIS_URL`` is not set.
+Starts an embedded redis-server when ``REDIS_URL`` is not set and uses SQLite when
+``DATABASE_URL`` is not set; then a Celery worker, Celery beat, the API and Flower.
 """
 
 from __future__ import annotations
@@ -16,139 +17,159 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
-import orjson
+import httpx
 
-import progress
-from progress.keys import user_stream
-from progress.redis_server import RedisServer
-from progress.redis_store import RedisEventStore, connect
+from api.security import mint_jwt
+from progress.redis_server import RedisServer, free_port
+from scripts.terminal_view import ProgressBoard, sse_events
+from workers.migrate import upgrade
 
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
 DEMO_USER = "demo-writer"
-BAR_WIDTH = 30
+DEMO_SECRET = "demo-only-secret-do-not-use-in-production-0123"
 
 
 @contextmanager
-def child(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process, terminated (then killed) when the block ends."""
-    process = subprocess.Popen(args, env=env)
+def child(name: str, args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process logging to .run/<name>.log, stopped (then killed) when the block ends."""
+    with (RUN_DIR / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(args, env=env, stdout=log, stderr=log, cwd=ROOT)
     try:
         yield process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(10)
+                process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
 
-def wait_for_worker(app_module: str, timeout: float = 60) -> None:
-    """Block until a worker answers a ping."""
-    from workers.celery_app import app
-
+def wait_until(url: str, what: str, timeout: float = 60) -> None:
+    """Block until ``url`` answers below 500."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if app.control.ping(timeout=0.5):
-            return
-    raise SystemExit(f"no Celery worker of {app_module} answered within {timeout:.0f}s")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not come up within {timeout:.0f}s (see {RUN_DIR})")
 
 
-def bar(percent: float) -> str:
-    """A text progress bar."""
-    filled = round(BAR_WIDTH * percent / 100)
-    return "█" * filled + "░" * (BAR_WIDTH - filled)
+def start_stack(stack: ExitStack, env: dict[str, str]) -> tuple[str, str]:
+    """Start worker, beat, API and Flower; return the API and Flower base URLs."""
+    celery = [sys.executable, "-m", "celery", "-A", "workers.celery_app:app"]
+    api_port, flower_port = free_port(), free_port()
+    stack.enter_context(
+        child(
+            "worker",
+            [*celery, "worker", "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"],
+            env,
+        )
+    )
+    stack.enter_context(
+        child(
+            "beat",
+            [*celery, "beat", "--loglevel", "INFO", "--schedule", str(RUN_DIR / "beat-schedule")],
+            env,
+        )
+    )
+    stack.enter_context(
+        child(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+            ],
+            env,
+        )
+    )
+    stack.enter_context(
+        child("flower", [*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}"], env)
+    )
+    api, flower = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{flower_port}"
+    wait_until(f"{api}/api/v1/events/health", "the API")
+    wait_until(f"{flower}/healthcheck", "Flower")
+    return api, flower
 
 
-def show(event: dict) -> str | None:
-    """One terminal line for an event, or None for events not worth a line."""
-    kind, task = event["type"], event.get("task_id", "")[:8]
-    if kind == "task.progress-started":
-        return f"[{task}] started  {event['task_name']}"
-    if kind == "task.progress-updated":
-        return f"[{task}] {bar(event['percent'])} {event['percent']:5.1f}%  {event['message']}"
-    if kind == "task.progress-completed":
-        return f"[{task}] {bar(100)} 100.0%  completed: {event.get('result_summary') or ''}"
-    if kind == "task.progress-failed":
-        return f"[{task}] FAILED {event['error_type']}: {event['message']}"
-    if kind == "task.progress-heartbeat":
-        return f"[{task}] still running ({event['elapsed_seconds']:.0f}s)"
-    return f"[{task}] {kind}"
-
-
-def follow(store: RedisEventStore, task_id: str, timeout: float) -> bool:
-    """Print the user's events until ``task_id`` ends; True when it completed."""
-    last_id = store.stream_state(user_stream(DEMO_USER)).last_id
+def run_demo_novel(api: str, flower: str, timeout: float) -> bool:
+    """Start a novel through the API and show its progress from the event stream."""
+    jwt = mint_jwt(os.environ["JWT_SECRET"], DEMO_USER, "demo-session", 24 * 3600)
+    auth = {"Authorization": f"Bearer {jwt}"}
+    board = ProgressBoard()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for item in store.read_after(user_stream(DEMO_USER), last_id, 100):
-            last_id = item.id
-            event = orjson.loads(item.data)
-            line = show(event)
+    with httpx.Client(headers=auth) as client:
+        token = client.post(f"{api}/api/v1/auth/sse-token").json()["sse_token"]
+        stream = sse_events(client, f"{api}/api/v1/events/stream?sse_token={token}")
+        assert next(stream)[0] == "connection.established"
+        body = {
+            "title": "The Lighthouse Keeper's Daughter",
+            "premise": "A keeper's daughter waits out a storm for her brother's ship.",
+            "chapter_count": 3,
+        }
+        started = client.post(f"{api}/api/v1/novels", json=body).json()
+        print(f"novel {started['novel_id']} started; workflow task {started['task_id']}")
+        print(f"  Flower: {flower}/task/{started['task_id']}")
+        for kind, event in stream:
+            line = board.line(kind, event)
             if line:
                 print(line, flush=True)
-            if event.get("task_id") == task_id and event["type"] in {
-                "task.progress-completed",
-                "task.progress-failed",
-                "task.progress-cancelled",
-            }:
-                return event["type"] == "task.progress-completed"
-        time.sleep(0.1)
-    print(f"demo task did not finish within {timeout:.0f}s", file=sys.stderr)
-    return False
+            if board.settled():
+                break
+            if time.monotonic() > deadline:
+                print(f"the demo novel did not finish within {timeout:.0f}s", file=sys.stderr)
+                return False
+    print(f"novel {board.novel_status}: {len(board.finished)} tasks finished")
+    listed = httpx.get(f"{flower}/api/tasks", timeout=10).json()
+    ours = [task_id for task_id in board.names if task_id in listed]
+    print(f"Flower lists {len(ours)} of the {len(board.names)} tasks of this run")
+    return board.novel_status == "done"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--once", action="store_true", help="exit once the demo task ended")
+    parser.add_argument("--once", action="store_true", help="exit once the demo novel ended")
     parser.add_argument("--timeout", type=float, default=300)
     options = parser.parse_args()
-
+    RUN_DIR.mkdir(exist_ok=True)
     with ExitStack() as stack:
         env = dict(os.environ)
         if "REDIS_URL" not in env:
             server = stack.enter_context(RedisServer())
             env["REDIS_URL"] = f"{server.url}/0"
-            print(f"embedded redis-server at {server.url}", flush=True)
-        os.environ["REDIS_URL"] = env["REDIS_URL"]
-        env.setdefault("WORKER_LOCAL_TOKENS_PER_SECOND", "40")
-        stack.enter_context(
-            child(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "--quiet",
-                    "-A",
-                    "workers.celery_app:app",
-                    "worker",
-                    "--pool",
-                    "threads",
-                    "--concurrency",
-                    "4",
-                    "--loglevel",
-                    "WARNING",
-                ],
-                env,
-            )
-        )
-        wait_for_worker("workers.celery_app")
-        from workers.celery_app import app
-
-        store = RedisEventStore(connect(env["REDIS_URL"]))
-        with progress.acting_as(DEMO_USER):
-            result = app.tasks["workers.generate_outline"].delay(
-                "A lighthouse keeper's daughter and a storm", 3
-            )
-        print(f"demo task {result.id} started for {DEMO_USER}", flush=True)
-        ok = follow(store, result.id, options.timeout)
+            print(f"embedded redis-server at {server.url}")
+        env.setdefault("DATABASE_URL", f"sqlite:///{RUN_DIR / 'demo.db'}")
+        env.setdefault("JWT_SECRET", DEMO_SECRET)
+        env.setdefault("SSE_DEV_TOKENS_ENABLED", "true")
+        env.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
+        env.setdefault("WORKER_LOCAL_TOKENS_PER_SECOND", "60")
+        env.setdefault("WORKER_WATCHDOG_SECONDS", "20")
+        env["PYTHONPATH"] = str(ROOT)
+        os.environ.update(env)
+        upgrade(env["DATABASE_URL"])
+        api, flower = start_stack(stack, env)
+        print(f"API: {api}/docs   Flower: {flower}   logs: {RUN_DIR}/")
+        ok = run_demo_novel(api, flower, options.timeout)
         if options.once:
             return 0 if ok else 1
-        print("stack is running; Ctrl-C stops everything", flush=True)
+        print("the stack keeps running; Ctrl-C stops everything")
         try:
             signal.pause()
         except KeyboardInterrupt:
-            pass
+            print("stopping")
     return 0
 
 

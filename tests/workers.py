@@ -16,8 +16,11 @@ from workers import resources
 class WorkerProcess:
     """``celery -A workers.celery_app:app worker`` with the given environment."""
 
-    def __init__(self, env: dict[str, str], concurrency: int = 4, beat: bool = False) -> None:
+    def __init__(
+        self, env: dict[str, str], concurrency: int = 4, beat: bool = False, pool: str = "threads"
+    ) -> None:
         self.env = {**os.environ, **env}
+        self.pool = pool
         self.concurrency = concurrency
         self.beat = beat
         self._log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", delete=False)

@@ -15,6 +15,7 @@ from workers import resources
 from workers.db import Novel
 from workers.notify import move_novel
 from workers.novels import NovelNotFound
+from workers.tasks import limits
 
 __all__ = [
     "Novel",
@@ -62,7 +63,9 @@ def start_novel(
     )
     with progress.acting_as(owner_id, session_id, novel_id=novel.id, workflow_id=novel.id):
         # The API never waits for results: do not subscribe to them (ignore_result).
-        result = _app().send_task("workers.create_novel", args=[novel.id], ignore_result=True)
+        result = _app().send_task(
+            "workers.create_novel", args=[novel.id], ignore_result=True, **limits()
+        )
     repo.set_task(novel.id, result.id)
     return repo.get(novel.id), result.id
 
@@ -90,6 +93,7 @@ def revise_chapter(
             args=[novel_id, number],
             kwargs={"instructions": instructions},
             ignore_result=True,
+            **limits(),
         )
     return str(result.id)
 

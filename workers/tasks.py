@@ -11,6 +11,7 @@ checked between tokens. Workflow stages go out as ``workflow.status-changed``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,11 +53,29 @@ def _generate(
     """Tokens from the LLM, reporting progress (``offset + done`` of ``total`` tokens) and
     honouring cancel requests as they come."""
     flags = [resources.layout().cancel(task_id), resources.layout().cancel(novel_id)]
+    deadline = time.monotonic() + resources.settings().soft_time_limit_seconds
     for done, token in enumerate(resources.llm().stream(prompt, tokens), start=1):
+        if time.monotonic() > deadline:
+            raise GenerationTimeout(
+                f"generation took longer than {resources.settings().soft_time_limit_seconds:g} s"
+            )
         if done % _CANCEL_CHECK_EVERY == 0 and resources.redis_client().exists(*flags):
             raise progress.Cancelled("cancelled by the writer")
         progress.update(percent(offset + done, total or tokens), message, stage=stage)
         yield token
+
+
+class GenerationTimeout(TimeoutError):
+    """The text took longer than the task's time limit to generate."""
+
+    retryable = True
+
+
+def limits() -> dict[str, float]:
+    """Per-message time limits: every pool honours those (worker-wide ones need prefork's
+    timer and are easy to miss)."""
+    soft = resources.settings().soft_time_limit_seconds
+    return {"soft_time_limit": soft, "time_limit": soft + 30}
 
 
 @shared_task(name="workers.create_novel", bind=True)
@@ -67,7 +86,7 @@ def create_novel(self: Any, novel_id: str) -> dict[str, str]:
 
     def step(name: str, *args: Any) -> Signature:
         errback = self.app.signature("workers.mark_novel_failed", args=(novel_id,), immutable=True)
-        return self.app.signature(name, args=args, immutable=True).on_error(errback)
+        return self.app.signature(name, args=args, immutable=True, **limits()).on_error(errback)
 
     chapters = [
         step("workers.generate_chapter", novel_id, n) for n in range(1, novel.chapter_count + 1)
