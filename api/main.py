@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from api.authz import Authorizer
 from api.errors import install_error_handlers
+from api.gc_tuning import freeze_long_lived
 from api.logs import install_redaction
 from api.routes import auth, events, novels, tasks
 from api.services import ApiServices
@@ -31,10 +32,14 @@ def create_app(
         await services.start()
         app.state.services = services
         watcher = asyncio.create_task(_end_streams_on_shutdown(services))
+        freezer = asyncio.create_task(
+            freeze_long_lived(resolved.gc_freeze_seconds, resolved.gc_full_seconds)
+        )
         try:
             yield
         finally:
             watcher.cancel()
+            freezer.cancel()
             await services.close()
 
     app = FastAPI(

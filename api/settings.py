@@ -44,6 +44,10 @@ class ApiSettings(BaseSettings):
     max_replay: int = Field(default=5000, ge=1)
     #: ``auth.expiring`` goes out this long before the JWT behind a stream expires.
     expiry_notice_seconds: float = Field(default=30.0, ge=0)
+    #: Objects alive this long are frozen out of garbage collection (see api/gc_tuning.py).
+    gc_freeze_seconds: float = Field(default=30.0, gt=0)
+    #: A full collection (one planned pause) this often, to reclaim frozen garbage.
+    gc_full_seconds: float = Field(default=900.0, gt=0)
     #: Enables POST /api/v1/auth/dev-token. Never in production.
     dev_tokens_enabled: bool = False
 

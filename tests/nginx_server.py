@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from progress.redis_server import free_port
+from tests.processes import stop_process
 
 NGINX = "/usr/sbin/nginx"
 
@@ -90,15 +91,7 @@ class NginxProxy:
 
     def stop(self) -> None:
         """Stop nginx (SIGTERM: fast shutdown) and wait for it."""
-        if self._process is None:
-            return
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process, timeout=10)
         self._process = None
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from progress.redis_server import free_port
+from tests.processes import stop_process
 
 JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
 
@@ -71,13 +72,7 @@ class ApiServer:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop (SIGTERM: graceful; SIGKILL: crash)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(sig)
-            try:
-                self._process.wait(15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process, sig, 15)
         self._process = None
 
     def close(self) -> None:

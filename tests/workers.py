@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.processes import stop_process
 from workers import resources
 
 
@@ -70,13 +71,7 @@ class WorkerProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop it (SIGTERM: warm shutdown; SIGKILL: a crash)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(sig)
-            try:
-                self._process.wait(20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process, sig, 20)
         self._process = None
 
     def __enter__(self) -> WorkerProcess:

@@ -118,6 +118,17 @@ def generate_outline(self: Any, novel_id: str) -> dict[str, str]:
     return {"summary": f"Outline of {len(plans)} chapters"}
 
 
+def _write_chapter(task_id: str, novel_id: str, number: int, prompt: str, stage: str) -> str:
+    """Generate a chapter's text, store it with its summary, tell the readers; the text."""
+    target = resources.settings().tokens_per_chapter
+    verb = "Writing" if stage == "drafting" else "Revising"
+    words = _generate(task_id, novel_id, prompt, target, stage, f"{verb} chapter {number}")
+    text = " ".join(words)
+    resources.novels().save_chapter(novel_id, number, text, summarize(text))
+    chapters_updated(novel_id, [number])
+    return text
+
+
 @shared_task(name="workers.generate_chapter", bind=True, **_RETRY)
 @progress.report_progress(estimated_seconds=10)
 def generate_chapter(self: Any, novel_id: str, number: int) -> dict[str, str]:
@@ -125,15 +136,8 @@ def generate_chapter(self: Any, novel_id: str, number: int) -> dict[str, str]:
     repo = resources.novels()
     chapter = repo.chapter(novel_id, number)
     repo.set_chapter_status(novel_id, number, "drafting")
-    target = resources.settings().tokens_per_chapter
     prompt = f"Write {chapter.title}. Plan: {chapter.plan}"
-    text = " ".join(
-        _generate(
-            self.request.id, novel_id, prompt, target, "drafting", f"Writing chapter {number}"
-        )
-    )
-    repo.save_chapter(novel_id, number, text, summarize(text))
-    chapters_updated(novel_id, [number])
+    text = _write_chapter(self.request.id, novel_id, number, prompt, "drafting")
     return {"summary": f"Chapter {number} written ({len(text.split())} words)"}
 
 
@@ -157,17 +161,9 @@ def review_novel(self: Any, novel_id: str) -> dict[str, str]:
 @progress.report_progress(estimated_seconds=10)
 def revise_chapter(self: Any, novel_id: str, number: int, instructions: str = "") -> dict[str, str]:
     """Rewrite one chapter following the writer's instructions."""
-    repo = resources.novels()
-    chapter = repo.chapter(novel_id, number)
-    target = resources.settings().tokens_per_chapter
+    chapter = resources.novels().chapter(novel_id, number)
     prompt = f"Revise {chapter.title} ({instructions or 'tighten the prose'}): {chapter.text}"
-    text = " ".join(
-        _generate(
-            self.request.id, novel_id, prompt, target, "revising", f"Revising chapter {number}"
-        )
-    )
-    repo.save_chapter(novel_id, number, text, summarize(text))
-    chapters_updated(novel_id, [number])
+    _write_chapter(self.request.id, novel_id, number, prompt, "revising")
     return {"summary": f"Chapter {number} revised"}
 
 

@@ -17,6 +17,7 @@ from progress.keys import user_stream
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
+from progress.store import StoreSettings
 from tests.workers import WorkerProcess
 from workers import contracts, resources
 from workers.migrate import upgrade
@@ -27,9 +28,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def store(redis_url: str) -> Iterator[RedisEventStore]:
-    progress.configure(ProgressSettings(redis_url=redis_url))
-    store = RedisEventStore(connect(redis_url))
+def store(redis_url: str, user_id: str) -> Iterator[RedisEventStore]:
+    # Its own key prefix: the running-task index is global, and other tests leave tasks in it.
+    prefix = f"wd-{user_id}"
+    progress.configure(ProgressSettings(redis_url=redis_url, key_prefix=prefix))
+    store = RedisEventStore(connect(redis_url), StoreSettings(prefix=prefix))
     yield store
     store.close()
     progress.configure(None)

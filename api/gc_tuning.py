@@ -1,0 +1,33 @@
+"""Keep garbage-collection pauses off the delivery path.
+
+Thousands of open streams hold over a million long-lived objects; a full collection walks all
+of them (0.7-1.2 s at 5,000 streams on this machine) and no stream is written meanwhile.
+Objects that lived through one period are frozen (``gc.freeze``: never scanned again); once
+per ``full_every`` the freeze is lifted and one full collection reclaims whatever cycles closed
+streams left, so memory stays bounded at the price of one planned pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+
+log = logging.getLogger("api.gc")
+
+
+async def freeze_long_lived(period: float = 30.0, full_every: float = 900.0) -> None:
+    """Run forever: freeze survivors every ``period``; a full collection every ``full_every``."""
+    last_full = time.monotonic()
+    while True:
+        await asyncio.sleep(period)
+        if time.monotonic() - last_full >= full_every:
+            gc.unfreeze()
+            started = time.perf_counter()
+            collected = gc.collect()
+            last_full = time.monotonic()
+            log.info(
+                "full collection: %d objects in %.3f s", collected, time.perf_counter() - started
+            )
+        gc.freeze()
