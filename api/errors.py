@@ -11,9 +11,32 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from progress.errors import InvalidCursor, StoreUnavailable
 from workers.contracts import NovelNotFound, TaskNotFound
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code and a message for people."""
+
+    code: str
+    message: str
+    fields: dict[str, str] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The JSON body of every error response."""
+
+    error: ErrorDetail
+
+
+#: OpenAPI entries for the errors every authenticated endpoint may return.
+COMMON_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "missing, malformed, expired or bad token"},
+    422: {"model": ErrorBody, "description": "invalid input; `fields` names each field"},
+    503: {"model": ErrorBody, "description": "Redis unavailable"},
+}
 
 
 class ApiError(Exception):

@@ -6,11 +6,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, Services
-from api.errors import ApiError
+from api.errors import COMMON_ERRORS, ApiError
 from api.security import mint_jwt
 from progress.events import Identifier
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=COMMON_ERRORS)
 
 
 class SseToken(BaseModel):

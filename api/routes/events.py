@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, Services
+from api.errors import COMMON_ERRORS
 from api.history import HistoryPage, read_history
 from api.streams import open_stream
 from progress.cursor import Cursor
 from progress.errors import StoreUnavailable
 
-router = APIRouter(prefix="/api/v1/events", tags=["events"])
+router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=COMMON_ERRORS)
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

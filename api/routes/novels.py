@@ -9,10 +9,11 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser
+from api.errors import COMMON_ERRORS
 from progress.events import Identifier
 from workers import contracts
 
-router = APIRouter(prefix="/api/v1/novels", tags=["novels"])
+router = APIRouter(prefix="/api/v1/novels", tags=["novels"], responses=COMMON_ERRORS)
 
 
 class NovelRequest(BaseModel):

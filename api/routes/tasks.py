@@ -6,11 +6,11 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel
 
 from api.deps import CurrentUser, Services
-from api.errors import ApiError
+from api.errors import COMMON_ERRORS, ApiError
 from progress.snapshot import TaskSnapshot
 from workers import contracts
 
-router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], responses=COMMON_ERRORS)
 
 
 @router.get(
