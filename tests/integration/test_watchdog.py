@@ -104,3 +104,52 @@ def test_sigkilled_worker_leaves_stalled_then_failed_never_endless_running(
         store.close()
         progress.configure(None)
         resources.configure(None)
+
+
+def test_a_task_redelivered_after_a_crash_starts_again_with_its_attempt_number(
+    redis_server: RedisServer, tmp_path: Path, user_id: str
+) -> None:
+    database = f"sqlite:///{tmp_path / 'novels.db'}"
+    upgrade(database)
+    env = {
+        "REDIS_URL": f"{redis_server.url}/0",
+        "DATABASE_URL": database,
+        "WORKER_BROKER_DB": "11",
+        "WORKER_RESULT_DB": "12",
+        "WORKER_LOCAL_TOKENS_PER_SECOND": "10",
+        "WORKER_VISIBILITY_TIMEOUT_SECONDS": "2",
+    }
+    resources.configure(
+        WorkerSettings(
+            redis_url=env["REDIS_URL"], database_url=database, broker_db=11, result_db=12
+        )
+    )
+    progress.configure(ProgressSettings(redis_url=env["REDIS_URL"]))
+    store = RedisEventStore(connect(env["REDIS_URL"]))
+    try:
+        with WorkerProcess(env) as victim:
+            contracts.start_novel(user_id, None, "Again", "Crash and come back", 1)
+            deadline = time.monotonic() + 20
+            while "task.progress-updated" not in kinds(store, user_id):
+                assert time.monotonic() < deadline, "nothing started"
+                time.sleep(0.1)
+            victim.stop(signal.SIGKILL)
+        time.sleep(2.5)  # past the visibility timeout: the next worker restores the message
+        with WorkerProcess(env):
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline:
+                found = [
+                    orjson.loads(e.data) for e in store.read_after(user_stream(user_id), "0-0", 500)
+                ]
+                attempts = [e.get("attempt") for e in found if e["type"] == "task.progress-started"]
+                if 2 in attempts and any(
+                    e["type"] == "workflow.status-changed" and e["new_status"] == "done"
+                    for e in found
+                ):
+                    break
+                time.sleep(0.2)
+        assert 2 in attempts, attempts
+    finally:
+        store.close()
+        progress.configure(None)
+        resources.configure(None)
