@@ -225,15 +225,18 @@ class Connection:
             if start != state.last_id:
                 plans.append((stream, state.epoch, start, state.last_id))
         gaps: list[list[StoredEvent]] = []
+        too_long: list[str] = []
         for stream, epoch, start, last_id in plans:
             entries = await self._read_gap(stream, start, last_id)
             if entries is None:
                 self.cursor = self.cursor.advance(stream, epoch, last_id)
-                if stream not in resets:
-                    resets.append(stream)
+                too_long.append(stream)
             else:
                 gaps.append(entries)
-        chunks = [await self._reset_frame(resets)] if resets else []
+        # "history_unavailable": events were lost; "gap_too_long": they exist, but too many.
+        reason = "history_unavailable" if resets else "gap_too_long"
+        resets += [stream for stream in too_long if stream not in resets]
+        chunks = [await self._reset_frame(resets, reason)] if resets else []
         for entries in gaps:
             for item in entries:
                 meta = event_meta(item.data)
@@ -255,10 +258,10 @@ class Connection:
             after = page[-1].id
         return entries
 
-    async def _reset_frame(self, streams: list[str]) -> bytes:
+    async def _reset_frame(self, streams: list[str], reason: str) -> bytes:
         tasks = await self._store.recent_tasks(self.principal.user_id)
         body = {
-            "reason": "history_unavailable",
+            "reason": reason,
             "streams": streams,
             "server_time": _now(),
             "tasks": [t.model_dump(mode="json") for t in tasks],

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from typing import Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from progress.store import StoreSettings
+
+#: Only accepted together with SSE_DEV_TOKENS_ENABLED=true: anyone can read it here.
+DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 
 
 class ApiSettings(BaseSettings):
@@ -19,7 +23,7 @@ class ApiSettings(BaseSettings):
         default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
     )
     jwt_secret: str = Field(
-        default="dev-only-insecure-secret-change-me-0123456789",
+        default=DEV_JWT_SECRET,
         validation_alias=AliasChoices("JWT_SECRET"),
         min_length=32,
     )
@@ -50,6 +54,15 @@ class ApiSettings(BaseSettings):
     gc_full_seconds: float = Field(default=900.0, gt=0)
     #: Enables POST /api/v1/auth/dev-token. Never in production.
     dev_tokens_enabled: bool = False
+
+    @model_validator(mode="after")
+    def _no_public_secret_in_production(self) -> Self:
+        if self.jwt_secret == DEV_JWT_SECRET and not self.dev_tokens_enabled:
+            raise ValueError(
+                "JWT_SECRET is not set: set it (32+ characters), or set "
+                "SSE_DEV_TOKENS_ENABLED=true for a development server"
+            )
+        return self
 
     def store_settings(self) -> StoreSettings:
         """The store settings shared with the workers."""
