@@ -65,12 +65,18 @@ class TokenService:
     """Checks JWTs, issues sse_tokens and spends them once."""
 
     def __init__(
-        self, secret: str, client: redis.asyncio.Redis, prefix: str = "rt", ttl: int = 60
+        self,
+        secret: str,
+        client: redis.asyncio.Redis,
+        prefix: str = "rt",
+        ttl: int = 60,
+        expiry_notice: float = 0.0,
     ) -> None:
         self._secret = secret
         self._client = client
         self._prefix = prefix
         self.ttl = ttl
+        self._expiry_notice = expiry_notice
 
     def principal_from_jwt(self, token: str | None) -> Principal:
         """The caller of a Bearer JWT; 401 saying what is wrong with it."""
@@ -87,8 +93,13 @@ class TokenService:
         )
 
     def issue_sse_token(self, principal: Principal) -> tuple[str, int]:
-        """A token for one stream and its lifetime: ``ttl`` seconds, never past the JWT's."""
+        """A token for one stream and its lifetime: ``ttl`` seconds, never past the JWT's.
+
+        A JWT about to expire gets 401 ``token_expiring``: its stream would end at once.
+        """
         now = time.time()
+        if principal.expires_at - now <= self._expiry_notice:
+            raise unauthorized("token_expiring", "the JWT is about to expire: refresh it first")
         claims = {
             "typ": "sse",
             "sub": principal.user_id,

@@ -63,7 +63,11 @@ class ApiServices:
             pubsub_client=pubsub_client,
             store=AsyncRedisEventStore(client, settings.store_settings()),
             tokens=TokenService(
-                settings.jwt_secret, client, settings.key_prefix, settings.token_ttl_seconds
+                settings.jwt_secret,
+                client,
+                settings.key_prefix,
+                settings.token_ttl_seconds,
+                settings.expiry_notice_seconds,
             ),
             registry=registry,
             authorizer=authorizer,

@@ -333,3 +333,11 @@ def test_content_events_reach_members_until_their_access_is_revoked(
     finally:
         for stream in streams.values():
             stream.close()
+
+
+def test_a_jwt_about_to_expire_gets_no_sse_token(api: ApiServer, user_id: str) -> None:
+    almost_expired = api.jwt(user_id, ttl=10)  # the server warns 30 s before expiry
+    response = httpx.post(
+        f"{api.url}/api/v1/auth/sse-token", headers={"Authorization": f"Bearer {almost_expired}"}
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "token_expiring")
