@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.errors import ApiError
 from api.security import Principal
 from api.services import ApiServices
 
@@ -31,3 +32,16 @@ def current_principal(
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+ADMIN_ROLE = "admin"
+
+
+def admin_principal(principal: CurrentUser) -> Principal:
+    """The caller, when their JWT carries the ``admin`` role; 403 otherwise."""
+    if ADMIN_ROLE not in principal.roles:
+        raise ApiError(403, "forbidden", "this endpoint needs the admin role")
+    return principal
+
+
+AdminUser = Annotated[Principal, Depends(admin_principal)]
