@@ -74,10 +74,15 @@ class WorkerProcess:
         stop_process(self._process, sig, 20)
         self._process = None
 
-    def __enter__(self) -> WorkerProcess:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    def close(self) -> None:
+        """Stop it if running and delete its log."""
+        if self._process is not None:
+            self.stop()
         self._log.close()
         Path(self._log.name).unlink(missing_ok=True)
+
+    def __enter__(self) -> WorkerProcess:
+        return self if self._process is not None else self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
