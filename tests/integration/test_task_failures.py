@@ -28,7 +28,8 @@ def test_a_timeout_fails_with_a_retry_suggestion_and_fails_the_novel(
 
     failed = [e for e in found if e["type"] == "task.progress-failed"]
     assert failed, ([e["type"] for e in found], worker.log_text[-3000:])
-    assert failed[0]["error_type"] == "GenerationTimeout"
+    # Under prefork Celery's soft limit and the task's own deadline race; either is a timeout.
+    assert failed[0]["error_type"] in {"SoftTimeLimitExceeded", "GenerationTimeout"}
     assert failed[0]["retryable"] is True
     assert "Try again" in failed[0]["retry_suggestion"]
     stack.events(user_id, has("workflow.status-changed"), timeout=5)
