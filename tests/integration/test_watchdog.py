@@ -66,7 +66,9 @@ def test_sigkilled_worker_leaves_stalled_then_failed_never_endless_running(
         9,
         10,
         WORKER_LOCAL_TOKENS_PER_SECOND="5",
-        PROGRESS_HEARTBEAT_SECONDS="0.5",
+        # Stalled after 6 s of silence, lost after 12 s: the watching worker may take a few
+        # seconds to start on a loaded machine and must still see the task stall first.
+        PROGRESS_HEARTBEAT_SECONDS="2",
         WORKER_WATCHDOG_SECONDS="0.5",
     )
     with stack.worker(concurrency=4) as victim:
@@ -76,7 +78,7 @@ def test_sigkilled_worker_leaves_stalled_then_failed_never_endless_running(
         victim.stop(signal.SIGKILL)
 
     stack.worker(concurrency=4, beat=True)
-    seen = types(stack.events(user_id, has("task.progress-failed"), timeout=30))
+    seen = types(stack.events(user_id, has("task.progress-failed"), timeout=40))
     assert "task.progress-stalled" in seen
     assert seen.index("task.progress-stalled") < seen.index("task.progress-failed")
 
