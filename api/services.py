@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 from api.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
 from api.connection import StreamOptions
 from api.fanout import Hub
+from api.realtime import RealtimeModeStore
 from api.registry import ConnectionRegistry
 from api.security import TokenService
 from api.settings import ApiSettings
@@ -32,6 +33,7 @@ class ApiServices:
     registry: ConnectionRegistry
     authorizer: Authorizer
     hub: Hub
+    modes: RealtimeModeStore
     options: StreamOptions
     started_at: float = field(default_factory=time.monotonic)
     #: Set by sse-starlette when the server begins to shut down.
@@ -57,6 +59,7 @@ class ApiServices:
         authorizer = authorizer or NovelMembershipAuthorizer(
             RedisNovelAccess(client, settings.key_prefix)
         )
+        modes = RealtimeModeStore(client, settings.key_prefix)
         return cls(
             settings=settings,
             client=client,
@@ -71,7 +74,8 @@ class ApiServices:
             ),
             registry=registry,
             authorizer=authorizer,
-            hub=Hub(pubsub_client, registry, layout, settings.lease_seconds, authorizer),
+            hub=Hub(pubsub_client, registry, layout, settings.lease_seconds, authorizer, modes),
+            modes=modes,
             options=StreamOptions(
                 heartbeat_seconds=settings.heartbeat_seconds,
                 retry_ms=settings.retry_ms,
