@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyEvent, etaSeconds, fromSnapshot } from "../src/realtime/taskProgress";
+import { applyEvent, etaSeconds, fromSnapshot, taskLabel } from "../src/realtime/taskProgress";
 import type { RealtimeEvent, TaskSnapshot } from "../src/realtime/types";
 
 const snapshot: TaskSnapshot = {
@@ -62,5 +62,10 @@ describe("task progress", () => {
     expect(etaSeconds(withEstimate, started + 30_000)).toBe(70);
     expect(etaSeconds(fromSnapshot(snapshot), started + 20_000)).toBe(30);
     expect(etaSeconds(fromSnapshot({ ...snapshot, status: "completed" }), started)).toBeNull();
+  });
+
+  it("names a task for people", () => {
+    expect(taskLabel("workers.generate_chapter")).toBe("Generate chapter");
+    expect(taskLabel(null)).toBe("Task");
   });
 });

@@ -1,11 +1,6 @@
 import { useTaskProgress } from "../hooks/useTaskProgress";
 import { useSSEConnection } from "../hooks/useSSEConnection";
-
-function taskLabel(name: string | null): string {
-  if (!name) return "Task";
-  const short = name.replace(/^workers\./, "").replace(/_/g, " ");
-  return short.charAt(0).toUpperCase() + short.slice(1);
-}
+import { taskLabel } from "../realtime/taskProgress";
 
 /** One task's bar: percent, stage, status, ETA, error with its suggestion, Flower link. */
 export function TaskProgressBar({

@@ -9,6 +9,7 @@ import {
   fromSnapshot,
   isTerminal,
   type TaskError,
+  taskLabel,
   type TaskView,
 } from "../realtime/taskProgress";
 import { LatestValueThrottle } from "../realtime/throttle";
@@ -68,7 +69,7 @@ export function useTaskProgress(
       throttle.current?.flush();
       if (live && notify && !(previous && isTerminal(previous.status)) && !announced.current) {
         announced.current = true;
-        const name = next.taskName ?? "Task";
+        const name = taskLabel(next.taskName);
         if (next.status === "completed") toast(`${name} completed`, "success");
         else if (next.status === "failed") {
           const hint = next.error?.retrySuggestion ? ` ${next.error.retrySuggestion}` : "";

@@ -1,8 +1,9 @@
-import { useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { useParams } from "react-router";
 import type { Api } from "../api/client";
 import { TaskProgressBar } from "../components/TaskProgressBar";
+import { useToast } from "../components/Toasts";
 import { useRealtime } from "../hooks/RealtimeProvider";
 import { queryKeys } from "../realtime/queryKeys";
 
@@ -23,7 +24,34 @@ async function novelTasks(api: Api, novelId: string): Promise<string[]> {
   return found;
 }
 
-/** A novel: its workflow and step progress bars, and its chapters as they are written. */
+/** Rewrite one chapter; its task's bar (and its toast) follow below it. */
+function ReviseChapter({ novelId, number }: { novelId: string; number: number }) {
+  const { api } = useRealtime();
+  const [taskId, setTaskId] = useState<string | null>(null);
+  const revise = useMutation({
+    mutationFn: () => api.reviseChapter(novelId, number, ""),
+    onSuccess: ({ task_id }) => setTaskId(task_id),
+  });
+  return (
+    <div className="revise">
+      <button
+        type="button"
+        onClick={() => revise.mutate()}
+        disabled={revise.isPending}
+        aria-label={`Revise chapter ${number}`}
+      >
+        Revise
+      </button>
+      {revise.error ? <span role="alert">{revise.error.message}</span> : null}
+      {taskId ? <TaskProgressBar taskId={taskId} title={`Revising chapter ${number}`} /> : null}
+    </div>
+  );
+}
+
+/**
+ * A novel: the progress bars of its workflow's tasks and its chapters as they are written. The
+ * workflow spans several tasks, so the novel (not each task) toasts when it ends.
+ */
 export function Novel() {
   const { novelId = "" } = useParams();
   const { api, hub } = useRealtime();
@@ -34,21 +62,30 @@ export function Novel() {
     staleTime: Number.POSITIVE_INFINITY,
   });
   const [liveTasks, setLiveTasks] = useState<string[]>([]);
+  const toast = useToast();
+  const title = novel.data?.title;
 
   useEffect(() => {
     setLiveTasks([]);
     return hub.onEvent((event) => {
-      if (event.novel_id !== novelId || event.type !== "task.progress-started" || !event.task_id) {
-        return;
+      if (event.novel_id !== novelId) return;
+      if (event.type === "task.progress-started" && event.task_id) {
+        const taskId = event.task_id;
+        setLiveTasks((list) => (list.includes(taskId) ? list : [...list, taskId]));
       }
-      const taskId = event.task_id;
-      setLiveTasks((list) => (list.includes(taskId) ? list : [...list, taskId]));
+      if (event.type === "workflow.status-changed") {
+        const name = title ? `“${title}”` : "Your novel";
+        if (event.new_status === "done") toast(`${name} is complete`, "success");
+        if (event.new_status === "failed") toast(`${name} failed`, "error");
+        if (event.new_status === "cancelled") toast(`${name} was cancelled`, "info");
+      }
     });
-  }, [hub, novelId]);
+  }, [hub, novelId, title, toast]);
 
   if (novel.isPending) return <p>Loading…</p>;
   if (novel.error) return <p role="alert">{novel.error.message}</p>;
   const workflow = novel.data.task_id;
+  const written = novel.data.chapters.filter((chapter) => chapter.summary).length;
   const steps = [...(history.data ?? []), ...liveTasks].filter(
     (id, index, all) => id !== workflow && all.indexOf(id) === index,
   );
@@ -64,21 +101,32 @@ export function Novel() {
       </p>
       <section aria-labelledby="tasks-heading">
         <h2 id="tasks-heading">Progress</h2>
-        {workflow ? <TaskProgressBar taskId={workflow} title="Whole novel" /> : null}
+        {workflow ? <TaskProgressBar taskId={workflow} notify={false} /> : null}
         {steps.map((taskId) => (
           <TaskProgressBar key={taskId} taskId={taskId} notify={false} />
         ))}
       </section>
       <section aria-labelledby="chapters-heading">
         <h2 id="chapters-heading">Chapters</h2>
-        {novel.data.chapters.length === 0 ? <p>No chapter written yet.</p> : null}
+        <p data-testid="chapters-written">
+          {written} of {novel.data.chapter_count} chapters written
+        </p>
         <ol className="chapters" aria-label="Chapters">
           {novel.data.chapters.map((chapter) => (
-            <li key={chapter.id} data-testid="chapter">
-              <h3>
-                {chapter.number}. {chapter.title}
-              </h3>
-              <p>{chapter.summary}</p>
+            <li key={chapter.id} data-testid="chapter" data-status={chapter.status}>
+              {chapter.summary ? (
+                <>
+                  <h3>{chapter.title}</h3>
+                  <p>{chapter.summary}</p>
+                </>
+              ) : (
+                <p className="pending">
+                  Chapter {chapter.number}: {chapter.status}
+                </p>
+              )}
+              {novel.data.status === "done" ? (
+                <ReviseChapter novelId={novelId} number={chapter.number} />
+              ) : null}
             </li>
           ))}
         </ol>

@@ -28,6 +28,13 @@ function time(iso: string | null | undefined): number | null {
   return Number.isNaN(ms) ? null : ms;
 }
 
+/** "workers.generate_chapter" → "Generate chapter". */
+export function taskLabel(name: string | null): string {
+  if (!name) return "Task";
+  const short = name.replace(/^.*\./, "").replace(/_/g, " ");
+  return short.charAt(0).toUpperCase() + short.slice(1);
+}
+
 export function isTerminal(status: TaskStatus): boolean {
   return TERMINAL_STATUSES.has(status);
 }
