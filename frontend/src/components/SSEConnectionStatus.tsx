@@ -1,4 +1,5 @@
 import { useEffect, useState } from "react";
+import { useAuth } from "../auth/session";
 import { useSSEConnection } from "../hooks/useSSEConnection";
 import type { ConnectionState } from "../realtime/types";
 
@@ -43,6 +44,7 @@ function describe(state: ConnectionState, now: number): { label: string; detail:
 /** The realtime link's state, its retries and a manual reconnect: part of the main layout. */
 export function SSEConnectionStatus() {
   const connection = useSSEConnection();
+  const { signOut } = useAuth();
   const [now, setNow] = useState(Date.now());
   useEffect(() => {
     if (connection.state.status !== "reconnecting") return;
@@ -50,7 +52,11 @@ export function SSEConnectionStatus() {
     return () => clearInterval(timer);
   }, [connection.state.status]);
   const { label, detail } = describe(connection.state, now);
-  const canReconnect = connection.state.status !== "connected" && connection.state.status !== "connecting";
+  const { status } = connection.state;
+  const reason = connection.state.status === "disconnected" ? connection.state.reason : null;
+  const sessionLost = reason === "auth";
+  const canReconnect =
+    status !== "connected" && status !== "connecting" && reason !== "auth" && reason !== "offline";
   return (
     <section
       className={`connection connection-${connection.state.status}`}
@@ -70,6 +76,11 @@ export function SSEConnectionStatus() {
       {canReconnect && (
         <button type="button" onClick={connection.reconnect}>
           Reconnect now
+        </button>
+      )}
+      {sessionLost && (
+        <button type="button" onClick={signOut}>
+          Sign in again
         </button>
       )}
     </section>
