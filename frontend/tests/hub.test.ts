@@ -145,4 +145,25 @@ describe("RealtimeHub", () => {
     await settle();
     expect(b.sources.filter((s) => !s.closed)).toHaveLength(1);
   });
+
+  it("keeps the stream of a new leader open while another tab is visible", async () => {
+    const b = browser();
+    const first = b.tab("a");
+    await settle();
+    const second = b.tab("b");
+    await settle();
+    const third = b.tab("c");
+    await settle();
+    b.last().established("c0");
+    second.hub.setVisible(false);
+    first.hub.stop();
+    await settle();
+    expect(second.hub.getSnapshot().role).toBe("leader");
+    b.last().established();
+    await b.clock.advance(200_000);
+    expect(b.sources.filter((s) => !s.closed)).toHaveLength(1);
+    third.hub.setVisible(false);
+    await b.clock.advance(200_000);
+    expect(b.sources.filter((s) => !s.closed)).toHaveLength(0);
+  });
 });

@@ -38,6 +38,8 @@ export interface NewNovel {
   chapter_count: number;
 }
 
+const REQUEST_TIMEOUT_MS = 15_000;
+
 async function request<T>(
   method: string,
   path: string,
@@ -53,6 +55,8 @@ async function request<T>(
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      // A black-holed server must not hang a reconnect attempt forever.
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch {
     throw new ApiError(0, "network_error", "The server cannot be reached");

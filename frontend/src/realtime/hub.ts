@@ -37,6 +37,7 @@ export type TabMessage =
   | { kind: "hello"; tabId: string; visible: boolean; active: boolean }
   | { kind: "tab"; tabId: string; visible: boolean; active: boolean }
   | { kind: "bye"; tabId: string }
+  | { kind: "leader" }
   | { kind: "reconnect" };
 
 export interface HubSnapshot {
@@ -175,6 +176,7 @@ export class RealtimeHub {
   private lead(): void {
     if (this.stopped) return;
     this.update({ role: "leader" });
+    this.post({ kind: "leader" });
     const listener: ConnectionListener = {
       event: (event) => {
         this.post({ kind: "event", event });
@@ -237,6 +239,9 @@ export class RealtimeHub {
       case "bye":
         this.tabs.delete(message.tabId);
         return this.applyTabs();
+      case "leader":
+        this.post(this.tabMessage("tab"));
+        return;
       case "reconnect":
         this.connection?.reconnect();
         return;
