@@ -16,7 +16,7 @@ export function Layout() {
             Novels
           </NavLink>
           <NavLink to="/notifications">
-            Notifications <span className="badge" data-testid="unread-count" aria-label={`${unread} unread`}>{unread}</span>
+            Notifications <span className={unread ? "badge" : "badge badge-empty"} data-testid="unread-count" aria-label={`${unread} unread`}>{unread}</span>
           </NavLink>
         </nav>
         <span className="user">{session?.userId}</span>

@@ -4,7 +4,7 @@ function NotificationList({ title, list }: { title: string; list: Notifications 
   return (
     <section aria-label={title} className="notification-list">
       <h2>
-        {title} <span className="badge">{list.unread} unread</span>
+        {title} <span className={list.unread ? "badge" : "badge badge-empty"}>{list.unread} unread</span>
       </h2>
       <button type="button" onClick={list.markAllRead} disabled={list.unread === 0}>
         Mark all read
@@ -14,8 +14,8 @@ function NotificationList({ title, list }: { title: string; list: Notifications 
         {list.items.map((item) => (
           <li key={item.id} className={item.read ? "read" : "unread"} data-testid="notification">
             <strong>{item.title}</strong>
-            {item.body ? <span> {item.body}</span> : null}
-            <time dateTime={item.at}> {new Date(item.at).toLocaleTimeString()}</time>
+            {item.body ? <span className="notification-body">{item.body}</span> : null}
+            <time dateTime={item.at}>{new Date(item.at).toLocaleTimeString()}</time>
             {!item.read ? (
               <button type="button" onClick={() => list.markRead(item.id)} aria-label={`Mark read: ${item.title}`}>
                 Mark read

@@ -33,9 +33,10 @@ function describe(event: RealtimeEvent): { title: string; body: string; level: s
     case "content.novel-created":
       return { title: `Novel created: ${text("title")}`, body: text("premise"), level: null };
     case "content.chapter-updated": {
-      const chapters = (event.chapters as { number: number; title: string }[] | undefined) ?? [];
-      const names = chapters.map((c) => `${c.number}. ${c.title}`).join(", ");
-      return { title: `Chapters written: ${chapters.length}`, body: names, level: null };
+      const chapters = (event.chapters as { title: string }[] | undefined) ?? [];
+      const names = chapters.map((c) => c.title).join(", ");
+      const title = chapters.length === 1 ? "Chapter written" : `${chapters.length} chapters written`;
+      return { title, body: names, level: null };
     }
     case "workflow.status-changed":
       return {
