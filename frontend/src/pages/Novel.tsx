@@ -1,5 +1,5 @@
 import { useMutation, useQuery } from "@tanstack/react-query";
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { useParams } from "react-router";
 import type { Api } from "../api/client";
 import { TaskProgressBar } from "../components/TaskProgressBar";
@@ -63,7 +63,9 @@ export function Novel() {
   });
   const [liveTasks, setLiveTasks] = useState<string[]>([]);
   const toast = useToast();
-  const title = novel.data?.title;
+  // Read by the event handler; a change must not resubscribe (and forget live tasks).
+  const title = useRef<string | undefined>(undefined);
+  title.current = novel.data?.title;
 
   useEffect(() => {
     setLiveTasks([]);
@@ -74,13 +76,13 @@ export function Novel() {
         setLiveTasks((list) => (list.includes(taskId) ? list : [...list, taskId]));
       }
       if (event.type === "workflow.status-changed") {
-        const name = title ? `“${title}”` : "Your novel";
+        const name = title.current ? `“${title.current}”` : "Your novel";
         if (event.new_status === "done") toast(`${name} is complete`, "success");
         if (event.new_status === "failed") toast(`${name} failed`, "error");
         if (event.new_status === "cancelled") toast(`${name} was cancelled`, "info");
       }
     });
-  }, [hub, novelId, title, toast]);
+  }, [hub, novelId, toast]);
 
   if (novel.isPending) return <p>Loading…</p>;
   if (novel.error) return <p role="alert">{novel.error.message}</p>;
