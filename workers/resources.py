@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import threading
-from functools import cache
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import redis
 from celery import Celery
@@ -18,7 +19,37 @@ from workers.llm import LLMClient, make_llm_client
 from workers.novels import NovelRepository
 from workers.settings import WorkerSettings
 
-_lock = threading.Lock()
+_lock = threading.RLock()
+
+T = TypeVar("T")
+
+
+class _Resource(Generic[T]):
+    """A factory's one result per process; the first call creates it under a lock, since
+    the threads pool calls in parallel and a second client or engine would leak."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self.__doc__ = factory.__doc__
+
+    def __call__(self) -> T:
+        value = self._value
+        if value is not None:
+            return value
+        with _lock:
+            if self._value is None:
+                self._value = self._factory()
+            return self._value
+
+    @property
+    def created(self) -> bool:
+        """True once the resource exists in this process."""
+        return self._value is not None
+
+    def forget(self) -> None:
+        """Drop it (without closing it)."""
+        self._value = None
 
 
 _configured: WorkerSettings | None = None
@@ -32,13 +63,13 @@ def configure(worker_settings: WorkerSettings | None) -> None:
     reset()
 
 
-@cache
+@_Resource
 def settings() -> WorkerSettings:
     """The worker settings: configured ones, else read from the environment once."""
     return _configured or WorkerSettings()
 
 
-@cache
+@_Resource
 def celery_app() -> Celery:
     """The Celery app for these settings."""
     from workers.celery_app import create_app
@@ -46,32 +77,32 @@ def celery_app() -> Celery:
     return create_app(settings())
 
 
-@cache
+@_Resource
 def layout() -> KeyLayout:
     """Redis key names shared with the progress library."""
     return KeyLayout(get_progress_settings().key_prefix)
 
 
-@cache
+@_Resource
 def novels() -> NovelRepository:
     """The novel repository on this process's engine."""
     return NovelRepository(make_sessions(make_engine(settings().database_url)))
 
 
-@cache
+@_Resource
 def redis_client() -> redis.Redis:
     """A sync Redis client for cancel flags and reader sets."""
     return connect(settings().redis_url)
 
 
-@cache
+@_Resource
 def progress_store() -> RedisEventStore:
     """The event store, for the watchdog's reads."""
     progress_settings = get_progress_settings()
     return RedisEventStore(connect(progress_settings.redis_url), progress_settings.store_settings())
 
 
-@cache
+@_Resource
 def llm() -> LLMClient:
     """The text generator chosen by the settings."""
     return make_llm_client(settings())
@@ -79,13 +110,13 @@ def llm() -> LLMClient:
 
 def close() -> None:
     """Close the connections this process opened, then forget them."""
-    if redis_client.cache_info().currsize:
+    if redis_client.created:
         redis_client().close()
-    if progress_store.cache_info().currsize:
+    if progress_store.created:
         progress_store().client.close()
-    if celery_app.cache_info().currsize:
+    if celery_app.created:
         celery_app().close()
-    if novels.cache_info().currsize:
+    if novels.created:
         novels().dispose()
     reset()
 
@@ -94,7 +125,7 @@ def reset() -> None:
     """Forget every resource (after fork: the parent's sockets are not this process's)."""
     with _lock:
         for factory in (settings, celery_app, layout, novels, redis_client, progress_store, llm):
-            factory.cache_clear()
+            factory.forget()
 
 
 os.register_at_fork(after_in_child=reset)
