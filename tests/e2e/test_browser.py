@@ -4,7 +4,8 @@ restart, in polling mode, and with two tabs sharing one connection."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import httpx
 import orjson
@@ -73,6 +74,13 @@ def novel_events(store: RedisEventStore, user: str, novel_id: str) -> list[str]:
     return [e["event_id"] for e in stored if e.get("novel_id") == novel_id]
 
 
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
 def in_order(stored: list[str], got: list[str]) -> bool:
     """The page received every stored event, once, in stream order."""
     wanted = set(stored)
@@ -119,6 +127,17 @@ def test_a_novel_is_written_live_and_two_tabs_share_one_connection(
     assert in_order(ids, received(second))
     assert connections_of(store, user_id) == 1
 
+    context.set_offline(True)
+    expect(page.get_by_test_id("connection-label")).to_have_text("Offline")
+    expect(page.get_by_test_id("connection-status")).to_contain_text("You are offline")
+    screenshot(page, "06-offline")
+    context.set_offline(False)
+    expect(status(page)).to_have_attribute("data-status", "connected")
+
+    second.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("User id")).to_be_visible()
+    wait_for(lambda: connections_of(store, user_id) == 0, "the stream to close on sign-out")
+
 
 def test_an_api_restart_mid_novel_loses_and_repeats_nothing(
     api: ApiServer, page: Page, store: RedisEventStore, user_id: str
@@ -131,13 +150,13 @@ def test_an_api_restart_mid_novel_loses_and_repeats_nothing(
     api.stop()
     expect(status(page)).to_have_attribute("data-status", "reconnecting")
     expect(page.get_by_test_id("connection-label")).to_contain_text("Reconnecting (attempt")
-    screenshot(page, "06-api-down-reconnecting")
+    screenshot(page, "07-api-down-reconnecting")
     api.start()
     expect(status(page)).to_have_attribute("data-status", "connected", timeout=30_000)
-    screenshot(page, "07-api-back-connected")
+    screenshot(page, "08-api-back-connected")
 
     expect_novel_done(page)
-    screenshot(page, "08-restart-novel-done")
+    screenshot(page, "09-restart-novel-done")
     got = received(page)
     assert len(got) == len(set(got)), "an event was shown twice"
     ids = novel_events(store, user_id, novel_id)
@@ -156,10 +175,10 @@ def test_in_polling_mode_the_same_flow_completes(
         sign_in(page, api, user_id)
         expect(status(page)).to_have_attribute("data-status", "polling")
         expect(page.get_by_test_id("connection-label")).to_have_text("Polling")
-        screenshot(page, "09-polling")
+        screenshot(page, "10-polling")
         novel_id = start_novel(page, "The Poll")
         expect_novel_done(page)
-        screenshot(page, "10-polling-novel-done")
+        screenshot(page, "11-polling-novel-done")
         assert connections_of(store, user_id) == 0
         got = received(page)
         assert len(got) == len(set(got))
@@ -167,6 +186,6 @@ def test_in_polling_mode_the_same_flow_completes(
 
         httpx.put(url, json={"mode": "sse", "percent": 100}, headers=admin).raise_for_status()
         expect(status(page)).to_have_attribute("data-status", "connected", timeout=20_000)
-        screenshot(page, "11-back-to-sse")
+        screenshot(page, "12-back-to-sse")
     finally:
         httpx.put(url, json={"mode": "sse", "percent": 100}, headers=admin).raise_for_status()
