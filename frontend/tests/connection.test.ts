@@ -135,6 +135,15 @@ describe("RealtimeConnection", () => {
     expect(h.resyncs).toBe(1);
   });
 
+  it("reconnects at once on auth.expiring, with a fresh token and the cursor", async () => {
+    h.last().established("cur-0");
+    h.last().emit("auth.expiring", { reason: "token_expiring" }, "cur-1");
+    expect(h.sources[0].closed).toBe(true);
+    await h.clock.advance(0);
+    expect(h.api.tokens).toBe(2);
+    expect(h.last().query.get("last_event_id")).toBe("cur-1");
+  });
+
   it("counts a failed sse_token request as a failed try", async () => {
     h.last().established("cur-0");
     h.api.tokenFailures = 1;
