@@ -68,10 +68,10 @@ def connections_of(store: RedisEventStore, user: str) -> int:
     return int(store.client.zcard(f"rt:{{u:{user}}}:conns"))
 
 
-def novel_events(store: RedisEventStore, user: str, novel_id: str) -> list[str]:
-    """Ids of the stored events of one novel, in stream order."""
+def novel_events(store: RedisEventStore, user: str, novel_id: str, skip: str = "") -> list[str]:
+    """Ids of the stored events of one novel (but those of type ``skip``), in stream order."""
     stored = [orjson.loads(e.data) for e in store.read_after(user_stream(user), "0-0", 10_000)]
-    return [e["event_id"] for e in stored if e.get("novel_id") == novel_id]
+    return [e["event_id"] for e in stored if e.get("novel_id") == novel_id and e["type"] != skip]
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
@@ -189,3 +189,33 @@ def test_in_polling_mode_the_same_flow_completes(
         screenshot(page, "12-back-to-sse")
     finally:
         httpx.put(url, json={"mode": "sse", "percent": 100}, headers=admin).raise_for_status()
+
+
+def test_a_slow_network_gets_coarser_progress_without_losing_the_stream(
+    api: ApiServer, page: Page, store: RedisEventStore, user_id: str
+) -> None:
+    sign_in(page, api, user_id)
+    expect(status(page)).to_have_attribute("data-status", "connected")
+
+    devtools = page.context.new_cdp_session(page)
+    devtools.send("Network.enable")
+    coarse = "progress_interval_ms=5000"
+    with page.expect_request(lambda r: "/events/stream" in r.url and coarse in r.url) as stream:
+        devtools.send(
+            "Network.emulateNetworkConditions",
+            {
+                "offline": False,
+                "latency": 400,
+                "downloadThroughput": 50_000,
+                "uploadThroughput": 50_000,
+            },
+        )
+    assert "last_event_id=" in stream.value.url
+    expect(status(page)).to_have_attribute("data-status", "connected")
+    screenshot(page, "13-slow-network-connected")
+    novel_id = start_novel(page, "The Slow Link")
+    expect_novel_done(page)
+    got = received(page)
+    assert len(got) == len(set(got))
+    stored = novel_events(store, user_id, novel_id, skip="task.progress-updated")
+    assert in_order(stored, got), "only superseded progress updates may be left out"
