@@ -85,7 +85,6 @@ export function useTaskProgress(
     const current = latest.current;
     if (current && current.updatedAt > fromServer.updatedAt) return;
     push(fromServer, current !== null);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [snapshot.data]);
 
   useEffect(() => {
@@ -99,12 +98,13 @@ export function useTaskProgress(
     };
     const offPolled = hub.onPolled(refetch);
     const offResync = hub.onResync(refetch);
+    // Subscribed once per task: the handlers keep their state in refs, and what they capture
+    // besides (notify, toast, refetch) does not change while the task is shown.
     return () => {
       off();
       offPolled();
       offResync();
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [hub, taskId]);
 
   const running = view !== null && !isTerminal(view.status);
