@@ -21,14 +21,17 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 import orjson
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.authz import Authorizer
+from api.authz import Authorizer, EventMeta
+from api.backpressure import Backpressure
 from api.connection import Connection, Delivery, Signal, event_meta
+from api.preferences import NotificationPreferences
 from api.registry import ConnectionRegistry, Lease
 from progress.errors import StoreUnavailable
 from progress.keys import BROADCAST, KeyLayout, user_stream
@@ -50,8 +53,12 @@ class Hub:
         layout: KeyLayout,
         lease_seconds: float,
         authorizer: Authorizer,
+        backpressure: Backpressure | None = None,
+        on_routed: Callable[[EventMeta], None] | None = None,
     ) -> None:
         self._client = client
+        self.backpressure = backpressure
+        self._on_routed = on_routed
         self._authorizer = authorizer
         self._control = layout.control()
         self._registry = registry
@@ -205,6 +212,10 @@ class Hub:
             command = orjson.loads(payload)
             if command.get("kind") == "access-revoked":
                 self._authorizer.forget(command["user_id"], command["novel_id"])
+            elif command.get("kind") == "prefs-changed":
+                preferences = NotificationPreferences.model_validate(command["preferences"])
+                for connection in self._by_user.get(command["user_id"], ()):
+                    connection.preferences = preferences
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed control message: %r", payload[:200])
 
@@ -213,6 +224,17 @@ class Hub:
         stream = self._layout.stream_of_channel(channel)
         epoch, stream_id, data = parse_live_message(payload)
         delivery = Delivery(stream, epoch, stream_id, event_meta(data), data)
+        if self._on_routed is not None:
+            self._on_routed(delivery.meta)
+        if self.backpressure is None:
+            self.dispatch(delivery)
+            return
+        for admitted in self.backpressure.admit(delivery):
+            self.dispatch(admitted)
+
+    def dispatch(self, delivery: Delivery) -> None:
+        """Offer ``delivery`` to every local stream it is for."""
+        stream = delivery.stream
         if stream == BROADCAST:
             targets = self._connections.values()
         else:

@@ -13,8 +13,10 @@ from fastapi import FastAPI
 from api.authz import Authorizer
 from api.errors import install_error_handlers
 from api.gc_tuning import freeze_long_lived
+from api.http_metrics import CountResponses
+from api.logging_json import install_json_logs
 from api.logs import install_redaction
-from api.routes import auth, events, novels, tasks
+from api.routes import admin, auth, events, metrics, novels, preferences, tasks
 from api.services import ApiServices
 from api.settings import ApiSettings
 
@@ -28,6 +30,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_redaction()
+        if resolved.log_json:
+            install_json_logs(resolved.instance_id)
         services = ApiServices.build(resolved, authorizer)
         await services.start()
         app.state.services = services
@@ -49,8 +53,10 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (auth.router, events.router, tasks.router, novels.router):
-        app.include_router(router)
+    app.add_middleware(CountResponses)
+    routers = (auth, events, tasks, novels, metrics, admin, preferences)
+    for module in routers:
+        app.include_router(module.router)
     return app
 
 

@@ -4,12 +4,14 @@
 # nginx has none (the reverse-proxy test fails, saying nginx is missing).
 # postgresql has none either (the PostgreSQL tests fail, saying initdb is missing).
 # docker-compose (v1, only to validate docker-compose.yml) has none: its test fails.
+# prometheus (the server and promtool, for the alert-rule tests) has none either.
 set -u
 wanted=()
 [ -x /usr/bin/redis-server ] || wanted+=(redis-server)
 [ -x /usr/sbin/nginx ] || wanted+=(nginx)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || wanted+=(postgresql)
 command -v docker-compose >/dev/null 2>&1 || wanted+=(docker-compose)
+[ -x /usr/bin/promtool ] || wanted+=(prometheus)
 [ ${#wanted[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-system-deps: cannot apt-get ${wanted[*]} (not root or no apt); using fallbacks" >&2

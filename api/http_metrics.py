@@ -1,0 +1,27 @@
+"""Counts HTTP responses by status class (the error-rate alert), as plain ASGI middleware so
+streaming responses pass through untouched."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class CountResponses:
+    """Calls ``app.state.services.metrics.response(status)`` when a response starts."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                services = getattr(scope["app"].state, "services", None)
+                if services is not None:
+                    services.metrics.response(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, counted)
