@@ -1,7 +1,8 @@
 """Backpressure: notice when this instance is saturated, and relay fewer progress updates.
 
     monitor task ── every 100 ms: event-loop lag (how late its own sleep woke up, averaged
-                    over the last second) and the deepest stream queue ──▶ LoadMonitor.decide() ──▶ saturated yes/no
+                    over the last second) and the deepest stream queue
+                    ──▶ LoadMonitor.decide() ──▶ saturated yes/no
     hub._route ──▶ ProgressPacer.admit(delivery, saturated) ──▶ deliveries to offer now
     pacer task ── every 100 ms ──▶ ProgressPacer.due() ──▶ held updates whose window closed
 
