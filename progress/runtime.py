@@ -70,6 +70,11 @@ def get_reporter() -> Reporter:
         return _reporter
 
 
+def current_reporter() -> Reporter | None:
+    """This process's reporter if one was created (never creates one)."""
+    return _reporter
+
+
 def get_store() -> EventWriter:
     """This process's writer for synchronous publishing."""
     global _store

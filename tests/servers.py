@@ -97,9 +97,17 @@ class ApiServer:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def jwt(self, user_id: str, session_id: str | None = None, ttl: int = 3600) -> str:
+    def jwt(
+        self,
+        user_id: str,
+        session_id: str | None = None,
+        ttl: int = 3600,
+        roles: tuple[str, ...] = (),
+    ) -> str:
         """A platform JWT from the dev endpoint."""
         body = {"user_id": user_id, "session_id": session_id, "ttl_seconds": ttl}
+        if roles:
+            body["roles"] = list(roles)
         response = httpx.post(f"{self.url}/api/v1/auth/dev-token", json=body, timeout=5)
         response.raise_for_status()
         return str(response.json()["access_token"])
