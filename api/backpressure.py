@@ -1,7 +1,8 @@
 """Backpressure: notice when this instance is saturated, and relay fewer progress updates.
 
     monitor task ── every 100 ms: event-loop lag (how late its own sleep woke up, averaged
-                    over the last second) and the deepest stream queue
+                    over the last second), the deepest stream queue, and the fan-out lag
+                    (age of the oldest event the hub read since the last sample)
                     ──▶ LoadMonitor.decide() ──▶ saturated yes/no
     hub._route ──▶ ProgressPacer.admit(delivery, saturated) ──▶ deliveries to offer now
     pacer task ── every 100 ms ──▶ ProgressPacer.due() ──▶ held updates whose window closed
@@ -11,9 +12,12 @@ While saturated, a stream's ``task.progress-updated`` events are relayed at most
 replacing older ones, and released together (in stream order) when it closes. Any other event
 of that stream first releases what is held, then goes out at once, so terminal events
 (``completed``, ``failed``), content and system events are never delayed or coalesced, and
-the per-stream order that the cursor relies on is kept. New streams are refused with a 429
+the per-stream order that the cursor relies on is kept. A task's terminal event drops its own
+held update (the end supersedes it). New streams are refused with a 429
 and ``Retry-After`` while saturated. Recovery needs both signals below half their threshold
-for ``recover_seconds`` (hysteresis, so the state does not flap).
+for ``recover_seconds`` (hysteresis, so the state does not flap). The fan-out lag compares the
+worker's clock (``occurred_at``) with this host's: keep clocks in sync (NTP), and its threshold
+well above their skew.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from api.connection import Delivery
+from progress.events import TERMINAL_TASK_TYPES
 
 PROGRESS = "task.progress-updated"
 
@@ -34,6 +39,7 @@ class BackpressureSettings:
 
     lag_seconds: float
     queue_depth: int
+    fanout_lag_seconds: float
     recover_seconds: float
     progress_interval: float
     enabled: bool = True
@@ -47,21 +53,35 @@ class LoadMonitor:
     saturated: bool = False
     lag: float = 0.0
     max_depth: int = 0
+    fanout_lag: float = 0.0
     _calm_since: float | None = None
     _lags: list[float] = field(default_factory=list)
     transitions: int = 0
 
-    def decide(self, now: float, lag: float, max_depth: int) -> bool:
-        """Take one sample; return whether the instance counts as saturated now."""
+    def decide(self, now: float, lag: float, max_depth: int, fanout_lag: float = 0.0) -> bool:
+        """Take one sample; return whether the instance counts as saturated now.
+
+        ``fanout_lag``: the oldest event the hub received since the last sample (now minus its
+        ``occurred_at``): when it grows, the hub reads behind what Redis already sent.
+        """
         # The mean over the last second: one long pause (a full GC) is not saturation.
         self._lags = [*self._lags[-9:], lag]
         self.lag = sum(self._lags) / len(self._lags)
         self.max_depth = max_depth
+        self.fanout_lag = fanout_lag
         s = self.settings
         if not s.enabled:
             return False
-        hot = self.lag >= s.lag_seconds or max_depth >= s.queue_depth
-        calm = self.lag < s.lag_seconds / 2 and max_depth < s.queue_depth / 2
+        hot = (
+            self.lag >= s.lag_seconds
+            or max_depth >= s.queue_depth
+            or fanout_lag >= s.fanout_lag_seconds
+        )
+        calm = (
+            self.lag < s.lag_seconds / 2
+            and max_depth < s.queue_depth / 2
+            and fanout_lag < s.fanout_lag_seconds / 2
+        )
         if hot:
             self._calm_since = None
             if not self.saturated:
@@ -100,7 +120,13 @@ class ProgressPacer:
         stream = delivery.stream
         held = self._held.get(stream)
         if delivery.meta.type != PROGRESS:
-            return [*self._release(stream), delivery] if held else [delivery]
+            if held is None:
+                return [delivery]
+            if delivery.meta.type in TERMINAL_TASK_TYPES:
+                # the task's end supersedes its held progress: coalesced away, not released
+                if held.by_task.pop(delivery.meta.task_id, None) is not None:
+                    self.coalesced += 1
+            return [*self._release(stream), delivery]
         now = self._clock()
         if not saturated and held is None:
             return [delivery]
@@ -172,6 +198,7 @@ class Backpressure:
         self.dispatch = dispatch
         self._on_coalesced = on_coalesced
         self._task: asyncio.Task[None] | None = None
+        self._oldest_routed = 0.0
 
     @property
     def saturated(self) -> bool:
@@ -185,6 +212,11 @@ class Backpressure:
     def backpressure(self) -> tuple[bool, float]:
         """(saturated now, recent event-loop lag in seconds), for the metrics."""
         return self.monitor.saturated, self.monitor.lag
+
+    def routed(self, occurred_at: float | None) -> None:
+        """The hub received an event that occurred at ``occurred_at`` (epoch seconds)."""
+        if occurred_at is not None:
+            self._oldest_routed = max(self._oldest_routed, time.time() - occurred_at)
 
     def admit(self, delivery: Delivery) -> list[Delivery]:
         """What to relay now for an incoming live event."""
@@ -211,7 +243,8 @@ class Backpressure:
             await asyncio.sleep(period)
             lag = max(0.0, loop.time() - started - period)
             depth = max(self._queue_depths(), default=0)
-            self.monitor.decide(loop.time(), lag, depth)
+            fanout_lag, self._oldest_routed = self._oldest_routed, 0.0
+            self.monitor.decide(loop.time(), lag, depth, fanout_lag)
             if self.dispatch is not None:
                 for delivery in self.pacer.due():
                     self.dispatch(delivery)

@@ -13,7 +13,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from api.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
+from api.authz import Authorizer, EventMeta, NovelMembershipAuthorizer, RedisNovelAccess
 from api.backpressure import Backpressure, BackpressureSettings
 from api.clientip import Network, parse_networks
 from api.connection import StreamOptions
@@ -62,8 +62,12 @@ class ApiServices:
         client = connect_async(settings.redis_url)
         # The hub notices a lost link itself and resyncs every stream; a silent reconnect
         # inside redis-py would hide the gap, so the pub/sub client never retries.
+        # Large reads: under load the hub takes many messages per event-loop turn.
         pubsub_client = connect_async(
-            settings.redis_url, retry=Retry(NoBackoff(), 0), socket_timeout=None
+            settings.redis_url,
+            retry=Retry(NoBackoff(), 0),
+            socket_timeout=None,
+            socket_read_size=1 << 20,
         )
         layout = KeyLayout(settings.key_prefix)
         registry = ConnectionRegistry(
@@ -89,7 +93,7 @@ class ApiServices:
             settings.lease_seconds,
             authorizer,
             backpressure=backpressure,
-            on_routed=metrics.routed,
+            on_routed=lambda meta: _routed(metrics, backpressure, meta),
         )
         backpressure.dispatch = hub.dispatch
         metrics.watch(backpressure)
@@ -168,10 +172,16 @@ def _backpressure_settings(settings: ApiSettings) -> BackpressureSettings:
     return BackpressureSettings(
         lag_seconds=settings.backpressure_lag_seconds,
         queue_depth=settings.backpressure_queue_depth,
+        fanout_lag_seconds=settings.backpressure_fanout_lag_seconds,
         recover_seconds=settings.backpressure_recover_seconds,
         progress_interval=settings.backpressure_progress_interval_seconds,
         enabled=settings.backpressure_enabled,
     )
+
+
+def _routed(metrics: ApiMetrics, backpressure: Backpressure, meta: EventMeta) -> None:
+    metrics.routed(meta)
+    backpressure.routed(meta.occurred_at)
 
 
 def _abuse_limits(settings: ApiSettings) -> AbuseLimits:

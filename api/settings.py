@@ -75,6 +75,8 @@ class ApiSettings(BaseSettings):
     backpressure_enabled: bool = True
     backpressure_lag_seconds: float = Field(default=0.2, gt=0)
     backpressure_queue_depth: int = Field(default=200, ge=1)
+    #: ... or when the hub reads events this old (it reads behind what Redis sent).
+    backpressure_fanout_lag_seconds: float = Field(default=0.5, gt=0)
     backpressure_recover_seconds: float = Field(default=3.0, ge=0)
     #: While saturated, progress updates go out at most once per this per stream.
     backpressure_progress_interval_seconds: float = Field(default=2.0, gt=0)

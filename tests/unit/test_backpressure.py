@@ -11,7 +11,11 @@ from api.connection import Delivery
 pytestmark = pytest.mark.unit
 
 SETTINGS = BackpressureSettings(
-    lag_seconds=0.2, queue_depth=100, recover_seconds=3.0, progress_interval=2.0
+    lag_seconds=0.2,
+    queue_depth=100,
+    fanout_lag_seconds=0.5,
+    recover_seconds=3.0,
+    progress_interval=2.0,
 )
 
 
@@ -58,8 +62,18 @@ def test_a_deep_queue_saturates_at_once() -> None:
     assert monitor.decide(0.0, 0.0, 150)
 
 
+def test_a_hub_reading_behind_saturates_until_it_has_caught_up() -> None:
+    monitor = LoadMonitor(SETTINGS)
+    assert monitor.decide(0.0, 0.0, 0, fanout_lag=0.8)
+    monitor.decide(0.1, 0.0, 0, fanout_lag=0.3)  # better, but not below half the threshold
+    monitor.decide(5.0, 0.0, 0, fanout_lag=0.3)
+    assert monitor.saturated
+    monitor.decide(5.1, 0.0, 0, fanout_lag=0.1)
+    assert not monitor.decide(8.2, 0.0, 0, fanout_lag=0.1)
+
+
 def test_disabled_never_saturates() -> None:
-    monitor = LoadMonitor(BackpressureSettings(0.2, 100, 3.0, 2.0, enabled=False))
+    monitor = LoadMonitor(BackpressureSettings(0.2, 100, 0.5, 3.0, 2.0, enabled=False))
     assert not monitor.decide(0.0, 5.0, 10_000)
 
 
@@ -84,13 +98,24 @@ def test_saturated_updates_of_a_task_are_coalesced_to_the_newest_per_window() ->
     assert pacer.coalesced == 1
 
 
-def test_a_terminal_event_releases_held_updates_first_in_stream_order() -> None:
+def test_a_terminal_event_goes_at_once_after_the_other_tasks_held_updates() -> None:
     pacer = ProgressPacer(2.0, Clock())
     pacer.admit(delivery(1, task="a"), saturated=True)
     pacer.admit(delivery(2, task="b"), saturated=True)
     pacer.admit(delivery(3, task="a"), saturated=True)
-    done = delivery(4, kind="task.progress-completed", task="b")
-    assert ids(pacer.admit(done, saturated=True)) == ["2-0", "3-0", "4-0"]
+    pacer.admit(delivery(4, task="c"), saturated=True)
+    done = delivery(5, kind="task.progress-completed", task="b")
+    # b's held update is superseded by its end; a's and c's go first, in stream order
+    assert ids(pacer.admit(done, saturated=True)) == ["3-0", "4-0", "5-0"]
+    assert pacer.coalesced == 1  # b's update (a's first went out at once: leading edge)
+
+
+def test_content_and_system_events_release_held_updates_first() -> None:
+    pacer = ProgressPacer(2.0, Clock())
+    pacer.admit(delivery(1, task="a"), saturated=True)
+    pacer.admit(delivery(2, task="a"), saturated=True)
+    chapter = delivery(3, kind="content.chapter-updated", task="a")
+    assert ids(pacer.admit(chapter, saturated=True)) == ["2-0", "3-0"]
 
 
 def test_other_streams_are_not_held() -> None:
