@@ -75,6 +75,10 @@ def flood_until(store: RedisEventStore, user: str, done: Callable[[], bool]) -> 
     raise AssertionError("3,000 big events did not get there")
 
 
+def percents_of(client: SseClient) -> list[float]:
+    return [e.json["percent"] for e in client.events if e.event == "task.progress-updated"]
+
+
 def instance(api: ApiServer) -> str:
     return str(httpx.get(f"{api.url}/api/v1/events/health", timeout=5).json()["instance_id"])
 
@@ -222,16 +226,26 @@ def test_a_slow_client_is_counted_and_saturation_is_shown_until_it_is_gone(
             assert json.loads(refused.body)["error"]["code"] == "overloaded"
             assert refused.response_headers is not None
             assert int(refused.response_headers["retry-after"]) >= 1
-            # while saturated, a burst of one task's updates is relayed coalesced
+            # while saturated, a burst of one task's updates is relayed coalesced: the first at
+            # once, the newest when the window closes, nothing between
             for percent in range(1, 11):
                 store.append(TaskUpdated(user_id=watcher, task_id="w", percent=percent))
-            store.append(TaskCompleted(user_id=watcher, task_id="w", duration_seconds=1))
+            events = watching.wait_for(lambda _: 10 in percents_of(watching), timeout=5)
+            assert percents_of(watching) == [1, 10], percents_of(watching)
+            assert value(scrape(api), "sse_progress_coalesced_total", where="relay") == 8
+            # the end of a task is never held, and drops the updates held for it (both fall
+            # inside the window the release of 10 opened)
+            store.append(TaskUpdated(user_id=watcher, task_id="w2", percent=1))
+            store.append(TaskUpdated(user_id=watcher, task_id="w2", percent=50))
+            store.append(TaskCompleted(user_id=watcher, task_id="w2", duration_seconds=1))
             events = watching.wait_for(
                 lambda events: any(e.event == "task.progress-completed" for e in events)
             )
-            percents = [e.json["percent"] for e in events if e.event == "task.progress-updated"]
-            assert percents[-1] == 10 and len(percents) < 10, percents
-            assert value(scrape(api), "sse_progress_coalesced_total", where="relay") >= 1
+            assert [e.event for e in events if e.event.startswith("task.")][-1:] == [
+                "task.progress-completed"
+            ]
+            assert percents_of(watching) == [1, 10]
+            assert value(scrape(api), "sse_progress_coalesced_total", where="relay") == 10
             # distinct tasks, nothing to coalesce: past its queue of 400 it is closed as a
             # slow client, which it learns once it reads again
             for start in range(1000, 1600, 10):
