@@ -23,8 +23,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from progress import runtime
 from progress.events import EVENT_TYPES
-from progress.runtime import current_reporter
 
 log = logging.getLogger("workers.metrics")
 
@@ -42,9 +42,11 @@ class ProgressCollector(Collector):
     """Reads this process's reporter (and the outbox source) at each scrape."""
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        reporter = current_reporter()
+        reporter = runtime.current_reporter()
         emitted = CounterMetricFamily(
-            "progress_events_emitted", "Events stored by this process, by type", labels=["type"]
+            "progress_events_emitted",
+            "Events stored by this process (reporter and progress.publish), by type",
+            labels=["type"],
         )
         throttled = CounterMetricFamily(
             "progress_updates_throttled", "progress.update() calls held or merged by the throttle"
@@ -52,15 +54,17 @@ class ProgressCollector(Collector):
         dropped = CounterMetricFamily(
             "progress_events_dropped", "Events this process could not store and dropped"
         )
+        counts = list(runtime.published_by_type.items())
         if reporter is not None:
-            by_type: dict[str, int] = {}
-            for kind, count in list(reporter.pump.sent_by_type.items()):
-                label = kind if kind in _KNOWN else "other"
-                by_type[label] = by_type.get(label, 0) + count
-            for label, count in sorted(by_type.items()):
-                emitted.add_metric([label], count)
+            counts += list(reporter.pump.sent_by_type.items())
             throttled.add_metric([], reporter.throttled)
             dropped.add_metric([], reporter.pump.dropped)
+        by_type: dict[str, int] = {}
+        for kind, count in counts:
+            label = kind if kind in _KNOWN else "other"
+            by_type[label] = by_type.get(label, 0) + count
+        for label, count in sorted(by_type.items()):
+            emitted.add_metric([label], count)
         yield emitted
         yield throttled
         yield dropped
