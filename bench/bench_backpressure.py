@@ -53,6 +53,23 @@ TERMINAL = ("task.progress-completed", "task.progress-failed")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+def wait_for_quiet(seconds: float) -> float:
+    """Wait (at most ``seconds``) until the machine is mostly idle; the busy share seen last."""
+    deadline = time.monotonic() + seconds
+    while True:
+        before, started = machine_busy_seconds(), time.monotonic()
+        time.sleep(2)
+        busy = (machine_busy_seconds() - before) / (time.monotonic() - started) / os.cpu_count()
+        if busy < 0.25 or time.monotonic() > deadline:
+            return busy
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid``."""
     text = Path(f"/proc/{pid}/stat").read_text()
@@ -246,6 +263,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             publisher.start()
             api_cpu_before, publish_started = cpu_seconds(api.pid), time.monotonic()
+            redis_pid = int(connect(redis_url).info("server")["process_id"])
+            ours_before = cpu_seconds(redis_pid) + cpu_seconds(publisher.pid)
+            machine_before = machine_busy_seconds()
             bench_cpu_before = cpu_seconds(os.getpid())
             profiler = (
                 subprocess.Popen(
@@ -280,6 +300,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     sent.raise_for_status()
             saturated_when_sent = samples[-1].get("sse_backpressure_active") if samples else None
             report = await asyncio.to_thread(theirs.recv)
+            window = time.monotonic() - publish_started
+            ours = cpu_seconds(redis_pid) + cpu_seconds(publisher.pid) - ours_before
+            ours += (
+                cpu_seconds(api.pid) - api_cpu_before + cpu_seconds(os.getpid()) - bench_cpu_before
+            )
+            report["redis_and_publisher_cpu_percent"] = round(
+                100 * (cpu_seconds(redis_pid) + cpu_seconds(publisher.pid) - ours_before) / window
+            )
+            report["other_processes_cpu_percent"] = round(
+                100 * (machine_busy_seconds() - machine_before - ours) / window
+            )
             report["api_cpu_percent"] = round(
                 100 * (cpu_seconds(api.pid) - api_cpu_before) / (time.monotonic() - publish_started)
             )
@@ -386,6 +417,9 @@ def analyse(
         "relay_coalesced_total": max((s.get("coalesced", 0) for s in samples), default=0),
         "api_cpu_percent_while_publishing": report["api_cpu_percent"],
         "bench_client_cpu_percent": report["bench_cpu_percent"],
+        "redis_and_publisher_cpu_percent": report["redis_and_publisher_cpu_percent"],
+        "other_processes_cpu_percent": report["other_processes_cpu_percent"],
+        "machine_busy_share_before": args.busy_before,
         "server_side": report["server_side"],
         "cores": os.cpu_count(),
     }
@@ -401,7 +435,9 @@ def main() -> None:
     parser.add_argument("--no-backpressure", dest="backpressure", action="store_false")
     parser.add_argument("--api-env", action="append", default=[], help="NAME=VALUE for the API")
     parser.add_argument("--profile", help="py-spy the API while publishing (speedscope file)")
+    parser.add_argument("--quiet-wait", type=float, default=0, help="wait for an idle box")
     args = parser.parse_args()
+    args.busy_before = round(wait_for_quiet(args.quiet_wait), 2) if args.quiet_wait else None
     print(json.dumps(asyncio.run(run(args))))
 
 
