@@ -96,6 +96,12 @@ def test_a_hammering_address_is_limited_then_banned_while_another_is_served(
         stream = banned_client.get(f"{api.url}/api/v1/events/stream?sse_token={ok_token}")
     assert stream.status_code == 403
     assert stream.json()["error"]["code"] == "ip_banned"
+    refused = httpx.get(f"{api.url}/metrics").text + httpx.get(f"{other_instance.url}/metrics").text
+    for reason in ("rate_limited", "ip_banned"):
+        assert f'sse_token_requests_refused_total{{reason="{reason}"}}' in refused
+    assert (
+        'sse_connections_refused_total{instance_id="' in refused and 'reason="ip_banned"' in refused
+    )
     log = api.log_text + other_instance.log_text
     assert '"reason":"rate_limited"' in log and '"reason":"ip_banned"' in log
     assert '"client_ip":"127.0.0.2"' in log

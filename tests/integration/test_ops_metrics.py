@@ -269,3 +269,33 @@ def test_a_slow_client_is_counted_and_saturation_is_shown_until_it_is_gone(
         # the load is gone: it recovers by itself and takes new streams again
         wait_until(lambda: value(scrape(api), "sse_backpressure_active") == 0)
         open_stream(api, api.jwt(user_id)).close()
+
+
+def test_redis_down_shows_in_the_metrics_and_the_limits_fail_open(user_id: str) -> None:
+    with RedisServer() as redis_server:
+        env = {"SSE_REDIS_PROBE_SECONDS": "0.2"}
+        with ApiServer(f"{redis_server.url}/0", **env) as api:
+            jwt = api.jwt(user_id)
+            token = api.sse_token(jwt)
+            wait_until(lambda: value(scrape(api), "sse_redis_up") == 1)
+            before = scrape(api)
+            redis_server.stop()
+            wait_until(lambda: value(scrape(api), "sse_redis_up") == 0)
+            # the rate limits cannot be checked: the token is issued anyway, and counted
+            issued = httpx.post(
+                f"{api.url}/api/v1/auth/sse-token",
+                headers={"Authorization": f"Bearer {jwt}"},
+                timeout=10,
+            )
+            assert issued.status_code == 200
+            stream = httpx.get(f"{api.url}/api/v1/events/stream?sse_token={token}", timeout=10)
+            assert stream.status_code >= 500
+            after = scrape(api)
+            assert value(after, "sse_rate_limiter_errors_total") >= (
+                value(before, "sse_rate_limiter_errors_total") + 1
+            )
+            assert value(after, "http_responses_total", code="5xx") >= (
+                value(before, "http_responses_total", code="5xx") + 1
+            )
+            redis_server.start()
+            wait_until(lambda: value(scrape(api), "sse_redis_up") == 1)

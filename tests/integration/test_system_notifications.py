@@ -70,6 +70,12 @@ def test_a_user_who_muted_info_gets_warnings_and_criticals_but_never_info(
         last = notify(api, {"level": "critical", "message": "end"})
         assert last.status_code == 202
         chatty_stream.wait_for(lambda _: len(notices(chatty_stream)) == 6)
+        metrics = httpx.get(f"{api.url}/metrics").text
+        assert (
+            'sse_system_notifications_sent_total{level="info",type="system.notification"} 2.0'
+            in (metrics)
+        )
+        assert 'sse_system_notifications_sent_total{level="low",type="system.error"} 1.0' in metrics
         quiet_stream.wait_for(lambda _: len(notices(quiet_stream)) == 3)
         assert notices(quiet_stream) == [
             ("system.notification", "warning"),
