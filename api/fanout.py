@@ -2,14 +2,17 @@
 
 Concurrency (all on the event loop, no threads):
 
-    reader task ── pubsub message ──▶ route ──▶ Connection.offer (bounded queues)
+    reader task ── pubsub message ──▶ route ──▶ Backpressure.admit (progress updates held per
+                                                stream while saturated: api/backpressure.py)
+                                          ──▶ Connection.offer (bounded queues)
                  ◀─ subscribe confirmations resolve attach() waiters
     lease task  ── every lease/3 s, in slices of 100 ──▶ registry.refresh(leases)
     attach()    ── first local stream of a user ──▶ SUBSCRIBE its channel, wait for the ack
     detach()    ── last local stream of a user  ──▶ UNSUBSCRIBE
 
 The hub is always subscribed to the broadcast channel and the control channel (access
-revocations clear the authorizer's cache on every instance at once). When the pub/sub link
+revocations clear the authorizer's cache on every instance at once; preference changes reach
+the user's open streams). When the pub/sub link
 drops it retries with backoff, re-subscribes everything, then sends RESYNC to every
 connection, which catches up from its own cursor. Routing parses each message's JSON once,
 whatever the number of streams.
