@@ -1,15 +1,17 @@
 """Issue 7 benchmark: ONE API process under more progress updates than it can relay.
 
-    python bench/bench_backpressure.py [--streams 2000] [--rate 6000] [--duration 20]
-                                       [--task-updates 10] [--no-backpressure]
+    python bench/bench_backpressure.py [--users 2000] [--streams-per-user 2] [--rate 6000]
+                                       [--duration 20] [--task-updates 10] [--no-backpressure]
 
-Starts an embedded redis-server, one uvicorn process (uvloop + httptools when installed, access
-log off), opens ``--streams`` SSE streams (one user each, raw sockets in this process) and
-starts a publisher process that stores, round-robin over the users, ``--rate`` events/s for
-``--duration`` s: each user runs one task after another, ``--task-updates`` progress updates
-then a terminal event (every tenth task ``failed``, the others ``completed``). Halfway through,
-this process sends a critical broadcast ``system.notification`` and an ``info`` one through the
-admin endpoint; one user set ``min_level: warning`` before connecting.
+Starts an embedded redis-server and one uvicorn process (uvloop + httptools when installed,
+access log off); opens ``--streams-per-user`` SSE streams for each of ``--users`` users (two
+tabs each by default, so every event is written twice while Redis and the publisher work once;
+raw sockets in this process); then a publisher process stores, round-robin over the users,
+``--rate`` events/s for ``--duration`` s: each user runs one task after another,
+``--task-updates`` progress updates then a terminal event (every tenth task ``failed``, the
+others ``completed``). Halfway through, this process sends a critical broadcast
+``system.notification`` and an ``info`` one through the admin endpoint; one user set
+``min_level: warning`` before connecting.
 
 Prints one JSON line: terminal-event latency percentiles (occurred_at -> parsed by the client,
 one clock), progress updates published / delivered (the rest were coalesced), clients lost
@@ -231,7 +233,8 @@ def occurred(data: dict[str, Any]) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    users = [f"bp{n}" for n in range(args.streams)]
+    users = [f"bp{n}" for n in range(args.users)]
+    args.stream_users = [user for user in users for _ in range(args.streams_per_user)]
     muted = users[0]
     env = dict(item.split("=", 1) for item in args.api_env)
     if not args.backpressure:
@@ -250,7 +253,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             put.raise_for_status()
             opened_at = time.monotonic()
-            streams = await open_streams(url, users, concurrency=64, timeout=300)
+            streams = await open_streams(url, args.stream_users, concurrency=64, timeout=300)
             ramp = time.monotonic() - opened_at
             offset = time.time() - time.monotonic()
             samples: list[dict[str, float]] = []
@@ -354,6 +357,7 @@ def analyse(
     lost: set[int] = set()
     critical_arrivals: list[float] = []
     critical_sent: float | None = None
+    critical_users: set[str] = set()
     muted_levels: set[str] = set()
     for n, stream in enumerate(streams):
         seen: set[str] = set()
@@ -371,14 +375,16 @@ def analyse(
                 if data["level"] == "critical":
                     critical_sent = occurred(data)
                     critical_arrivals.append(wall(stream, index, offset))
-                if n == 0:
+                    critical_users.add(args.stream_users[n])
+                if args.stream_users[n] == "bp0":
                     muted_levels.add(data["level"])
         if stream.ended.is_set():
             lost.add(n)
-        missing_terminal += len(set(report["terminal"][f"bp{n}"]) - seen)
+        missing_terminal += len(set(report["terminal"][args.stream_users[n]]) - seen)
     published_terminal = sum(len(v) for v in report["terminal"].values())
     saturated = [s for s in samples if s.get("sse_backpressure_active") == 1]
     return {
+        "users": args.users,
         "streams": len(streams),
         "api_env": args.api_env,
         "backpressure": args.backpressure,
@@ -398,7 +404,8 @@ def analyse(
             "max": pct(terminal_latency, 1.0),
         },
         "clients_lost": len(lost),
-        "critical_reached": len(critical_arrivals),
+        "critical_reached_streams": len(critical_arrivals),
+        "critical_reached_users": len(critical_users),
         "critical_all_reached_ms": (
             round((max(critical_arrivals) - critical_sent) * 1000, 1)
             if critical_arrivals and critical_sent
@@ -427,7 +434,10 @@ def analyse(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument(
+        "--streams-per-user", type=int, default=2, help="open tabs per user (the limit is 2)"
+    )
     parser.add_argument("--rate", type=int, default=6000, help="events per second stored")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--task-updates", type=int, default=10)
