@@ -323,7 +323,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             deadline = time.monotonic() + args.drain
             while time.monotonic() < deadline:
                 got = sum(1 for s in streams for e in s.events if e.event in TERMINAL)
-                if got >= sum(len(v) for v in report["terminal"].values()):
+                expected = sum(len(v) for v in report["terminal"].values())
+                if got >= expected * args.streams_per_user:
                     break
                 await asyncio.sleep(0.5)
             stop.set()
@@ -381,7 +382,9 @@ def analyse(
         if stream.ended.is_set():
             lost.add(n)
         missing_terminal += len(set(report["terminal"][args.stream_users[n]]) - seen)
-    published_terminal = sum(len(v) for v in report["terminal"].values())
+    # every stream of a user should get every event of the user
+    published_terminal = sum(len(v) for v in report["terminal"].values()) * args.streams_per_user
+    published_progress = report["progress"] * args.streams_per_user
     saturated = [s for s in samples if s.get("sse_backpressure_active") == 1]
     return {
         "users": args.users,
@@ -392,9 +395,11 @@ def analyse(
         "rate_requested": args.rate,
         "published_per_second": round(report["published"] / report["seconds"]),
         "progress_published": report["progress"],
+        "progress_to_deliver": published_progress,
         "progress_delivered": delivered_progress,
-        "progress_coalesced_share": round(1 - delivered_progress / max(1, report["progress"]), 3),
-        "terminal_published": published_terminal,
+        "progress_coalesced_share": round(1 - delivered_progress / max(1, published_progress), 3),
+        "terminal_published": published_terminal // args.streams_per_user,
+        "terminal_to_deliver": published_terminal,
         "terminal_received": len(terminal_latency),
         "terminal_missing": missing_terminal,
         "terminal_latency_ms": {
