@@ -1,7 +1,8 @@
 """Backpressure: notice when this instance is saturated, and relay fewer progress updates.
 
     monitor task ── every 100 ms: event-loop lag (how late its own sleep woke up, averaged
-                    over the last second), the deepest stream queue, and the fan-out lag
+                    over the last second), the deepest stream queue (every 500 ms), and
+                    the fan-out lag
                     (age of the oldest event the hub read since the last sample)
                     ──▶ LoadMonitor.decide() ──▶ saturated yes/no
     hub._route ──▶ ProgressPacer.admit(delivery, saturated) ──▶ deliveries to offer now
@@ -236,13 +237,16 @@ class Backpressure:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _run(self, period: float = 0.1) -> None:
+    async def _run(self, period: float = 0.1, depth_every: int = 5) -> None:
         loop = asyncio.get_running_loop()
+        depth, tick = 0, 0
         while True:
             started = loop.time()
             await asyncio.sleep(period)
             lag = max(0.0, loop.time() - started - period)
-            depth = max(self._queue_depths(), default=0)
+            tick += 1
+            if tick % depth_every == 0:  # a walk over every stream: not every 100 ms
+                depth = max(self._queue_depths(), default=0)
             fanout_lag, self._oldest_routed = self._oldest_routed, 0.0
             self.monitor.decide(loop.time(), lag, depth, fanout_lag)
             if self.dispatch is not None:

@@ -3,6 +3,8 @@ streaming responses pass through untouched."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -17,11 +19,13 @@ class CountResponses:
             await self.app(scope, receive, send)
             return
 
-        async def counted(message: Message) -> None:
+        # A plain function returning send's awaitable: a stream's every chunk passes here, and
+        # an extra coroutine per chunk showed in profiles.
+        def counted(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 services = getattr(scope["app"].state, "services", None)
                 if services is not None:
                     services.metrics.response(message["status"])
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, counted)
