@@ -9,7 +9,8 @@
     pacer task ── every 100 ms ──▶ ProgressPacer.due() ──▶ held updates whose window closed
 
 While saturated, a stream's ``task.progress-updated`` events are relayed at most once per
-``interval`` per stream: updates arriving inside the window are held, the newest per task
+``interval`` per stream (2 s; doubled every second, up to 8 s, while the hub still reads
+behind): updates arriving inside the window are held, the newest per task
 replacing older ones, and released together (in stream order) when it closes. Any other event
 of that stream first releases what is held, then goes out at once, so terminal events
 (``completed``, ``failed``), content and system events are never delayed or coalesced, and
@@ -44,6 +45,8 @@ class BackpressureSettings:
     recover_seconds: float
     progress_interval: float
     enabled: bool = True
+    #: While the hub still reads behind, the window doubles each second up to this.
+    max_progress_interval: float = 8.0
 
 
 @dataclass(slots=True)
@@ -206,6 +209,16 @@ class Backpressure:
         """True while the instance sheds load."""
         return self.monitor.saturated
 
+    def next_interval(self, fanout_lag: float) -> float:
+        """The pacer's window for the next second: the base one unless saturated; doubled
+        (up to the maximum) while the hub still reads behind Redis."""
+        s = self.settings
+        if not self.monitor.saturated:
+            return s.progress_interval
+        if fanout_lag >= s.fanout_lag_seconds:
+            return min(s.max_progress_interval, self.pacer.interval * 2)
+        return self.pacer.interval
+
     def queue_depths(self) -> Iterable[int]:
         """Items waiting in each open stream's queue."""
         return self._queue_depths()
@@ -249,6 +262,8 @@ class Backpressure:
                 depth = max(self._queue_depths(), default=0)
             fanout_lag, self._oldest_routed = self._oldest_routed, 0.0
             self.monitor.decide(loop.time(), lag, depth, fanout_lag)
+            if tick % 10 == 0:
+                self.pacer.interval = self.next_interval(fanout_lag)
             if self.dispatch is not None:
                 for delivery in self.pacer.due():
                     self.dispatch(delivery)

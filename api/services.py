@@ -175,6 +175,7 @@ def _backpressure_settings(settings: ApiSettings) -> BackpressureSettings:
         fanout_lag_seconds=settings.backpressure_fanout_lag_seconds,
         recover_seconds=settings.backpressure_recover_seconds,
         progress_interval=settings.backpressure_progress_interval_seconds,
+        max_progress_interval=settings.backpressure_max_progress_interval_seconds,
         enabled=settings.backpressure_enabled,
     )
 

@@ -80,6 +80,8 @@ class ApiSettings(BaseSettings):
     backpressure_recover_seconds: float = Field(default=3.0, ge=0)
     #: While saturated, progress updates go out at most once per this per stream.
     backpressure_progress_interval_seconds: float = Field(default=2.0, gt=0)
+    #: ... doubled every second while the hub still reads behind, up to this.
+    backpressure_max_progress_interval_seconds: float = Field(default=8.0, gt=0)
     #: Every this often the API pings Redis (sse_redis_rtt_seconds, sse_redis_up).
     redis_probe_seconds: float = Field(default=5.0, gt=0)
     #: Log lines as JSON objects (one per line) on stderr.

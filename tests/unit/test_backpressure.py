@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.authz import EventMeta
-from api.backpressure import BackpressureSettings, LoadMonitor, ProgressPacer
+from api.backpressure import Backpressure, BackpressureSettings, LoadMonitor, ProgressPacer
 from api.connection import Delivery
 
 pytestmark = pytest.mark.unit
@@ -133,3 +133,17 @@ def test_after_recovery_the_next_update_flushes_what_is_held() -> None:
     pacer.admit(delivery(2, task="t2"), saturated=True)
     assert ids(pacer.admit(delivery(3), saturated=False)) == ["2-0", "3-0"]
     assert pacer.holding == 0
+
+
+def test_the_window_widens_while_the_hub_reads_behind_and_resets_after() -> None:
+    backpressure = Backpressure(SETTINGS, lambda: ())
+    assert backpressure.next_interval(0.0) == 2.0
+    backpressure.monitor.decide(0.0, 0.0, 0, fanout_lag=1.0)
+    widths = []
+    for _ in range(4):
+        backpressure.pacer.interval = backpressure.next_interval(1.0)
+        widths.append(backpressure.pacer.interval)
+    assert widths == [4.0, 8.0, 8.0, 8.0]  # capped at the maximum
+    assert backpressure.next_interval(0.3) == 8.0  # caught up a little: kept
+    backpressure.monitor.saturated = False
+    assert backpressure.next_interval(0.0) == 2.0
