@@ -97,6 +97,7 @@ def start_api(redis_url: str, extra_env: dict[str, str]) -> tuple[subprocess.Pop
         **extra_env,
     }
     args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", HOST, "--port", str(port)]
+    args += ["--timeout-graceful-shutdown", "3"]
     with contextlib.suppress(ImportError):
         import httptools  # noqa: F401
         import uvloop  # noqa: F401
@@ -244,6 +245,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         api, port = start_api(redis_url, env)
         url = f"http://{HOST}:{port}"
         streams: list[RawSseStream] = []
+        publisher: multiprocessing.Process | None = None
+        main = asyncio.current_task()
+        assert main is not None
+        # SIGTERM (timeout, kill) unwinds like Ctrl-C: the API, Redis and publisher stop too
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
         try:
             auth = {"Authorization": f"Bearer {mint_jwt(JWT_SECRET, muted)}"}
             put = httpx.put(
@@ -261,6 +267,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             scraper = asyncio.create_task(scrape_backpressure(url, samples, stop))
             theirs, ours = multiprocessing.Pipe(duplex=False)
             publisher = multiprocessing.Process(
+                daemon=True,
                 target=publish,
                 args=(redis_url, users, args.rate, args.duration, args.task_updates, ours),
             )
@@ -337,10 +344,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             return analyse(args, streams, report, samples, offset, ramp, saturated_when_sent)
         finally:
-            await close_all(streams)
+            # processes first: nothing awaited here may be cut short by a second cancellation
+            if publisher is not None and publisher.is_alive():
+                publisher.terminate()
             os.killpg(api.pid, signal.SIGTERM)
-            api.wait(15)
+            try:
+                api.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(api.pid, signal.SIGKILL)
+                api.wait()
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            with contextlib.suppress(asyncio.CancelledError):
+                await close_all(streams)
 
 
 def analyse(
