@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.clientip import client_ip
 from api.errors import ApiError
 from api.security import Principal
 from api.services import ApiServices
@@ -21,6 +22,24 @@ def get_services(request: Request) -> ApiServices:
 
 
 Services = Annotated[ApiServices, Depends(get_services)]
+
+
+def client_address(request: Request, services: Services) -> str:
+    """The caller's address (X-Forwarded-For only from trusted proxies)."""
+    return client_ip(request, services.trusted_proxies)
+
+
+ClientIp = Annotated[str, Depends(client_address)]
+
+
+def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The raw Bearer token, unchecked (for routes that check it under the abuse guard)."""
+    return credentials.credentials if credentials else None
+
+
+BearerToken = Annotated[str | None, Depends(bearer_token)]
 
 
 def current_principal(

@@ -14,8 +14,10 @@ from api.authz import Authorizer
 from api.errors import install_error_handlers
 from api.frontend import frontend_app
 from api.gc_tuning import freeze_long_lived
+from api.http_metrics import CountResponses
+from api.logging_json import install_json_logs
 from api.logs import install_redaction
-from api.routes import auth, events, novels, realtime, tasks
+from api.routes import admin, auth, events, metrics, novels, preferences, realtime, tasks
 from api.services import ApiServices
 from api.settings import ApiSettings
 
@@ -29,6 +31,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_redaction()
+        if resolved.log_json:
+            install_json_logs(resolved.instance_id)
         services = ApiServices.build(resolved, authorizer)
         await services.start()
         app.state.services = services
@@ -50,8 +54,10 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (auth.router, events.router, tasks.router, novels.router, realtime.router):
-        app.include_router(router)
+    app.add_middleware(CountResponses)
+    routers = (auth, events, tasks, novels, metrics, admin, preferences, realtime)
+    for module in routers:
+        app.include_router(module.router)
     spa = frontend_app(resolved.frontend_dir)
     if spa is not None:
         app.mount("/", spa, name="frontend")

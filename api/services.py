@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -10,15 +13,24 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from api.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
+from api.authz import Authorizer, EventMeta, NovelMembershipAuthorizer, RedisNovelAccess
+from api.backpressure import Backpressure, BackpressureSettings
+from api.clientip import Network, parse_networks
 from api.connection import StreamOptions
 from api.fanout import Hub
+from api.metrics import ApiMetrics
+from api.preferences import PreferenceStore
+from api.ratelimit import AbuseGuard, AbuseLimits, Rate
 from api.realtime import RealtimeModeStore
 from api.registry import ConnectionRegistry
 from api.security import TokenService
 from api.settings import ApiSettings
+from api.stream_memory import StreamMemory
+from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
 from progress.redis_store import AsyncRedisEventStore, connect_async
+
+log = logging.getLogger("api.services")
 
 
 @dataclass
@@ -35,9 +47,16 @@ class ApiServices:
     hub: Hub
     modes: RealtimeModeStore
     options: StreamOptions
+    metrics: ApiMetrics
+    guard: AbuseGuard
+    backpressure: Backpressure
+    preferences: PreferenceStore
+    stream_memory: StreamMemory
+    trusted_proxies: tuple[Network, ...] = ()
     started_at: float = field(default_factory=time.monotonic)
     #: Set by sse-starlette when the server begins to shut down.
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
+    _probe: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: ApiSettings, authorizer: Authorizer | None = None) -> ApiServices:
@@ -45,8 +64,12 @@ class ApiServices:
         client = connect_async(settings.redis_url)
         # The hub notices a lost link itself and resyncs every stream; a silent reconnect
         # inside redis-py would hide the gap, so the pub/sub client never retries.
+        # Large reads: under load the hub takes many messages per event-loop turn.
         pubsub_client = connect_async(
-            settings.redis_url, retry=Retry(NoBackoff(), 0), socket_timeout=None
+            settings.redis_url,
+            retry=Retry(NoBackoff(), 0),
+            socket_timeout=None,
+            socket_read_size=1 << 20,
         )
         layout = KeyLayout(settings.key_prefix)
         registry = ConnectionRegistry(
@@ -60,6 +83,24 @@ class ApiServices:
             RedisNovelAccess(client, settings.key_prefix)
         )
         modes = RealtimeModeStore(client, settings.key_prefix)
+        metrics = ApiMetrics(settings.instance_id, settings.max_connections_per_instance)
+        backpressure = Backpressure(
+            _backpressure_settings(settings),
+            lambda: (c.queue_depth for c in hub.connections.values()),
+            on_coalesced=lambda n: metrics.coalesced("relay", n),
+        )
+        hub = Hub(
+            pubsub_client,
+            registry,
+            layout,
+            settings.lease_seconds,
+            authorizer,
+            modes=modes,
+            backpressure=backpressure,
+            on_routed=lambda meta: _routed(metrics, backpressure, meta),
+        )
+        backpressure.dispatch = hub.dispatch
+        metrics.watch(backpressure)
         return cls(
             settings=settings,
             client=client,
@@ -74,7 +115,7 @@ class ApiServices:
             ),
             registry=registry,
             authorizer=authorizer,
-            hub=Hub(pubsub_client, registry, layout, settings.lease_seconds, authorizer, modes),
+            hub=hub,
             modes=modes,
             options=StreamOptions(
                 heartbeat_seconds=settings.heartbeat_seconds,
@@ -84,14 +125,91 @@ class ApiServices:
                 expiry_notice_seconds=settings.expiry_notice_seconds,
                 instance_id=settings.instance_id,
             ),
+            metrics=metrics,
+            guard=AbuseGuard(
+                client,
+                _abuse_limits(settings),
+                settings.key_prefix,
+                on_refused=lambda action, reason, ip: _log_refusal(metrics, action, reason, ip),
+                on_error=metrics.rate_limiter_error,
+            ),
+            backpressure=backpressure,
+            preferences=PreferenceStore(client, settings.key_prefix),
+            stream_memory=StreamMemory(client, settings.key_prefix),
+            trusted_proxies=parse_networks(settings.trusted_proxies),
         )
 
     async def start(self) -> None:
-        """Connect the hub's pub/sub link."""
+        """Connect the hub's pub/sub link; start backpressure sampling and the Redis probe."""
         await self.hub.start()
+        self.backpressure.start()
+        self._probe = asyncio.create_task(self._probe_redis_forever(), name="redis-probe")
 
     async def close(self) -> None:
         """End every stream and close the clients."""
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        await self.backpressure.stop()
         await self.hub.stop()
         await self.pubsub_client.aclose()
         await self.client.aclose()
+
+    async def ping_redis(self) -> float:
+        """One PING, recorded in the metrics; StoreUnavailable when Redis does not answer."""
+        try:
+            seconds = await self.store.ping()
+        except StoreUnavailable:
+            self.metrics.redis_ping(None)
+            raise
+        self.metrics.redis_ping(seconds)
+        return seconds
+
+    async def _probe_redis_forever(self) -> None:
+        while True:
+            with contextlib.suppress(StoreUnavailable):
+                await self.ping_redis()
+            await asyncio.sleep(self.settings.redis_probe_seconds)
+
+
+def _backpressure_settings(settings: ApiSettings) -> BackpressureSettings:
+    return BackpressureSettings(
+        lag_seconds=settings.backpressure_lag_seconds,
+        queue_depth=settings.backpressure_queue_depth,
+        fanout_lag_seconds=settings.backpressure_fanout_lag_seconds,
+        recover_seconds=settings.backpressure_recover_seconds,
+        progress_interval=settings.backpressure_progress_interval_seconds,
+        max_progress_interval=settings.backpressure_max_progress_interval_seconds,
+        enabled=settings.backpressure_enabled,
+    )
+
+
+def _routed(metrics: ApiMetrics, backpressure: Backpressure, meta: EventMeta) -> None:
+    metrics.routed(meta)
+    backpressure.routed(meta.occurred_at)
+
+
+def _abuse_limits(settings: ApiSettings) -> AbuseLimits:
+    s = settings
+    return AbuseLimits(
+        per_ip={
+            "sse_token": Rate(s.rate_token_ip_per_second, s.rate_token_ip_burst),
+            "stream": Rate(s.rate_stream_ip_per_second, s.rate_stream_ip_burst),
+        },
+        per_user={
+            "sse_token": Rate(s.rate_token_user_per_second, s.rate_token_user_burst),
+            "stream": Rate(s.rate_stream_user_per_second, s.rate_stream_user_burst),
+        },
+        ban_after=s.ban_after_strikes,
+        strike_window_seconds=s.ban_strike_window_seconds,
+        ban_seconds=s.ban_seconds,
+    )
+
+
+def _log_refusal(metrics: ApiMetrics, action: str, reason: str, ip: str) -> None:
+    if action == "stream":
+        metrics.refused(reason)
+    else:
+        metrics.token_refused(reason)
+    log.warning(f"{action} refused: {reason}", extra={"reason": reason, "client_ip": ip})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from progress.signals import connect_signals
+from workers.metrics import connect_exporters
 from workers.settings import WorkerSettings
 
 
@@ -35,6 +36,7 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
     app.conf["worker_settings"] = settings
     app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
     connect_signals()
+    connect_exporters()
     return app
 
 
