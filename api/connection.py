@@ -276,7 +276,9 @@ class Connection:
                 timeout = min(beat_every, max(0.0, notice_at - time.time()))
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    # asyncio.timeout, not wait_for: no extra task per wait
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     if time.time() >= notice_at:
                         yield self._expiring_frame()

@@ -17,6 +17,7 @@ from api.logs import install_redaction
 from api.routes import auth, events, novels, tasks
 from api.services import ApiServices
 from api.settings import ApiSettings
+from api.sse_response import watch_server_exit
 
 
 def create_app(
@@ -32,6 +33,9 @@ def create_app(
         await services.start()
         app.state.services = services
         watcher = asyncio.create_task(_end_streams_on_shutdown(services))
+        exit_watch = asyncio.create_task(
+            watch_server_exit(services.shutdown_event, services.open_streams)
+        )
         freezer = asyncio.create_task(
             freeze_long_lived(resolved.gc_freeze_seconds, resolved.gc_full_seconds)
         )
@@ -39,6 +43,7 @@ def create_app(
             yield
         finally:
             watcher.cancel()
+            exit_watch.cancel()
             freezer.cancel()
             await services.close()
 

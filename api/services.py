@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from redis.backoff import NoBackoff
 from api.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
 from api.connection import StreamOptions
 from api.fanout import Hub
+from api.redis_batching import BatchingRedis
 from api.registry import ConnectionRegistry
 from api.security import TokenService
 from api.settings import ApiSettings
@@ -34,13 +36,22 @@ class ApiServices:
     hub: Hub
     options: StreamOptions
     started_at: float = field(default_factory=time.monotonic)
-    #: Set by sse-starlette when the server begins to shut down.
+    #: Set when the server begins to shut down (api.sse_response.watch_server_exit).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
+    #: The tasks writing open streams, cancelled if still open after the shutdown grace.
+    open_streams: set[asyncio.Task[object]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: ApiSettings, authorizer: Authorizer | None = None) -> ApiServices:
         """Create the clients (they connect lazily) and the services over them."""
-        client = connect_async(settings.redis_url)
+        # A small pool: a burst of opens queues for a connection instead of opening hundreds.
+        # Commands of one loop turn share a round trip (auto-pipelining): a burst of opens
+        # costs a few round trips on a few connections, not one connection per open.
+        client = connect_async(
+            settings.redis_url,
+            max_connections=settings.redis_pool_size,
+            client_class=BatchingRedis,
+        )
         # The hub notices a lost link itself and resyncs every stream; a silent reconnect
         # inside redis-py would hide the gap, so the pub/sub client never retries.
         pubsub_client = connect_async(

@@ -52,6 +52,8 @@ class ApiSettings(BaseSettings):
     gc_freeze_seconds: float = Field(default=30.0, gt=0)
     #: A full collection (one planned pause) this often, to reclaim frozen garbage.
     gc_full_seconds: float = Field(default=900.0, gt=0)
+    #: Redis connections for commands (the pub/sub link is one more), whatever the streams.
+    redis_pool_size: int = Field(default=3, ge=1)
     #: Enables POST /api/v1/auth/dev-token. Never in production.
     dev_tokens_enabled: bool = False
 

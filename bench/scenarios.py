@@ -201,6 +201,22 @@ def nchan_available() -> bool:
     return NGINX.exists() and NCHAN_MODULE.exists()
 
 
+@contextlib.contextmanager
+def _py_spy(pid: int, output: str) -> Iterator[None]:
+    """Sample ``pid`` with py-spy (collapsed stacks, for flame graphs) while the block runs."""
+    spy_bin = Path(sys.executable).with_name("py-spy")
+    args = [str(spy_bin), "record", "--nonblocking", "-r", "200", "-p", str(pid)]
+    spy = subprocess.Popen([*args, "-o", output, "--format", "raw"], stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+
+
 # ---------------------------------------------------------------------------------------------
 # Publishers (child processes)
 
@@ -391,6 +407,8 @@ class Run:
         self.server = Server(kind, self.url, options.workers if kind == "ours" else 1)
         stack.callback(self.server.stop)
         self.server.start()
+        if options.profile and kind == "ours":
+            stack.enter_context(_py_spy(self.server.pids()[-1], options.profile))
         tag = secrets.token_hex(3)
         self.users = [f"b{tag}-{i}" for i in range(options.streams)]
         context = multiprocessing.get_context("fork")
@@ -784,6 +802,7 @@ def main() -> None:
     parser.add_argument("--step-duration", type=float, default=10)
     parser.add_argument("--p99-limit", type=float, default=200)
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy our API (collapsed stacks)")
     options = parser.parse_args()
     defaults = {
         "targeted": (10000, 2000),

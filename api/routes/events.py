@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, Services
 from api.errors import COMMON_ERRORS
 from api.history import HistoryPage, read_history
+from api.sse_response import SseStream
 from api.streams import open_stream
 from progress.cursor import Cursor
 from progress.errors import StoreUnavailable
@@ -23,7 +23,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 @router.get(
     "/stream",
-    response_class=EventSourceResponse,
+    response_class=SseStream,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
         400: {"description": "invalid cursor"},
@@ -37,16 +37,14 @@ async def stream(
     sse_token: Annotated[str | None, Query(description="from POST /api/v1/auth/sse-token")] = None,
     last_event_id: Annotated[str | None, Query(description="cursor to resume after")] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> EventSourceResponse:
+) -> SseStream:
     """Server-Sent Events for the caller: their events, their session's, and broadcasts."""
     frames = await open_stream(services, sse_token, last_event_id_header or last_event_id)
-    return EventSourceResponse(
+    return SseStream(
         frames,
-        ping=0,
         headers=STREAM_HEADERS,
-        shutdown_event=services.shutdown_event,
-        shutdown_grace_period=1.0,
         send_timeout=services.settings.send_timeout_seconds,
+        open_streams=services.open_streams,
     )
 
 
