@@ -17,7 +17,7 @@ from api.logs import install_redaction
 from api.routes import auth, events, novels, tasks
 from api.services import ApiServices
 from api.settings import ApiSettings
-from api.sse_response import watch_server_exit
+from api.sse_response import supervise_streams
 
 
 def create_app(
@@ -33,8 +33,10 @@ def create_app(
         await services.start()
         app.state.services = services
         watcher = asyncio.create_task(_end_streams_on_shutdown(services))
-        exit_watch = asyncio.create_task(
-            watch_server_exit(services.shutdown_event, services.open_streams)
+        supervisor = asyncio.create_task(
+            supervise_streams(
+                services.shutdown_event, services.open_streams, resolved.send_timeout_seconds
+            )
         )
         freezer = asyncio.create_task(
             freeze_long_lived(resolved.gc_freeze_seconds, resolved.gc_full_seconds)
@@ -43,7 +45,7 @@ def create_app(
             yield
         finally:
             watcher.cancel()
-            exit_watch.cancel()
+            supervisor.cancel()
             freezer.cancel()
             await services.close()
 

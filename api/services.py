@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from api.redis_batching import BatchingRedis
 from api.registry import ConnectionRegistry
 from api.security import TokenService
 from api.settings import ApiSettings
+from api.sse_response import OpenStreams
 from progress.keys import KeyLayout
 from progress.redis_store import AsyncRedisEventStore, connect_async
 
@@ -38,8 +38,8 @@ class ApiServices:
     started_at: float = field(default_factory=time.monotonic)
     #: Set when the server begins to shut down (api.sse_response.watch_server_exit).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
-    #: The tasks writing open streams, cancelled if still open after the shutdown grace.
-    open_streams: set[asyncio.Task[object]] = field(default_factory=set)
+    #: The tasks writing open streams (stuck writes and the shutdown grace end them).
+    open_streams: OpenStreams = field(default_factory=OpenStreams)
 
     @classmethod
     def build(cls, settings: ApiSettings, authorizer: Authorizer | None = None) -> ApiServices:

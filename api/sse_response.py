@@ -8,20 +8,21 @@ task per stream, the disconnect listener, which ASGI needs because only ``receiv
 a vanished client:
 
 - the response head (``text/event-stream``, the headers given), then each frame as it comes;
-- a write that does not finish within ``send_timeout`` ends the stream (a stuck client);
+- a write that does not finish within ``send_timeout`` ends the stream (a stuck client): the
+  one process-wide :func:`supervise_streams` loop finds such writes, so a write costs two
+  dict stores instead of a timer armed and cancelled per frame;
 - a client that disconnects ends the stream at once (its frames generator is closed, so its
   cleanup runs: detach from the hub, release the lease);
 - HEAD gets the head and an empty body, never a stream.
 
-Shutdown is watched once per process (:func:`watch_server_exit`), not once per stream: when
-uvicorn begins to exit, ``shutdown_event`` is set (the app then sends ``server.restart`` to
-every stream) and streams still open after ``grace`` seconds are cancelled.
+Shutdown is watched by the same loop, once per process, not once per stream: when uvicorn
+begins to exit, ``shutdown_event`` is set (the app then sends ``server.restart`` to every
+stream) and streams still open after ``grace`` seconds are cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import AsyncIterator, Mapping
 
@@ -37,23 +38,40 @@ except ImportError:  # pragma: no cover - sse-starlette is a dependency
 _MEDIA_TYPE = "text/event-stream"
 
 
+class OpenStreams:
+    """The tasks writing streams, and when the write each is in began (loop time)."""
+
+    def __init__(self) -> None:
+        self.writing: dict[asyncio.Task[None], float | None] = {}
+        self.timed_out: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self.writing)
+
+    def cancel_stuck(self, now: float, send_timeout: float) -> None:
+        """Cancel every stream whose current write began more than ``send_timeout`` ago."""
+        for task, began in list(self.writing.items()):
+            if began is not None and now - began > send_timeout and task not in self.timed_out:
+                self.timed_out.add(task)
+                task.cancel()
+
+    def cancel_all(self) -> None:
+        for task in list(self.writing):
+            task.cancel()
+
+
 class SseStream(Response):
     """Streams ``frames`` (ready-made SSE bytes) to one client."""
 
     media_type = _MEDIA_TYPE
 
     def __init__(
-        self,
-        frames: AsyncIterator[bytes],
-        headers: Mapping[str, str],
-        send_timeout: float,
-        open_streams: set[asyncio.Task[object]],
+        self, frames: AsyncIterator[bytes], headers: Mapping[str, str], streams: OpenStreams
     ) -> None:
         self.frames = frames
         self.status_code = 200
         self.background = None
-        self.send_timeout = send_timeout
-        self.open_streams = open_streams
+        self.streams = streams
         self.init_headers({"Connection": "keep-alive", **headers})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,30 +81,32 @@ class SseStream(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             await self._close_frames()
             return
-        task = asyncio.current_task()
-        assert task is not None
+        task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        loop = asyncio.get_running_loop()
         gone = asyncio.Event()
-        listener = asyncio.get_running_loop().create_task(_until_disconnect(receive, task, gone))
-        self.open_streams.add(task)
+        listener = loop.create_task(_until_disconnect(receive, task, gone))
+        writing = self.streams.writing
+        writing[task] = loop.time()
         try:
-            async with asyncio.timeout(self.send_timeout):
-                await send(start)
+            await send(start)
+            writing[task] = None
             async for frame in self.frames:
-                async with asyncio.timeout(self.send_timeout):
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
-            async with asyncio.timeout(self.send_timeout):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                writing[task] = loop.time()
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                writing[task] = None
+            writing[task] = loop.time()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not gone.is_set():
+            if not gone.is_set() and task not in self.streams.timed_out:
                 raise  # cancelled from outside (shutdown grace over, server stopping)
-            # the client went away: a normal end of a stream
+            # the client went away, or a write stuck for send_timeout (the client resumes
+            # from its cursor later): a normal end of a stream
             task.uncancel()
-        except TimeoutError:
-            pass  # a write stuck for send_timeout: the client resumes from its cursor later
         except OSError:
             pass  # the socket broke under a write
         finally:
-            self.open_streams.discard(task)
+            writing.pop(task, None)
+            self.streams.timed_out.discard(task)
             listener.cancel()
             await self._close_frames()
 
@@ -98,7 +118,7 @@ class SseStream(Response):
 
 
 async def _until_disconnect(
-    receive: Receive, stream: asyncio.Task[object], gone: asyncio.Event
+    receive: Receive, stream: asyncio.Task[None], gone: asyncio.Event
 ) -> None:
     while True:
         message = await receive()
@@ -116,18 +136,20 @@ def _uvicorn_exiting() -> bool:
     return bool(getattr(server, "should_exit", False))
 
 
-async def watch_server_exit(
+async def supervise_streams(
     shutdown_event: anyio.Event,
-    open_streams: set[asyncio.Task[object]],
+    streams: OpenStreams,
+    send_timeout: float,
     grace: float = 1.0,
-    poll: float = 0.5,
+    poll: float = 0.25,
 ) -> None:
-    """Set ``shutdown_event`` once the server begins to exit; cancel streams left after
-    ``grace`` seconds (they had their ``server.restart``; a stuck one must not hold the exit)."""
+    """Run for the app's life: end streams whose write is stuck for ``send_timeout``; once the
+    server begins to exit set ``shutdown_event``, and cancel streams left after ``grace`` s
+    (they had their ``server.restart``; a stuck one must not hold the exit)."""
+    loop = asyncio.get_running_loop()
     while not _uvicorn_exiting() and not shutdown_event.is_set():
         await asyncio.sleep(poll)
+        streams.cancel_stuck(loop.time(), send_timeout)
     shutdown_event.set()
     await asyncio.sleep(grace)
-    for task in list(open_streams):
-        with contextlib.suppress(RuntimeError):
-            task.cancel()
+    streams.cancel_all()

@@ -43,8 +43,7 @@ async def stream(
     return SseStream(
         frames,
         headers=STREAM_HEADERS,
-        send_timeout=services.settings.send_timeout_seconds,
-        open_streams=services.open_streams,
+        streams=services.open_streams,
     )
 
 
