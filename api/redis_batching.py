@@ -2,10 +2,10 @@
 
 Opening a stream costs four commands (spend the token, take the lease, read two stream
 states). With one connection per command in flight, a burst of 2,000 opens either needs
-hundreds of connections or queues for the few there are. Here every command issued during one
-turn of the loop is queued, and at the end of the turn the queue goes out as one pipelined
-write on one pooled connection; replies are read back in order and handed to their callers.
-A burst then costs a handful of round trips, on at most ``max_connections`` connections.
+hundreds of connections or queues for the few there are. Here commands are queued and a few
+sender tasks (one per pooled connection) each send whatever is queued as one pipelined write
+and read the replies back in order. A burst then costs a handful of round trips, on at most
+``max_connections`` connections.
 
 Semantics stay those of ``redis.asyncio.Redis.execute_command``: same reply parsing, errors
 (``ResponseError`` and subclasses such as ``NoScriptError``) raised to the caller of that one
@@ -30,38 +30,49 @@ Pending = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 
 
 class BatchingRedis(redis.asyncio.Redis):
-    """``redis.asyncio.Redis`` whose single commands are pipelined per loop turn."""
+    """``redis.asyncio.Redis`` whose single commands are pipelined.
+
+    Up to ``max_connections`` sender tasks (started on first use) each take everything queued,
+    send it in one write and read the replies; commands issued meanwhile wait for the next
+    free sender, so the busier Redis is, the bigger the batches get.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._queue: list[Pending] = []
-        self._flush_scheduled = False
-        self._batches: set[asyncio.Task[None]] = set()
+        self._work = asyncio.Event()
+        self._senders: set[asyncio.Task[None]] = set()
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((args, options, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        self._work.set()
+        if len(self._senders) < getattr(self.connection_pool, "max_connections", 1):
+            task = loop.create_task(self._sender())
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
         return await future
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        queue, self._queue = self._queue, []
-        for start in range(0, len(queue), _MAX_BATCH):
-            task = asyncio.get_running_loop().create_task(
-                self._run(queue[start : start + _MAX_BATCH])
-            )
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        for task in list(self._senders):
+            task.cancel()
+        await super().aclose(close_connection_pool)
+
+    async def _sender(self) -> None:
+        while True:
+            await self._work.wait()
+            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+            if not self._queue:
+                self._work.clear()
+            if batch:
+                await self._run(batch)
 
     async def _run(self, batch: list[Pending]) -> None:
         pending = [item for item in batch if not item[2].done()]
         for attempt in range(_RETRIES + 1):
             try:
-                pending = await self._send(pending)
+                await self._send(pending)
                 return
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 pending = [item for item in pending if not item[2].done()]
@@ -77,7 +88,7 @@ class BatchingRedis(redis.asyncio.Redis):
                         future.set_exception(RedisConnectionError(f"batch aborted: {exc!r}"))
                 raise
 
-    async def _send(self, batch: list[Pending]) -> list[Pending]:
+    async def _send(self, batch: list[Pending]) -> None:
         """Send ``batch`` on one connection and resolve each future with its reply."""
         await self.initialize()
         pool = self.connection_pool
@@ -98,4 +109,3 @@ class BatchingRedis(redis.asyncio.Redis):
             raise
         finally:
             await pool.release(conn)
-        return []
