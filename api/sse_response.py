@@ -39,24 +39,29 @@ _MEDIA_TYPE = "text/event-stream"
 
 
 class OpenStreams:
-    """The tasks writing streams, and when the write each is in began (loop time)."""
+    """The tasks writing streams, and the writes in progress (task -> loop time it began).
+
+    Only writes in progress are in ``writing`` (almost always none: a write to a healthy
+    socket completes at once), so the stuck-write sweep costs nothing per idle stream.
+    """
 
     def __init__(self) -> None:
-        self.writing: dict[asyncio.Task[None], float | None] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.writing: dict[asyncio.Task[None], float] = {}
         self.timed_out: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
-        return len(self.writing)
+        return len(self.tasks)
 
     def cancel_stuck(self, now: float, send_timeout: float) -> None:
         """Cancel every stream whose current write began more than ``send_timeout`` ago."""
         for task, began in list(self.writing.items()):
-            if began is not None and now - began > send_timeout and task not in self.timed_out:
+            if now - began > send_timeout and task not in self.timed_out:
                 self.timed_out.add(task)
                 task.cancel()
 
     def cancel_all(self) -> None:
-        for task in list(self.writing):
+        for task in list(self.tasks):
             task.cancel()
 
 
@@ -86,14 +91,15 @@ class SseStream(Response):
         gone = asyncio.Event()
         listener = loop.create_task(_until_disconnect(receive, task, gone))
         writing = self.streams.writing
-        writing[task] = loop.time()
+        self.streams.tasks.add(task)
         try:
+            writing[task] = loop.time()
             await send(start)
-            writing[task] = None
+            del writing[task]
             async for frame in self.frames:
                 writing[task] = loop.time()
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
-                writing[task] = None
+                del writing[task]
             writing[task] = loop.time()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -106,6 +112,7 @@ class SseStream(Response):
             pass  # the socket broke under a write
         finally:
             writing.pop(task, None)
+            self.streams.tasks.discard(task)
             self.streams.timed_out.discard(task)
             listener.cancel()
             await self._close_frames()

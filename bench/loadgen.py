@@ -183,6 +183,7 @@ class LoadClient:
         self.tokens: dict[str, list[str]] = {}
         self.setup_ms = array("d")
         self.latency_ms = array("d")
+        self.occurred = array("d")
         self.failures: Counter[str] = Counter()
         self.other_events: Counter[str] = Counter()
         self.delivered = 0
@@ -244,6 +245,7 @@ class LoadClient:
             self.delivered += 1
             occurred = datetime.fromisoformat(body["occurred_at"]).timestamp()
             self.latency_ms.append((now - occurred) * 1000)
+            self.occurred.append(occurred)
         elif event == b"connection.established":
             if cursor is not None:
                 stream.cursor = cursor.decode()
@@ -384,6 +386,7 @@ class LoadClient:
     def reset(self) -> None:
         """Start a new phase: counts, latencies and sequence tracking from zero."""
         self.latency_ms = array("d")
+        self.occurred = array("d")
         self.delivered = 0
         self.closed_early = 0
         self.failures.clear()
@@ -396,6 +399,7 @@ class LoadClient:
     def report(self) -> dict[str, Any]:
         return {
             "latency_ms": self.latency_ms.tobytes(),
+            "occurred": self.occurred.tobytes(),
             "seen": {s.user: len(s.seen) for s in self.streams},
             "duplicates": sum(s.duplicates for s in self.streams),
             "out_of_order": sum(s.out_of_order for s in self.streams),

@@ -88,8 +88,11 @@ def _children_of(pid: int) -> list[int]:
 class Server:
     """A server process (and its workers) on a free loopback port."""
 
-    def __init__(self, kind: str, redis_url: str, workers: int = 1) -> None:
+    def __init__(
+        self, kind: str, redis_url: str, workers: int = 1, env: dict[str, str] | None = None
+    ) -> None:
         self.kind = kind
+        self.extra_env = env or {}
         self.port = free_port(HOST)
         self.workers = workers
         self.redis_url = redis_url
@@ -121,6 +124,7 @@ class Server:
             "SSE_DEV_TOKENS_ENABLED": "true",
             "SSE_HEARTBEAT_SECONDS": "30",
             "SSE_TOKEN_TTL_SECONDS": "900",
+            **self.extra_env,
         }
         with self._log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -366,6 +370,18 @@ def _receive(pipes: list[Pipe], kind: str, timeout: float, check: Callable[[], N
     return [got[i] for i in range(len(pipes))]
 
 
+def _max_by_second(occurred: Any, latency: Any) -> list[int]:
+    """Worst latency of the events that occurred in each second of the phase (stalls show)."""
+    if not len(occurred):
+        return []
+    first = min(occurred)
+    worst: dict[int, float] = {}
+    for at, ms in zip(occurred, latency, strict=True):
+        second = int(at - first)
+        worst[second] = max(worst.get(second, 0.0), ms)
+    return [round(worst.get(s, 0.0)) for s in range(max(worst) + 1)]
+
+
 class Meter:
     """CPU of the server, the clients and the whole machine between mark() and read()."""
 
@@ -404,7 +420,9 @@ class Run:
         stack.callback(self.monitor.close)
         info = self.monitor.info("server")
         self.redis_port = int(info["tcp_port"])
-        self.server = Server(kind, self.url, options.workers if kind == "ours" else 1)
+        workers = options.workers if kind == "ours" else 1
+        env = dict(item.split("=", 1) for item in options.api_env)
+        self.server = Server(kind, self.url, workers, env)
         stack.callback(self.server.stop)
         self.server.start()
         if options.profile and kind == "ours":
@@ -557,9 +575,11 @@ class Run:
         for pipe in self.pipes:
             pipe.send(("take",))
         reports = _receive(self.pipes, "taken", 120, self.server.check_alive)
-        merged: dict[str, Any] = {"latency_ms": array("d"), "seen": Counter()}
+        merged: dict[str, Any] = {"latency_ms": array("d"), "occurred": array("d")}
+        merged["seen"] = Counter()
         for report in reports:
             merged["latency_ms"].frombytes(report["latency_ms"])
+            merged["occurred"].frombytes(report["occurred"])
             merged["seen"].update(report["seen"])
             for key in ("duplicates", "out_of_order", "streams_with_duplicates"):
                 merged[key] = merged.get(key, 0) + report[key]
@@ -596,6 +616,7 @@ class Run:
             "client_failures": dict(taken["failures"]),
             "other_events": dict(taken["other_events"]),
             "client_saturated": max(phase["client_cpu_percent_max_run"], 0) > 90,
+            "latency_ms_max_by_second": _max_by_second(taken["occurred"], latency),
         }
 
     def drop(self) -> None:
@@ -803,6 +824,9 @@ def main() -> None:
     parser.add_argument("--p99-limit", type=float, default=200)
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/")
     parser.add_argument("--profile", metavar="FILE", help="py-spy our API (collapsed stacks)")
+    parser.add_argument(
+        "--api-env", action="append", default=[], metavar="NAME=VALUE", help="our API's env"
+    )
     options = parser.parse_args()
     defaults = {
         "targeted": (10000, 2000),
