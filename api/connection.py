@@ -192,8 +192,8 @@ class Connection:
             cursor,
             retry_ms=self._options.retry_ms,
         )
-        for chunk in self._prepared:
-            yield chunk
+        if self._prepared:  # one write for the whole gap, not one per replayed event
+            yield b"".join(self._prepared)
         self._prepared = []
         try:
             async for chunk in self._live():

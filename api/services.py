@@ -15,6 +15,7 @@ from api.connection import StreamOptions
 from api.fanout import Hub
 from api.redis_batching import BatchingRedis
 from api.registry import ConnectionRegistry
+from api.replay_cache import SharedReplayStore
 from api.security import TokenService
 from api.settings import ApiSettings
 from api.sse_response import OpenStreams
@@ -35,6 +36,8 @@ class ApiServices:
     authorizer: Authorizer
     hub: Hub
     options: StreamOptions
+    #: The store streams replay from: broadcast pages shared by simultaneous resumes.
+    replay_store: SharedReplayStore
     started_at: float = field(default_factory=time.monotonic)
     #: Set when the server begins to shut down (api.sse_response.watch_server_exit).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
@@ -91,6 +94,7 @@ class ApiServices:
                 expiry_notice_seconds=settings.expiry_notice_seconds,
                 instance_id=settings.instance_id,
             ),
+            replay_store=SharedReplayStore(client, settings.store_settings()),
         )
 
     async def start(self) -> None:

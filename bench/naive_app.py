@@ -29,7 +29,9 @@ _URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 async def _entries(user: str, resume: str | None) -> AsyncIterator[bytes]:
     own, shared = _LAYOUT.events(user_stream(user)), _LAYOUT.events(BROADCAST)
-    client = redis.asyncio.Redis.from_url(_URL, single_connection_client=True)
+    # socket_timeout=None: redis-py's default (5 s) would end every stream on its first
+    # XREAD BLOCK that waits longer than that
+    client = redis.asyncio.Redis.from_url(_URL, single_connection_client=True, socket_timeout=None)
     try:
         if resume:
             ids = dict(zip((own, shared), resume.split(",", 1), strict=True))

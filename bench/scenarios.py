@@ -305,17 +305,19 @@ def _with_users(batch: list[Any]) -> Iterator[tuple[str | None, Any]]:
 def _nchan_sender(port: int) -> Callable[[list[tuple[str, bytes]]], None]:
     """POSTs each message to Nchan's publisher location, pipelined over 4 keep-alive sockets."""
     import socket
+    import zlib
 
     sockets = [socket.create_connection((HOST, port)) for _ in range(4)]
 
     def send(batch: list[tuple[str, bytes]]) -> None:
         per_socket: list[list[bytes]] = [[] for _ in sockets]
-        for i, (channel, body) in enumerate(batch):
+        for channel, body in batch:
             request = (
                 f"POST /pub/{channel} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
                 "Content-Type: application/json\r\n\r\n"
             ).encode() + body
-            per_socket[i % len(sockets)].append(request)
+            # one socket per channel: Nchan stores a channel's messages in arrival order
+            per_socket[zlib.crc32(channel.encode()) % len(sockets)].append(request)
         for sock, requests in zip(sockets, per_socket, strict=True):
             if requests:
                 sock.sendall(b"".join(requests))
