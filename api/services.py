@@ -39,7 +39,7 @@ class ApiServices:
     #: The store streams replay from: broadcast pages shared by simultaneous resumes.
     replay_store: SharedReplayStore
     started_at: float = field(default_factory=time.monotonic)
-    #: Set when the server begins to shut down (api.sse_response.watch_server_exit).
+    #: Set when the server begins to shut down (api.sse_response.supervise_streams).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     #: The tasks writing open streams (stuck writes and the shutdown grace end them).
     open_streams: OpenStreams = field(default_factory=OpenStreams)
@@ -47,9 +47,9 @@ class ApiServices:
     @classmethod
     def build(cls, settings: ApiSettings, authorizer: Authorizer | None = None) -> ApiServices:
         """Create the clients (they connect lazily) and the services over them."""
-        # A small pool: a burst of opens queues for a connection instead of opening hundreds.
-        # Commands of one loop turn share a round trip (auto-pipelining): a burst of opens
-        # costs a few round trips on a few connections, not one connection per open.
+        # A small pool, auto-pipelined: commands queued while its connections are busy go out
+        # together on the next free one, so a burst of opens costs a few round trips on a few
+        # connections, not one connection per open.
         client = connect_async(
             settings.redis_url,
             max_connections=settings.redis_pool_size,

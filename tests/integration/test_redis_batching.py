@@ -43,6 +43,7 @@ def test_an_error_reply_reaches_only_the_command_that_caused_it(redis_url: str) 
     async def mixed() -> list[object]:
         client = _client(redis_url, 1)
         try:
+            await client.delete("batch:counter")
             await client.set("batch:text", "not a number")
             return await asyncio.gather(
                 client.incr("batch:counter"),

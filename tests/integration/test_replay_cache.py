@@ -11,8 +11,12 @@ from api.replay_cache import SharedReplayStore
 from progress.events import SystemNotification
 from progress.keys import BROADCAST
 from progress.redis_store import RedisEventStore, connect, connect_async
+from progress.store import StoreSettings
 
 pytestmark = pytest.mark.integration
+
+# A prefix of its own: broadcast events are in every user's history, and the Redis is shared.
+SETTINGS = StoreSettings(prefix="replay-test")
 
 
 def _notices(store: RedisEventStore, count: int) -> list[str]:
@@ -28,13 +32,13 @@ def _xranges(monitor: redis.Redis) -> int:
 
 
 def test_a_thousand_simultaneous_resumes_read_the_broadcast_gap_once(redis_url: str) -> None:
-    writer = RedisEventStore(connect(redis_url))
+    writer = RedisEventStore(connect(redis_url), SETTINGS)
     first, *missed = _notices(writer, 101)
     monitor = redis.Redis.from_url(redis_url)
     before = _xranges(monitor)
 
     async def resume_all() -> list[list[str]]:
-        store = SharedReplayStore(connect_async(redis_url))
+        store = SharedReplayStore(connect_async(redis_url), SETTINGS)
         reads = (store.read_after(BROADCAST, first, 500) for _ in range(1000))
         pages = await asyncio.gather(*reads)
         await store.client.aclose()
@@ -46,11 +50,11 @@ def test_a_thousand_simultaneous_resumes_read_the_broadcast_gap_once(redis_url: 
 
 
 def test_a_shared_page_is_a_prefix_and_what_came_later_is_read_after_it(redis_url: str) -> None:
-    writer = RedisEventStore(connect(redis_url))
+    writer = RedisEventStore(connect(redis_url), SETTINGS)
     start, first = _notices(writer, 2)
 
     async def read() -> tuple[list[str], list[str], list[str]]:
-        store = SharedReplayStore(connect_async(redis_url), ttl=60)
+        store = SharedReplayStore(connect_async(redis_url), SETTINGS, ttl=60)
         await store.read_after(BROADCAST, start, 500)  # the page [first] is now shared
         later = _notices(writer, 3)
         again = [e.id for e in await store.read_after(BROADCAST, start, 500)]
