@@ -287,8 +287,8 @@ class Connection:
             cursor,
             retry_ms=self._options.retry_ms,
         )
-        for chunk in self._prepared:
-            yield chunk
+        if self._prepared:  # one write for the whole gap, not one per replayed event
+            yield b"".join(self._prepared)
         self._prepared = []
         try:
             async for chunk in self._live():
@@ -375,7 +375,9 @@ class Connection:
                 timeout = min(beat_every, max(0.0, notice_at - now), self._updates.wait(now))
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    # asyncio.timeout, not wait_for: no extra task per wait
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
             if time.time() >= notice_at:

@@ -20,6 +20,7 @@ from api.logs import install_redaction
 from api.routes import admin, auth, events, metrics, novels, preferences, realtime, tasks
 from api.services import ApiServices
 from api.settings import ApiSettings
+from api.sse_response import supervise_streams
 
 
 def create_app(
@@ -37,6 +38,11 @@ def create_app(
         await services.start()
         app.state.services = services
         watcher = asyncio.create_task(_end_streams_on_shutdown(services))
+        supervisor = asyncio.create_task(
+            supervise_streams(
+                services.shutdown_event, services.open_streams, resolved.send_timeout_seconds
+            )
+        )
         freezer = asyncio.create_task(
             freeze_long_lived(resolved.gc_freeze_seconds, resolved.gc_full_seconds)
         )
@@ -44,6 +50,7 @@ def create_app(
             yield
         finally:
             watcher.cancel()
+            supervisor.cancel()
             freezer.cancel()
             await services.close()
 

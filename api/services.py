@@ -22,9 +22,12 @@ from api.metrics import ApiMetrics
 from api.preferences import PreferenceStore
 from api.ratelimit import AbuseGuard, AbuseLimits, Rate
 from api.realtime import RealtimeModeStore
+from api.redis_batching import BatchingRedis
 from api.registry import ConnectionRegistry
+from api.replay_cache import SharedReplayStore
 from api.security import TokenService
 from api.settings import ApiSettings
+from api.sse_response import OpenStreams
 from api.stream_memory import StreamMemory
 from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
@@ -52,16 +55,27 @@ class ApiServices:
     backpressure: Backpressure
     preferences: PreferenceStore
     stream_memory: StreamMemory
+    #: The store streams replay from: broadcast pages shared by simultaneous resumes.
+    replay_store: SharedReplayStore
     trusted_proxies: tuple[Network, ...] = ()
     started_at: float = field(default_factory=time.monotonic)
-    #: Set by sse-starlette when the server begins to shut down.
+    #: Set when the server begins to shut down (api.sse_response.supervise_streams).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _probe: asyncio.Task[None] | None = None
+    #: The tasks writing open streams (stuck writes and the shutdown grace end them).
+    open_streams: OpenStreams = field(default_factory=OpenStreams)
 
     @classmethod
     def build(cls, settings: ApiSettings, authorizer: Authorizer | None = None) -> ApiServices:
         """Create the clients (they connect lazily) and the services over them."""
-        client = connect_async(settings.redis_url)
+        # A small pool, auto-pipelined: commands queued while its connections are busy go out
+        # together on the next free one, so a burst of opens costs a few round trips on a few
+        # connections, not one connection per open.
+        client = connect_async(
+            settings.redis_url,
+            max_connections=settings.redis_pool_size,
+            client_class=BatchingRedis,
+        )
         # The hub notices a lost link itself and resyncs every stream; a silent reconnect
         # inside redis-py would hide the gap, so the pub/sub client never retries.
         # Large reads: under load the hub takes many messages per event-loop turn.
@@ -137,6 +151,7 @@ class ApiServices:
             preferences=PreferenceStore(client, settings.key_prefix),
             stream_memory=StreamMemory(client, settings.key_prefix),
             trusted_proxies=parse_networks(settings.trusted_proxies),
+            replay_store=SharedReplayStore(client, settings.store_settings()),
         )
 
     async def start(self) -> None:

@@ -50,9 +50,12 @@ class ApiSettings(BaseSettings):
     #: ``auth.expiring`` goes out this long before the JWT behind a stream expires.
     expiry_notice_seconds: float = Field(default=30.0, ge=0)
     #: Objects alive this long are frozen out of garbage collection (see api/gc_tuning.py).
-    gc_freeze_seconds: float = Field(default=30.0, gt=0)
+    #: Short: a ramp of 10,000 opens must not reach a full collection (1 s pause) unfrozen.
+    gc_freeze_seconds: float = Field(default=5.0, gt=0)
     #: A full collection (one planned pause) this often, to reclaim frozen garbage.
     gc_full_seconds: float = Field(default=900.0, gt=0)
+    #: Redis connections for commands (the pub/sub link is one more), whatever the streams.
+    redis_pool_size: int = Field(default=3, ge=1)
     #: Enables POST /api/v1/auth/dev-token. Never in production.
     dev_tokens_enabled: bool = False
     #: False: every browser polls (GET /api/v1/realtime/config says so; streams are refused).

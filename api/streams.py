@@ -49,7 +49,7 @@ async def open_stream(
         secrets.token_hex(8),
         principal,
         cursor,
-        services.store,
+        services.replay_store,
         services.authorizer,
         services.options,
         progress_interval,

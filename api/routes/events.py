@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse
 
 from api.deps import ADMIN_ROLE, BearerToken, ClientIp, CurrentUser, Services
 from api.errors import COMMON_ERRORS, ApiError
 from api.health_report import health as health_status
 from api.health_report import report
 from api.history import HistoryPage, read_history
+from api.sse_response import SseStream
 from api.streams import open_stream
 from progress.cursor import Cursor
 
@@ -23,7 +23,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 @router.get(
     "/stream",
-    response_class=EventSourceResponse,
+    response_class=SseStream,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
         400: {"description": "invalid cursor"},
@@ -44,7 +44,7 @@ async def stream(
         int,
         Query(ge=0, le=60_000, description="at most one progress update per task this often"),
     ] = 0,
-) -> EventSourceResponse:
+) -> SseStream:
     """Server-Sent Events for the caller: their events, their session's, and broadcasts."""
     frames = await open_stream(
         services,
@@ -53,13 +53,10 @@ async def stream(
         ip,
         progress_interval_ms / 1000,
     )
-    return EventSourceResponse(
+    return SseStream(
         frames,
-        ping=0,
         headers=STREAM_HEADERS,
-        shutdown_event=services.shutdown_event,
-        shutdown_grace_period=1.0,
-        send_timeout=services.settings.send_timeout_seconds,
+        streams=services.open_streams,
     )
 
 
