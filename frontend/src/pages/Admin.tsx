@@ -173,7 +173,11 @@ function HealthReport() {
           {REPORT_REFRESH_MS / 1000} s.
         </p>
       ) : null}
-      {health.data ? <Report body={health.data} /> : null}
+      {health.data ? (
+        <div className={health.error ? "stale" : undefined}>
+          <Report body={health.data} />
+        </div>
+      ) : null}
     </section>
   );
 }
