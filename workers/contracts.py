@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from celery import Celery
+from sqlalchemy.orm import Session
 
 import progress
 from progress.events import NovelCreated
@@ -45,22 +46,30 @@ def start_novel(
     chapter_count: int,
     members: Sequence[str] = (),
 ) -> tuple[Novel, str]:
-    """Create the novel, tell its readers, and start its workflow; (novel, task id)."""
+    """Create the novel, tell its readers, and start its workflow; (novel, task id).
+
+    The ``content.novel-created`` outbox row commits in the novel's own transaction; it is
+    pushed right after (or by the dispatcher, should this process die first).
+    """
     repo = resources.novels()
-    novel = repo.create(owner_id, title, premise, chapter_count, members)
-    readers = novel.readers()
-    resources.redis_client().sadd(resources.layout().readers(novel.id), *readers)
-    progress.publish(
-        NovelCreated(
+    announced: list[tuple[NovelCreated, list[str]]] = []
+
+    def announce(session: Session, novel: Novel) -> None:
+        event = NovelCreated(
             user_id=owner_id,
             session_id=session_id,
             novel_id=novel.id,
             title=title,
             premise=premise,
             chapter_count=chapter_count,
-        ),
-        readers[1:],
-    )
+        )
+        announced.append((event, novel.readers()[1:]))
+        resources.audit_log().add(session, announced)
+
+    novel = repo.create(owner_id, title, premise, chapter_count, members, announce)
+    readers = novel.readers()
+    resources.redis_client().sadd(resources.layout().readers(novel.id), *readers)
+    resources.outbox_store().append_many(announced)
     with progress.acting_as(owner_id, session_id, novel_id=novel.id, workflow_id=novel.id):
         # The API never waits for results: do not subscribe to them (ignore_result).
         result = _app().send_task(

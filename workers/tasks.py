@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from celery import chain, chord, group, shared_task
@@ -22,8 +23,10 @@ import progress
 from progress.runtime import get_settings
 from workers import resources
 from workers.batching import ChapterUpdateBatcher
+from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel
+from workers.outbox import dispatch_pending
 from workers.pipeline import percent, plan_chapters, summarize
 from workers.watchdog import watch_running_tasks
 
@@ -201,6 +204,27 @@ def revise_chapters(
 def watchdog() -> dict[str, int]:
     """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost)."""
     return watch_running_tasks(resources.progress_store(), get_settings().heartbeat_seconds)
+
+
+@shared_task(name="workers.outbox_dispatch")
+def outbox_dispatch() -> dict[str, int]:
+    """Celery beat: push outbox rows still pending (a crashed pusher) or failed (retry)."""
+    current = resources.settings()
+    pushed = dispatch_pending(
+        resources.audit_log(),
+        resources.progress_store(),
+        current.outbox_grace_seconds,
+        current.outbox_max_attempts,
+    )
+    return {"pushed": pushed}
+
+
+@shared_task(name="workers.audit_retention")
+def audit_retention() -> dict[str, int]:
+    """Celery beat: delete audit rows older than the retention, in short batches."""
+    current = resources.settings()
+    cutoff = utcnow_naive() - timedelta(days=current.audit_retention_days)
+    return {"deleted": resources.audit_log().delete_before(cutoff, current.audit_delete_batch)}
 
 
 @shared_task(name="workers.mark_novel_failed")
