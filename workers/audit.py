@@ -132,14 +132,13 @@ class AuditLog:
             )
             if not placements:
                 return
-            audit_ids = {
-                event_id: audit_id
-                for event_id, audit_id in session.execute(
+            audit_ids: dict[str, int] = dict(
+                session.execute(
                     select(EventAudit.event_id, EventAudit.id).where(
                         EventAudit.event_id.in_({str(p.event_id) for p in placements})
                     )
-                )
-            }
+                ).all()
+            )
             rows = []
             for placement in placements:
                 ms, seq = parse_stream_id(placement.id)

@@ -53,7 +53,7 @@ def store(redis_url: str) -> Iterator[RedisEventStore]:
 class BrokenStore:
     """A writer whose Redis is gone."""
 
-    def append_many(self, batch: object) -> list[object]:
+    def append_many(self, *_: object) -> list[object]:
         raise StoreUnavailable("Redis unavailable: connection refused")
 
     def close(self) -> None:

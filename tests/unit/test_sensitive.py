@@ -22,8 +22,7 @@ def test_the_premise_of_a_novel_is_split_out_and_put_back() -> None:
 
 def test_summaries_inside_the_chapter_list_are_split_out() -> None:
     chapters = [
-        ChapterChange(chapter_id=f"c{n}", number=n, title=f"T{n}", summary=f"S{n}")
-        for n in (1, 2)
+        ChapterChange(chapter_id=f"c{n}", number=n, title=f"T{n}", summary=f"S{n}") for n in (1, 2)
     ]
     event = ChapterUpdated(user_id="u1", novel_id="n1", chapters=chapters)
 
