@@ -19,9 +19,10 @@ from enum import Enum
 
 import orjson
 
+from api.archive import Archive
 from api.authz import Authorizer, EventMeta
 from api.security import Principal
-from progress.cursor import ZERO_ID, Cursor, Resume, decide_resume, id_after
+from progress.cursor import ZERO_ID, Cursor, Resume, StreamPosition, decide_resume, id_after
 from progress.errors import StoreUnavailable
 from progress.keys import BROADCAST, user_stream
 from progress.redis_store import AsyncRedisEventStore
@@ -57,6 +58,10 @@ def event_meta(data: bytes) -> EventMeta:
         task_id=raw.get("task_id"),
         novel_id=raw.get("novel_id"),
     )
+
+
+def _event_id(data: bytes) -> str:
+    return str(orjson.loads(data).get("event_id", ""))
 
 
 def frame(event: str, data: bytes, cursor: str | None = None, retry_ms: int | None = None) -> bytes:
@@ -97,6 +102,7 @@ class Connection:
         store: AsyncRedisEventStore,
         authorizer: Authorizer,
         options: StreamOptions,
+        archive: Archive | None = None,
     ) -> None:
         self.id = connection_id
         self.principal = principal
@@ -109,6 +115,9 @@ class Connection:
         self._store = store
         self._authorizer = authorizer
         self._options = options
+        self._archive = archive
+        #: Ids of events replayed from the SQL archive: not sent again from Redis or live.
+        self._from_archive: set[str] = set()
         self._queue: deque[Delivery | Signal] = deque()
         self._wake = asyncio.Event()
         self._overflowed = False
@@ -157,6 +166,8 @@ class Connection:
         return await self._authorizer.may_receive(self.principal.user_id, meta)
 
     def _is_new(self, item: Delivery) -> bool:
+        if self._from_archive and _event_id(item.data) in self._from_archive:
+            return False
         position = self.cursor.positions.get(item.stream)
         if position is None or position.epoch != item.epoch:
             return True
@@ -205,11 +216,13 @@ class Connection:
         """Frames that bring the client from ``resume_from`` to now, for every followed stream.
 
         A stream whose gap is intact is replayed after the cursor. A stream whose history was
-        lost (epoch changed, trimmed past the cursor) gets a ``stream.reset`` first and then
-        everything its current history holds, since all of it came after the loss. A gap
+        lost (epoch changed, trimmed past the cursor) gets a ``stream.reset`` first, then its
+        important events after the cursor from the SQL archive, then everything its current
+        history holds after the loss (events already sent from the archive are skipped). A gap
         longer than ``max_replay`` is not replayed: the client is told to reset instead.
         """
         resets: list[str] = []
+        archived: list[bytes] = []
         plans: list[tuple[str, str, str, str]] = []
         for stream in self.streams:
             state = await self._store.stream_state(stream)
@@ -221,6 +234,12 @@ class Connection:
             elif decision is Resume.RESET:
                 resets.append(stream)
                 start = ZERO_ID
+                found = await self._replay_archive(stream, position)
+                if found is not None and position is not None:
+                    archived += [data for _, data in found]
+                    if position.epoch == state.epoch:  # trimmed: Redis has what followed
+                        after = id_after(state.last_id, position.last_id)
+                        start = position.last_id if after else state.last_id
             self.cursor = self.cursor.advance(stream, state.epoch, start)
             if start != state.last_id:
                 plans.append((stream, state.epoch, start, state.last_id))
@@ -236,14 +255,40 @@ class Connection:
         # "history_unavailable": events were lost; "gap_too_long": they exist, but too many.
         reason = "history_unavailable" if resets else "gap_too_long"
         resets += [stream for stream in too_long if stream not in resets]
-        chunks = [await self._reset_frame(resets, reason)] if resets else []
+        chunks = []
+        if resets:
+            chunks.append(await self._reset_frame(resets, reason, with_cursor=not archived))
+        chunks += await self._archive_frames(archived)
         for entries in gaps:
             for item in entries:
                 meta = event_meta(item.data)
-                if await self._allowed(meta):
+                if self._from_archive and _event_id(item.data) in self._from_archive:
+                    self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+                elif await self._allowed(meta):
                     chunks.append(await self._event_frame(item, meta))
                 else:
                     self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+        return chunks
+
+    async def _replay_archive(
+        self, stream: str, position: StreamPosition | None
+    ) -> list[tuple[str | None, bytes]] | None:
+        """Important events of ``stream`` after ``position`` from SQL; None without archive."""
+        if self._archive is None or position is None:
+            return None
+        return await self._archive.replay(stream, position.last_id, self._options.max_replay)
+
+    async def _archive_frames(self, archived: list[bytes]) -> list[bytes]:
+        """Frames of archived events; only the last carries the cursor, so a client cut off
+        midway resumes from its old cursor and gets the whole replay again (it deduplicates
+        by ``event_id``)."""
+        chunks: list[bytes] = []
+        allowed = [data for data in archived if await self._allowed(event_meta(data))]
+        for index, data in enumerate(allowed):
+            self._from_archive.add(_event_id(data))
+            cursor = self.cursor.format() if index == len(allowed) - 1 else None
+            chunks.append(frame(event_meta(data).type, data, cursor))
+            self.delivered += 1
         return chunks
 
     async def _read_gap(self, stream: str, after: str, last_id: str) -> list[StoredEvent] | None:
@@ -258,7 +303,9 @@ class Connection:
             after = page[-1].id
         return entries
 
-    async def _reset_frame(self, streams: list[str], reason: str) -> bytes:
+    async def _reset_frame(
+        self, streams: list[str], reason: str, with_cursor: bool = True
+    ) -> bytes:
         tasks = await self._store.recent_tasks(self.principal.user_id)
         body = {
             "reason": reason,
@@ -266,7 +313,8 @@ class Connection:
             "server_time": _now(),
             "tasks": [t.model_dump(mode="json") for t in tasks],
         }
-        return frame("stream.reset", orjson.dumps(body), self.cursor.format())
+        cursor = self.cursor.format() if with_cursor else None
+        return frame("stream.reset", orjson.dumps(body), cursor)
 
     async def _live(self) -> AsyncIterator[bytes]:
         beat_every = self._options.heartbeat_seconds

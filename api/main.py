@@ -14,7 +14,7 @@ from api.authz import Authorizer
 from api.errors import install_error_handlers
 from api.gc_tuning import freeze_long_lived
 from api.logs import install_redaction
-from api.routes import auth, events, novels, tasks
+from api.routes import admin_audit, auth, events, novels, tasks
 from api.services import ApiServices
 from api.settings import ApiSettings
 
@@ -49,7 +49,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (auth.router, events.router, tasks.router, novels.router):
+    for router in (auth.router, events.router, tasks.router, novels.router, admin_audit.router):
         app.include_router(router)
     return app
 

@@ -10,6 +10,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from api.archive import Archive
 from api.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
 from api.connection import StreamOptions
 from api.fanout import Hub
@@ -18,6 +19,7 @@ from api.security import TokenService
 from api.settings import ApiSettings
 from progress.keys import KeyLayout
 from progress.redis_store import AsyncRedisEventStore, connect_async
+from workers.contracts import open_audit_log
 
 
 @dataclass
@@ -36,6 +38,8 @@ class ApiServices:
     started_at: float = field(default_factory=time.monotonic)
     #: Set by sse-starlette when the server begins to shut down.
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
+    #: The SQL audit of important events (replay beyond Redis, admin audit endpoints).
+    archive: Archive | None = None
 
     @classmethod
     def build(cls, settings: ApiSettings, authorizer: Authorizer | None = None) -> ApiServices:
@@ -57,11 +61,15 @@ class ApiServices:
         authorizer = authorizer or NovelMembershipAuthorizer(
             RedisNovelAccess(client, settings.key_prefix)
         )
+        store = AsyncRedisEventStore(client, settings.store_settings())
         return cls(
             settings=settings,
             client=client,
             pubsub_client=pubsub_client,
-            store=AsyncRedisEventStore(client, settings.store_settings()),
+            store=store,
+            archive=Archive(
+                open_audit_log(settings.database_url, settings.audit_encryption_keys), store
+            ),
             tokens=TokenService(
                 settings.jwt_secret,
                 client,
@@ -91,3 +99,5 @@ class ApiServices:
         await self.hub.stop()
         await self.pubsub_client.aclose()
         await self.client.aclose()
+        if self.archive is not None:
+            self.archive.close()

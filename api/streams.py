@@ -34,6 +34,7 @@ async def open_stream(
         services.store,
         services.authorizer,
         services.options,
+        archive=services.archive,
     )
     lease = Lease(principal.user_id, connection.id)
     if not await services.registry.acquire(lease, principal.session_id):

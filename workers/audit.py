@@ -243,9 +243,9 @@ class AuditLog:
         with self._sessions() as session:
             return int(session.scalar(query) or 0)
 
-    def replay(self, stream: str, after_id: str, limit: int) -> list[bytes]:
-        """JSON of the important events of ``stream`` after stream id ``after_id``, in stream
-        order; events never pushed (no id yet) come last, in the order they were recorded."""
+    def replay(self, stream: str, after_id: str, limit: int) -> list[tuple[str | None, bytes]]:
+        """(stream id, JSON) of the important events of ``stream`` after stream id ``after_id``,
+        in stream order; events never pushed (id None) come last, in the order recorded."""
         ms, seq = parse_stream_id(after_id)
         link = EventAuditStream
         query = (
@@ -263,7 +263,15 @@ class AuditLog:
             .limit(limit)
         )
         with self._sessions() as session:
-            return [encode_event(self._open(row).event) for row in session.scalars(query)]
+            return [
+                (
+                    None if ms is None else f"{ms}-{seq}",
+                    encode_event(self._open(row).event),
+                )
+                for row, ms, seq in session.execute(
+                    query.add_columns(link.stream_ms, link.stream_seq)
+                )
+            ]
 
     # -- maintenance -------------------------------------------------------------------------
 

@@ -13,18 +13,24 @@ from sqlalchemy.orm import Session
 import progress
 from progress.events import NovelCreated
 from workers import resources
-from workers.db import Novel
+from workers.audit import AuditLog, AuditRecord
+from workers.db import Novel, make_engine, make_sessions
 from workers.notify import move_novel
 from workers.novels import NovelNotFound
+from workers.sealing import DEV_AUDIT_KEY, Sealer, parse_keys
 from workers.tasks import limits
 
 __all__ = [
+    "DEV_AUDIT_KEY",
+    "AuditLog",
+    "AuditRecord",
     "Novel",
     "NovelNotFound",
     "TaskNotFound",
     "cancel_task",
     "get_novel",
     "list_novels",
+    "open_audit_log",
     "revise_chapter",
     "start_novel",
 ]
@@ -124,3 +130,9 @@ def cancel_task(user_id: str, task_id: str) -> None:
             client.set(layout.cancel(novel.id), "1", ex=24 * 3600)
             move_novel(novel.id, "cancelled")
     _app().control.revoke(task_id)
+
+
+def open_audit_log(database_url: str, encryption_keys: str) -> AuditLog:
+    """The audit log on a new engine (connects on first use); keys newest first, comma-separated."""
+    keys = parse_keys(encryption_keys) or [DEV_AUDIT_KEY]
+    return AuditLog(make_sessions(make_engine(database_url)), Sealer(keys))

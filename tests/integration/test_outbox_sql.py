@@ -84,9 +84,8 @@ def test_important_events_are_committed_then_pushed_and_marked_published(
     ]
     assert rows[0].recipients == [member]
     assert [e["type"] for e in stream_events(store, member)] == ["content.novel-created"]
-    assert audit.replay(user_stream(member), "0-0", 10) == [
-        store.read_after(user_stream(member), "0-0", 1)[0].data
-    ]
+    [pushed] = store.read_after(user_stream(member), "0-0", 1)
+    assert audit.replay(user_stream(member), "0-0", 10) == [(pushed.id, pushed.data)]
 
 
 def test_a_failed_push_is_recorded_with_its_reason_and_resent_later(
@@ -134,7 +133,7 @@ def test_replay_returns_important_events_after_a_stream_id_in_order(
     unpushed = completed(user_id, 99)
     audit.record([(unpushed, ())])
 
-    replayed = [orjson.loads(d) for d in audit.replay(user_stream(user_id), stored[3].id, 100)]
+    replayed = [orjson.loads(d) for _, d in audit.replay(user_stream(user_id), stored[3].id, 100)]
 
     expected = [e for e in events[4:] if e.important] + [unpushed]
     assert [r["event_id"] for r in replayed] == [str(e.event_id) for e in expected]
