@@ -132,28 +132,19 @@ class AuditLog:
             )
             if not placements:
                 return
-            audit_ids: dict[str, int] = dict(
-                session.execute(
-                    select(EventAudit.event_id, EventAudit.id).where(
-                        EventAudit.event_id.in_({str(p.event_id) for p in placements})
-                    )
-                ).all()
+            table = EventAuditStream.__table__
+            audit_id = (
+                select(EventAudit.id).where(EventAudit.event_id == bindparam("e")).scalar_subquery()
             )
             rows = []
             for placement in placements:
                 ms, seq = parse_stream_id(placement.id)
                 rows.append(
-                    {
-                        "a": audit_ids[str(placement.event_id)],
-                        "s": placement.stream,
-                        "ms": ms,
-                        "seq": seq,
-                    }
+                    {"e": str(placement.event_id), "s": placement.stream, "ms": ms, "seq": seq}
                 )
-            table = EventAuditStream.__table__
             session.execute(
                 update(table)
-                .where(table.c.audit_id == bindparam("a"), table.c.stream == bindparam("s"))
+                .where(table.c.audit_id == audit_id, table.c.stream == bindparam("s"))
                 .values(stream_ms=bindparam("ms"), stream_seq=bindparam("seq")),
                 rows,
             )

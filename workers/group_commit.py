@@ -31,7 +31,6 @@ class GroupCommitter(Generic[T]):
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self.commits = 0
 
     def submit(self, items: Sequence[T], timeout: float = 30.0) -> None:
         """Return once ``items`` are committed; raise what the commit raised."""
@@ -40,11 +39,23 @@ class GroupCommitter(Generic[T]):
             if self._closed:
                 raise RuntimeError("group committer is closed")
             self._queue.append((items, done))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-                self._thread.start()
+            self._start()
             self._cond.notify_all()
         done.result(timeout)
+
+    def defer(self, items: Sequence[T]) -> None:
+        """Queue ``items`` for the next commit without waiting (errors are the commit's to log)."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("group committer is closed")
+            self._queue.append((items, Future()))
+            self._start()
+            self._cond.notify_all()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""
@@ -76,7 +87,6 @@ class GroupCommitter(Generic[T]):
         while (taken := self._take()) is not None:
             try:
                 self._commit([item for items, _ in taken for item in items])
-                self.commits += 1
             except Exception as exc:
                 for _, done in taken:
                     done.set_exception(exc)

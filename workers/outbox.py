@@ -26,18 +26,39 @@ from workers.group_commit import GroupCommitter
 log = logging.getLogger("workers.outbox")
 
 
+Pushed = tuple[uuid.UUID, list[Placement]]
+
+
 class SqlJournal:
-    """``progress.outbox.Journal`` on the audit log, with optional group commit."""
+    """``progress.outbox.Journal`` on the audit log.
+
+    With ``group_commit``, concurrent ``record`` calls share transactions (each still waits
+    for its commit), and ``published`` marks are batched in the background without waiting:
+    a mark lost in a crash only means one harmless re-push by the dispatcher.
+    """
 
     def __init__(
         self,
         audit: AuditLog,
-        committer: GroupCommitter[Outgoing] | None = None,
+        group_commit: tuple[float, int] | None = None,
         crash_after_commit: bool = False,
     ) -> None:
         self.audit = audit
-        self._committer = committer
+        self._committer: GroupCommitter[Outgoing] | None = None
+        self._marker: GroupCommitter[Pushed] | None = None
+        if group_commit is not None:
+            max_wait, max_batch = group_commit
+            self._committer = GroupCommitter(audit.record, max_wait, max_batch)
+            self._marker = GroupCommitter(self._mark_published, max_wait, max_batch)
         self._crash_after_commit = crash_after_commit
+
+    def _mark_published(self, items: list[Pushed]) -> None:
+        try:
+            self.audit.mark_published(
+                [event_id for event_id, _ in items], [p for _, found in items for p in found]
+            )
+        except Exception:
+            log.exception("could not mark %d pushed events published", len(items))
 
     def record(self, batch: Sequence[Outgoing]) -> None:
         """Commit the events (sharing a transaction with concurrent callers if batching)."""
@@ -53,7 +74,13 @@ class SqlJournal:
 
     def published(self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]) -> None:
         """Mark the events published and remember their stream ids."""
-        self.audit.mark_published(event_ids, placements)
+        if self._marker is None:
+            self.audit.mark_published(event_ids, placements)
+            return
+        by_event: dict[uuid.UUID, list[Placement]] = {event_id: [] for event_id in event_ids}
+        for placement in placements:
+            by_event[placement.event_id].append(placement)
+        self._marker.defer(list(by_event.items()))
 
     def failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
         """Mark the events failed with ``reason`` (logged too)."""
@@ -61,9 +88,10 @@ class SqlJournal:
         self.audit.mark_failed(event_ids, reason)
 
     def close(self) -> None:
-        """Stop the group-commit thread."""
-        if self._committer is not None:
-            self._committer.close()
+        """Commit what is queued and stop the group-commit threads."""
+        for committer in (self._committer, self._marker):
+            if committer is not None:
+                committer.close()
 
 
 def push_records(audit: AuditLog, writer: EventWriter, records: Sequence[AuditRecord]) -> int:

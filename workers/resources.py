@@ -16,7 +16,6 @@ from progress.redis_store import RedisEventStore, connect
 from progress.runtime import get_settings as get_progress_settings
 from workers.audit import AuditLog
 from workers.db import make_engine, make_sessions
-from workers.group_commit import GroupCommitter
 from workers.llm import LLMClient, make_llm_client
 from workers.novels import NovelRepository
 from workers.outbox import SqlJournal
@@ -75,12 +74,12 @@ def audit_log() -> AuditLog:
 def journal() -> SqlJournal:
     """The outbox journal of this process (group commit per the settings)."""
     current = settings()
-    committer = None
-    if current.outbox_group_commit:
-        committer = GroupCommitter(
-            audit_log().record, current.outbox_batch_wait_ms / 1000, current.outbox_batch_max
-        )
-    return SqlJournal(audit_log(), committer, current.outbox_crash_after_commit)
+    batching = (current.outbox_batch_wait_ms / 1000, current.outbox_batch_max)
+    return SqlJournal(
+        audit_log(),
+        batching if current.outbox_group_commit else None,
+        current.outbox_crash_after_commit,
+    )
 
 
 def outbox_writer() -> OutboxWriter:
