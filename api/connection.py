@@ -22,7 +22,15 @@ import orjson
 from api.archive import Archive
 from api.authz import Authorizer, EventMeta
 from api.security import Principal
-from progress.cursor import ZERO_ID, Cursor, Resume, StreamPosition, decide_resume, id_after
+from progress.cursor import (
+    ZERO_ID,
+    Cursor,
+    Resume,
+    StreamPosition,
+    decide_resume,
+    id_after,
+    parse_stream_id,
+)
 from progress.errors import StoreUnavailable
 from progress.keys import BROADCAST, user_stream
 from progress.redis_store import AsyncRedisEventStore
@@ -62,6 +70,21 @@ def event_meta(data: bytes) -> EventMeta:
 
 def _event_id(data: bytes) -> str:
     return str(orjson.loads(data).get("event_id", ""))
+
+
+def merge_by_stream_id(
+    archived: list[tuple[str | None, bytes]], stored: list[StoredEvent]
+) -> list[bytes | StoredEvent]:
+    """Archived events (JSON) and stored ones in stream-id order (ids are times, so they
+    compare across epochs); archived events never pushed (no id) last; on a tie the archived
+    copy first."""
+    never = (float("inf"), float("inf"))
+    keyed: list[tuple[tuple[float, float], int, bytes | StoredEvent]] = [
+        (parse_stream_id(id_) if id_ else never, 0, data) for id_, data in archived
+    ]
+    keyed += [(parse_stream_id(item.id), 1, item) for item in stored]
+    keyed.sort(key=lambda entry: (entry[0], entry[1]))
+    return [item for _, _, item in keyed]
 
 
 def frame(event: str, data: bytes, cursor: str | None = None, retry_ms: int | None = None) -> bytes:
@@ -222,7 +245,7 @@ class Connection:
         longer than ``max_replay`` is not replayed: the client is told to reset instead.
         """
         resets: list[str] = []
-        archived: list[bytes] = []
+        archived: list[tuple[str | None, bytes]] = []
         plans: list[tuple[str, str, str, str]] = []
         for stream in self.streams:
             state = await self._store.stream_state(stream)
@@ -236,7 +259,7 @@ class Connection:
                 start = ZERO_ID
                 found = await self._replay_archive(stream, position)
                 if found is not None and position is not None:
-                    archived += [data for _, data in found]
+                    archived += found
                     if position.epoch == state.epoch:  # trimmed: Redis has what followed
                         after = id_after(state.last_id, position.last_id)
                         start = position.last_id if after else state.last_id
@@ -258,16 +281,18 @@ class Connection:
         chunks = []
         if resets:
             chunks.append(await self._reset_frame(resets, reason, with_cursor=not archived))
-        chunks += await self._archive_frames(archived)
-        for entries in gaps:
-            for item in entries:
-                meta = event_meta(item.data)
-                if self._from_archive and _event_id(item.data) in self._from_archive:
-                    self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
-                elif await self._allowed(meta):
-                    chunks.append(await self._event_frame(item, meta))
-                else:
-                    self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+        merged = merge_by_stream_id(archived, [item for entries in gaps for item in entries])
+        for index, item in enumerate(merged):
+            if isinstance(item, bytes):
+                chunks += await self._archive_frame(item, last=index == len(merged) - 1)
+                continue
+            meta = event_meta(item.data)
+            if self._from_archive and _event_id(item.data) in self._from_archive:
+                self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+            elif await self._allowed(meta):
+                chunks.append(await self._event_frame(item, meta))
+            else:
+                self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
         return chunks
 
     async def _replay_archive(
@@ -278,18 +303,16 @@ class Connection:
             return None
         return await self._archive.replay(stream, position.last_id, self._options.max_replay)
 
-    async def _archive_frames(self, archived: list[bytes]) -> list[bytes]:
-        """Frames of archived events; only the last carries the cursor, so a client cut off
-        midway resumes from its old cursor and gets the whole replay again (it deduplicates
-        by ``event_id``)."""
-        chunks: list[bytes] = []
-        allowed = [data for data in archived if await self._allowed(event_meta(data))]
-        for index, data in enumerate(allowed):
-            self._from_archive.add(_event_id(data))
-            cursor = self.cursor.format() if index == len(allowed) - 1 else None
-            chunks.append(frame(event_meta(data).type, data, cursor))
-            self.delivered += 1
-        return chunks
+    async def _archive_frame(self, data: bytes, last: bool) -> list[bytes]:
+        """The frame of an archived event. It carries no cursor unless it ends the catch-up:
+        a client cut off before then resumes from its older cursor and gets the archive again
+        (clients deduplicate by ``event_id``)."""
+        meta = event_meta(data)
+        if not await self._allowed(meta):
+            return []
+        self._from_archive.add(_event_id(data))
+        self.delivered += 1
+        return [frame(meta.type, data, self.cursor.format() if last else None)]
 
     async def _read_gap(self, stream: str, after: str, last_id: str) -> list[StoredEvent] | None:
         entries: list[StoredEvent] = []

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from api.archive import Archive
 from api.authz import Authorizer
-from api.connection import event_meta
+from api.connection import event_meta, merge_by_stream_id
 from api.security import Principal
 from progress.cursor import (
     ZERO_ID,
@@ -87,13 +87,16 @@ async def read_history(
         return await _archive_page(authorizer, principal, since, archived[:limit])
     candidates.sort(key=lambda item: parse_stream_id(item.id))
     page = candidates[: limit - len(archived)]
-    events = await _visible(authorizer, principal, [data for _, _, data in archived])
-    sent = {str(event["event_id"]) for event in events}
-    for item in page:
-        cursor = cursor.advance(item.stream, item.epoch, item.id)
-        if str(orjson.loads(item.data).get("event_id")) in sent:
+    merged = merge_by_stream_id([(id_, data) for _, id_, data in archived], page)
+    from_archive = {str(orjson.loads(data)["event_id"]) for _, _, data in archived}
+    events: list[dict[str, Any]] = []
+    for item in merged:
+        if isinstance(item, bytes):
+            events += await _visible(authorizer, principal, [item])
             continue
-        events += await _visible(authorizer, principal, [item.data])
+        cursor = cursor.advance(item.stream, item.epoch, item.id)
+        if str(orjson.loads(item.data).get("event_id")) not in from_archive:
+            events += await _visible(authorizer, principal, [item.data])
     return HistoryPage(
         events=events,
         cursor=cursor.format(),
