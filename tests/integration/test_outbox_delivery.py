@@ -11,11 +11,10 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import orjson
 import pytest
 
 import progress
-from progress.events import EventEnvelope, TaskCompleted, TaskFailed, TaskUpdated
+from progress.events import EventEnvelope, NovelCreated, TaskCompleted, TaskFailed, TaskUpdated
 from progress.outbox import OutboxWriter
 from progress.pump import EventPump
 from progress.redis_server import RedisServer
@@ -153,7 +152,7 @@ def test_worker_killed_between_commit_and_push_delivers_the_event_once_after_res
         WorkerSettings(redis_url=redis_url, database_url=database_url, broker_db=1, result_db=2)
     )
     progress.configure(ProgressSettings(redis_url=redis_url))
-    api = start_api(own_redis, database_url)
+    api = start_api(own_redis, database_url, SSE_HEARTBEAT_SECONDS="0.5")
     doomed = WorkerProcess({**env, "WORKER_OUTBOX_CRASH_AFTER_COMMIT": "true"}, concurrency=1)
     try:
         stream = open_stream(api, user_id)
@@ -165,18 +164,20 @@ def test_worker_killed_between_commit_and_push_delivers_the_event_once_after_res
             time.sleep(0.05)
         assert doomed._process is not None and doomed._process.returncode == -signal.SIGKILL
         doomed.stop()
-        stranded = [str(r.event.event_id) for r in audit.recent("pending", user_id)]
+        pending = audit.recent("pending", user_id)
+        stranded = [str(r.event.event_id) for r in pending]
         assert stranded, "the crash left no committed, unpushed event"
         assert not set(stranded) & set(task_ids(stream.events))
 
         with WorkerProcess(env, concurrency=1):
             stream.wait_for(lambda events: set(stranded) <= set(task_ids(events)), timeout=20)
-            # Another dispatcher pushing the same rows again changes nothing for the user.
+            # A second dispatcher pushing the same rows again changes nothing for the user.
+            audit.mark_failed([r.event.event_id for r in pending], "pushed twice on purpose")
             store = RedisEventStore(connect(redis_url))
-            audit.mark_failed([r.event.event_id for r in audit.get(range(1, 10_000))], "again")
-            dispatch_pending(audit, store, grace_seconds=0, max_attempts=10)
+            assert dispatch_pending(audit, store, grace_seconds=0, max_attempts=10) >= 1
             store.close()
-            stream.wait_for(lambda events: any(e.event == "heartbeat" for e in events[-1:]), 35)
+            beats = len(stream.of_type("heartbeat"))
+            stream.wait_for(lambda _: len(stream.of_type("heartbeat")) >= beats + 2)
         delivered = task_ids(stream.events)
         assert all(delivered.count(event_id) == 1 for event_id in stranded)
         assert len(delivered) == len(set(delivered))
@@ -253,11 +254,9 @@ def test_audit_endpoints_are_for_admins_and_resend_failed_pushes(
         api.close()
 
 
-def test_sensitive_fields_are_readable_through_the_admin_endpoint_only_with_the_keys(
+def test_sealed_fields_are_readable_through_the_admin_endpoint_after_a_key_rotation(
     own_redis: RedisServer, database_url: str, audit: AuditLog, user_id: str
 ) -> None:
-    from progress.events import NovelCreated
-
     created = NovelCreated(user_id=user_id, novel_id="n1", title="Tide", premise="hidden plot")
     audit.record([(created, ())])
     api = start_api(own_redis, database_url, AUDIT_ENCRYPTION_KEYS=f"{NEW_KEY},{DEV_AUDIT_KEY}")
@@ -273,7 +272,6 @@ def test_sensitive_fields_are_readable_through_the_admin_endpoint_only_with_the_
             headers={"Authorization": f"Bearer {admin_jwt}"},
         ).json()
         assert [e["event"]["premise"] for e in body["events"]] == ["hidden plot"]
-        assert b"hidden plot" not in orjson.dumps([r.event.title for r in audit.recent()])
     finally:
         api.close()
 
