@@ -121,14 +121,23 @@ class NovelRepository:
             return chapter
 
     def save_chapter(
-        self, novel_id: str, number: int, text: str, summary: str, status: str = "written"
+        self,
+        novel_id: str,
+        number: int,
+        text: str,
+        summary: str,
+        status: str = "written",
+        in_same_transaction: Callable[[Session, Chapter], None] | None = None,
     ) -> Chapter:
-        """Store a chapter's text and summary."""
+        """Store a chapter's text and summary; ``in_same_transaction(session, chapter)`` runs
+        before the commit (the outbox adds ``content.chapter-updated`` there)."""
         with self._sessions.begin() as session:
             chapter = session.scalars(
                 select(Chapter).where(Chapter.novel_id == novel_id, Chapter.number == number)
             ).one()
             chapter.text, chapter.summary, chapter.status = text, summary, status
+            if in_same_transaction is not None:
+                in_same_transaction(session, chapter)
             return chapter
 
     def set_chapter_status(self, novel_id: str, number: int, status: str) -> None:

@@ -25,7 +25,7 @@ from workers import resources
 from workers.batching import ChapterUpdateBatcher
 from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
-from workers.notify import chapters_updated, move_novel
+from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
 from workers.outbox import dispatch_pending
 from workers.pipeline import percent, plan_chapters, summarize
 from workers.watchdog import watch_running_tasks
@@ -127,8 +127,7 @@ def _write_chapter(task_id: str, novel_id: str, number: int, prompt: str, stage:
     verb = "Writing" if stage == "drafting" else "Revising"
     words = _generate(task_id, novel_id, prompt, target, stage, f"{verb} chapter {number}")
     text = " ".join(words)
-    resources.novels().save_chapter(novel_id, number, text, summarize(text))
-    chapters_updated(novel_id, [number])
+    save_chapter_and_announce(novel_id, number, text, summarize(text))
     return text
 
 

@@ -14,12 +14,17 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import update
 
+import progress
+from progress.errors import StoreUnavailable
 from progress.events import NovelCreated, TaskCompleted
 from progress.keys import user_stream
+from progress.redis_server import free_port
 from progress.redis_store import RedisEventStore, connect
+from progress.settings import ProgressSettings
 from workers import resources, tasks
 from workers.audit import AuditLog
 from workers.db import EventAudit, make_engine, make_sessions, utcnow_naive
+from workers.notify import save_chapter_and_announce
 from workers.sealing import DEV_AUDIT_KEY, Sealer
 from workers.settings import WorkerSettings
 
@@ -106,3 +111,22 @@ def test_retention_task_deletes_rows_older_than_the_configured_window(
     finally:
         resources.configure(None)
     assert [r.event.event_id for r in audit.recent(user_id=user_id)] == [recent.event_id]
+
+
+def test_a_chapter_and_its_update_event_commit_together_even_if_the_push_fails(
+    audit: AuditLog, database_url: str, user_id: str
+) -> None:
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    resources.configure(WorkerSettings(redis_url=dead_redis, database_url=database_url))
+    progress.configure(ProgressSettings(redis_url=dead_redis))
+    try:
+        novel = resources.novels().create(user_id, "Tide", "premise", 1, [f"{user_id}-m"])
+        with pytest.raises(StoreUnavailable):
+            save_chapter_and_announce(novel.id, 1, "text", "a summary")
+        assert resources.novels().chapter(novel.id, 1).summary == "a summary"
+    finally:
+        progress.configure(None)
+        resources.configure(None)
+    [row] = audit.recent(user_id=user_id)
+    assert row.status == "pending" and row.recipients == [f"{user_id}-m"]
+    assert row.event.model_dump()["chapters"][0]["summary"] == "a summary"
