@@ -76,6 +76,9 @@ class RedisNovelAccess:
         await self._client.publish(self._layout.control(), revocation_message(user_id, novel_id))
 
 
+_CACHE_LIMIT = 100_000
+
+
 class NovelMembershipAuthorizer:
     """Own events always; others' content events when the user may read the novel."""
 
@@ -83,6 +86,8 @@ class NovelMembershipAuthorizer:
         self._access = access
         self._cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], tuple[bool, float]] = {}
+        # Bumped by forget(): an answer read before a revocation must not be cached after it.
+        self._generation = 0
 
     async def may_receive(self, user_id: str, event: EventMeta) -> bool:
         """True to deliver ``event`` to ``user_id``."""
@@ -95,10 +100,20 @@ class NovelMembershipAuthorizer:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
+        generation = self._generation
         allowed = await self._access.may_read(user_id, event.novel_id)
-        self._cache[key] = (allowed, now + self._cache_seconds)
+        if generation == self._generation:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._drop_expired(now)
+            self._cache[key] = (allowed, now + self._cache_seconds)
         return allowed
+
+    def _drop_expired(self, now: float) -> None:
+        self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
 
     def forget(self, user_id: str, novel_id: str) -> None:
         """Drop the cached answer for this pair."""
+        self._generation += 1
         self._cache.pop((user_id, novel_id), None)

@@ -42,6 +42,7 @@ class Signal(Enum):
 
     RESYNC = "resync"  # the pub/sub link came back: catch up from the cursor
     SHUTDOWN = "shutdown"  # the server is stopping
+    POLLING = "polling"  # operators moved this user to polling: end with realtime.mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,64 @@ def frame(event: str, data: bytes, cursor: str | None = None, retry_ms: int | No
     return b"".join(parts)
 
 
+class UpdatePacer:
+    """At most one ``task.progress-updated`` per task per ``interval`` seconds on one stream.
+
+    Clients on slow or metered links ask for this (``progress_interval_ms``). The newest held
+    update of a task replaces the older one and goes out when its interval ends, or just
+    before any other event of the same task, so a task's events keep their order and its
+    terminal event is never held back.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._sent_at: dict[str, float] = {}
+        self._held: dict[str, Delivery] = {}
+
+    @staticmethod
+    def _key(item: Delivery) -> str:
+        return f"{item.stream}/{item.meta.task_id}"
+
+    def admit(self, item: Delivery, now: float) -> bool:
+        """True when the update may go out now; otherwise it is held."""
+        if self.interval <= 0:
+            return True
+        key = self._key(item)
+        if key not in self._held and now - self._sent_at.get(key, -self.interval) >= self.interval:
+            self._sent_at[key] = now
+            return True
+        self._held[key] = item
+        return False
+
+    def take(self, item: Delivery) -> Delivery | None:
+        """The held update of ``item``'s task, to send before ``item``; forgets the task when
+        ``item`` ends it."""
+        key = self._key(item)
+        held = self._held.pop(key, None)
+        if item.meta.type in TERMINAL_TYPES:
+            self._sent_at.pop(key, None)
+        return held
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next held update is due (infinity when none is held)."""
+        if not self._held:
+            return float("inf")
+        return max(0.0, min(self._sent_at[k] + self.interval for k in self._held) - now)
+
+    def due(self, now: float) -> list[Delivery]:
+        """Held updates whose interval ended, in the order they were held."""
+        # A timer may wake a hair early; a millisecond of slack keeps it from spinning.
+        ready = [k for k in self._held if now - self._sent_at[k] >= self.interval - 0.001]
+        for key in ready:
+            self._sent_at[key] = now
+        return [self._held.pop(key) for key in ready]
+
+
+TERMINAL_TYPES = frozenset(
+    {"task.progress-completed", "task.progress-failed", "task.progress-cancelled"}
+)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -125,6 +184,7 @@ class Connection:
         store: AsyncRedisEventStore,
         authorizer: Authorizer,
         options: StreamOptions,
+        progress_interval: float = 0.0,
         archive: Archive | None = None,
     ) -> None:
         self.id = connection_id
@@ -145,6 +205,7 @@ class Connection:
         self._wake = asyncio.Event()
         self._overflowed = False
         self._prepared: list[bytes] = []
+        self._updates = UpdatePacer(progress_interval)
         self.delivered = 0
         self.connected_at = time.monotonic()
 
@@ -344,16 +405,23 @@ class Connection:
         notice_at = self.principal.expires_at - self._options.expiry_notice_seconds
         while True:
             if not self._queue and not self._overflowed:
-                timeout = min(beat_every, max(0.0, notice_at - time.time()))
+                now = time.time()
+                timeout = min(beat_every, max(0.0, notice_at - now), self._updates.wait(now))
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 except TimeoutError:
-                    if time.time() >= notice_at:
-                        yield self._expiring_frame()
-                        return
+                    pass
+            if time.time() >= notice_at:
+                yield self._expiring_frame()
+                return
+            if not self._queue and not self._overflowed:
+                due = self._updates.due(time.time())
+                for held in due:
+                    yield await self._held_frame(held)
+                if not due:
                     yield frame("heartbeat", orjson.dumps({"server_time": _now()}))
-                    continue
+                continue
             while self._queue or self._overflowed:
                 if self._overflowed:
                     yield self._closing_frame("reconnect", "slow_client", self._options.retry_ms)
@@ -363,23 +431,58 @@ class Connection:
                     retry = random.randint(self._options.retry_ms, self._options.retry_ms * 4)
                     yield self._closing_frame("server.restart", "shutdown", retry)
                     return
+                if item is Signal.POLLING:
+                    yield self._polling_frame()
+                    return
                 if item is Signal.RESYNC:
                     for chunk in await self._catch_up(self.cursor):
                         yield chunk
                     continue
                 assert isinstance(item, Delivery)
-                if self._is_new(item):
-                    position = self.cursor.positions.get(item.stream)
-                    if position is not None and position.epoch != item.epoch:
-                        # The store lost this stream's history (flush, failover): catching
-                        # up sends stream.reset, then the new history from its start.
-                        for chunk in await self._catch_up(self.cursor):
-                            yield chunk
-                        continue
-                    if await self._allowed(item.meta):
-                        yield await self._event_frame(item, item.meta)
-                    else:
-                        self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+                async for chunk in self._deliver(item):
+                    yield chunk
+                if time.time() >= notice_at:
+                    break
+
+    async def _deliver(self, item: Delivery) -> AsyncIterator[bytes]:
+        if not self._is_new(item):
+            return
+        position = self.cursor.positions.get(item.stream)
+        if position is not None and position.epoch != item.epoch:
+            # The store lost this stream's history (flush, failover): catching up sends
+            # stream.reset, then the new history from its start.
+            for chunk in await self._catch_up(self.cursor):
+                yield chunk
+            return
+        if not await self._allowed(item.meta):
+            self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+            return
+        if item.meta.type == "task.progress-updated":
+            if not self._updates.admit(item, time.time()):
+                return
+        else:
+            held = self._updates.take(item)
+            if held is not None:
+                yield await self._held_frame(held)
+        yield await self._event_frame(item, item.meta)
+
+    async def _held_frame(self, item: Delivery) -> bytes:
+        """A progress update held back by the pacer; no ``id:`` once later events moved the
+        cursor past it, so the client's resume point never goes backwards."""
+        self.delivered += 1
+        position = self.cursor.positions.get(item.stream)
+        if (
+            position is not None
+            and position.epoch == item.epoch
+            and id_after(position.last_id, item.id)
+        ):
+            return frame(item.meta.type, item.data)
+        self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+        return frame(item.meta.type, item.data, self.cursor.format())
+
+    def _polling_frame(self) -> bytes:
+        body = orjson.dumps({"mode": "polling", "reason": "realtime_mode", "server_time": _now()})
+        return frame("realtime.mode", body, self.cursor.format())
 
     def _closing_frame(self, event: str, reason: str, retry_ms: int) -> bytes:
         body = orjson.dumps({"reason": reason, "retry_ms": retry_ms, "server_time": _now()})

@@ -4,6 +4,7 @@ ApiError(status, code, message)       raised by services and dependencies
 progress.InvalidCursor        -> 400  invalid_cursor
 progress.StoreUnavailable     -> 503  store_unavailable
 RequestValidationError        -> 422  validation_error (fields named)
+HTTPException (no route)      -> 404  not_found / 405 method_not_allowed
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from progress.errors import InvalidCursor, StoreUnavailable
 from workers.contracts import NovelNotFound, TaskNotFound
@@ -62,6 +64,9 @@ def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the translations above on ``app``."""
 
@@ -88,6 +93,12 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = "task" if isinstance(exc, TaskNotFound) else "novel"
         return JSONResponse(error_body(f"{kind}_not_found", f"no such {kind}"), 404)
 
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, exc.headers)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(NovelNotFound, not_found)
     app.add_exception_handler(TaskNotFound, not_found)

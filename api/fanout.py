@@ -9,7 +9,8 @@ Concurrency (all on the event loop, no threads):
     detach()    ── last local stream of a user  ──▶ UNSUBSCRIBE
 
 The hub is always subscribed to the broadcast channel and the control channel (access
-revocations clear the authorizer's cache on every instance at once). When the pub/sub link
+revocations clear the authorizer's cache on every instance at once; a new realtime mode moves
+the streams of users who must now poll). When the pub/sub link
 drops it retries with backoff, re-subscribes everything, then sends RESYNC to every
 connection, which catches up from its own cursor. Routing parses each message's JSON once,
 whatever the number of streams.
@@ -29,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.authz import Authorizer
 from api.connection import Connection, Delivery, Signal, event_meta
+from api.realtime import ModeRule, RealtimeModeStore, mode_for
 from api.registry import ConnectionRegistry, Lease
 from progress.errors import StoreUnavailable
 from progress.keys import BROADCAST, KeyLayout, user_stream
@@ -38,6 +40,7 @@ log = logging.getLogger("api.fanout")
 
 _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _LEASE_SLICE = 100
+_IDLE_PROBE_SECONDS = 10.0
 
 
 class Hub:
@@ -50,8 +53,11 @@ class Hub:
         layout: KeyLayout,
         lease_seconds: float,
         authorizer: Authorizer,
+        modes: RealtimeModeStore,
     ) -> None:
         self._client = client
+        self._modes = modes
+        self.mode_rule = ModeRule()
         self._authorizer = authorizer
         self._control = layout.control()
         self._registry = registry
@@ -81,9 +87,14 @@ class Hub:
         """Users with at least one local stream (their channels are subscribed)."""
         return set(self._by_user)
 
+    def mode_of(self, user_id: str) -> str:
+        """The realtime mode the current rule gives ``user_id``."""
+        return mode_for(user_id, self.mode_rule)
+
     async def start(self) -> None:
         """Connect the pub/sub link and start the reader and lease tasks."""
         await self._connect()
+        await self._load_mode()
         self._tasks = [
             asyncio.create_task(self._read_forever(), name="hub-reader"),
             asyncio.create_task(self._refresh_leases_forever(), name="hub-leases"),
@@ -108,12 +119,37 @@ class Hub:
             connection.offer(Signal.SHUTDOWN)
 
     async def _connect(self) -> None:
+        if self._pubsub is not None:
+            # The old link is dead; closing it returns its socket (they would pile up).
+            with contextlib.suppress(*_LINK_ERRORS):
+                await self._pubsub.aclose()
+            self._pubsub = None
         pubsub = self._client.pubsub(ignore_subscribe_messages=False)
         channels = [self._layout.channel(BROADCAST), self._layout.control()]
         channels += [self._layout.channel(user_stream(user)) for user in self._by_user]
-        await pubsub.subscribe(*channels)
+        try:
+            await pubsub.subscribe(*channels)
+        except BaseException:
+            with contextlib.suppress(*_LINK_ERRORS):
+                await pubsub.aclose()
+            raise
         self._pubsub = pubsub
         self._link_up.set()
+
+    async def _load_mode(self) -> None:
+        try:
+            self._apply_mode(await self._modes.get())
+        except _LINK_ERRORS as exc:
+            log.warning("could not read the realtime mode (%s); keeping %s", exc, self.mode_rule)
+
+    def _apply_mode(self, rule: ModeRule) -> None:
+        self.mode_rule = rule
+        moved = 0
+        for connection in list(self._connections.values()):
+            if self.mode_of(connection.principal.user_id) == "polling":
+                connection.offer(Signal.POLLING)
+                moved += 1
+        log.info("realtime mode %s (%d%%): %d streams told to poll", rule.mode, rule.percent, moved)
 
     async def attach(self, connection: Connection) -> None:
         """Route the user's events to ``connection``; returns once its channel is subscribed."""
@@ -167,6 +203,7 @@ class Hub:
                 except _LINK_ERRORS:
                     continue
                 pause = 0.1
+                await self._load_mode()
                 self._after_reconnect()
 
     def _after_reconnect(self) -> None:
@@ -183,28 +220,50 @@ class Hub:
     async def _read(self) -> None:
         assert self._pubsub is not None
         pubsub = self._pubsub
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
         while True:
-            message = await pubsub.get_message(timeout=None)
+            # A bounded wait, then a PING when idle: a half-open TCP link would otherwise
+            # leave the reader waiting forever while every stream goes quiet.
+            message = await pubsub.get_message(timeout=_IDLE_PROBE_SECONDS)
             if message is None:
+                if loop.time() - last_heard > 2 * _IDLE_PROBE_SECONDS:
+                    raise RedisConnectionError("the pub/sub link did not answer PING")
+                await pubsub.ping()
                 continue
+            last_heard = loop.time()
             kind = message["type"]
+            if kind == "pong":
+                continue
             channel = message["channel"].decode()
             if kind == "message" and channel == self._control:
                 self._on_control(message["data"])
             elif kind == "message":
-                self._route(channel, message["data"])
+                try:
+                    self._route(channel, message["data"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error(
+                        "dropped a malformed message on %s (%s): %r",
+                        channel,
+                        exc,
+                        message["data"][:200],
+                    )
             elif kind == "subscribe":
                 waiters = self._waiters.get(channel)
                 if waiters:
                     waiter = waiters.pop(0)
                     if not waiter.done():
                         waiter.set_result(None)
+                    if not waiters:
+                        del self._waiters[channel]
 
     def _on_control(self, payload: bytes) -> None:
         try:
             command = orjson.loads(payload)
             if command.get("kind") == "access-revoked":
                 self._authorizer.forget(command["user_id"], command["novel_id"])
+            elif command.get("kind") == "realtime-mode":
+                self._apply_mode(ModeRule.model_validate(command["rule"]))
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed control message: %r", payload[:200])
 

@@ -12,9 +12,10 @@ from fastapi import FastAPI
 
 from api.authz import Authorizer
 from api.errors import install_error_handlers
+from api.frontend import frontend_app
 from api.gc_tuning import freeze_long_lived
 from api.logs import install_redaction
-from api.routes import admin_audit, auth, events, novels, tasks
+from api.routes import admin_audit, auth, events, novels, realtime, tasks
 from api.services import ApiServices
 from api.settings import ApiSettings
 
@@ -49,8 +50,12 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (auth.router, events.router, tasks.router, novels.router, admin_audit.router):
+    routers = (auth, events, tasks, novels, realtime, admin_audit)
+    for router in (module.router for module in routers):
         app.include_router(router)
+    spa = frontend_app(resolved.frontend_dir)
+    if spa is not None:
+        app.mount("/", spa, name="frontend")
     return app
 
 

@@ -14,6 +14,7 @@ from api.archive import Archive
 from api.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
 from api.connection import StreamOptions
 from api.fanout import Hub
+from api.realtime import RealtimeModeStore
 from api.registry import ConnectionRegistry
 from api.security import TokenService
 from api.settings import ApiSettings
@@ -34,6 +35,7 @@ class ApiServices:
     registry: ConnectionRegistry
     authorizer: Authorizer
     hub: Hub
+    modes: RealtimeModeStore
     options: StreamOptions
     started_at: float = field(default_factory=time.monotonic)
     #: Set by sse-starlette when the server begins to shut down.
@@ -62,6 +64,7 @@ class ApiServices:
             RedisNovelAccess(client, settings.key_prefix)
         )
         store = AsyncRedisEventStore(client, settings.store_settings())
+        modes = RealtimeModeStore(client, settings.key_prefix)
         return cls(
             settings=settings,
             client=client,
@@ -79,7 +82,8 @@ class ApiServices:
             ),
             registry=registry,
             authorizer=authorizer,
-            hub=Hub(pubsub_client, registry, layout, settings.lease_seconds, authorizer),
+            hub=Hub(pubsub_client, registry, layout, settings.lease_seconds, authorizer, modes),
+            modes=modes,
             options=StreamOptions(
                 heartbeat_seconds=settings.heartbeat_seconds,
                 retry_ms=settings.retry_ms,

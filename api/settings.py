@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Self
 
 from pydantic import AliasChoices, Field, model_validator
@@ -62,6 +63,15 @@ class ApiSettings(BaseSettings):
     )
     #: Enables POST /api/v1/auth/dev-token. Never in production.
     dev_tokens_enabled: bool = False
+    #: False: every browser polls (GET /api/v1/realtime/config says so; streams are refused).
+    enabled: bool = True
+    #: How often a polling browser polls, and while a task it shows is running.
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    active_poll_interval_seconds: float = Field(default=3.0, gt=0)
+    #: Flower's address, for the links from each task to its page (None: no links).
+    flower_url: str | None = Field(default=None, validation_alias=AliasChoices("FLOWER_URL"))
+    #: The built frontend served at ``/``; not served when the directory does not exist.
+    frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
     @model_validator(mode="after")
     def _no_public_secret_in_production(self) -> Self:

@@ -19,14 +19,24 @@ log = logging.getLogger("api.streams")
 
 
 async def open_stream(
-    services: ApiServices, sse_token: str | None, last_event_id: str | None
+    services: ApiServices,
+    sse_token: str | None,
+    last_event_id: str | None,
+    progress_interval: float = 0.0,
 ) -> AsyncIterator[bytes]:
     """Check everything that can be refused, then return the stream's frames.
 
-    Raises ApiError (401, 400, 429) or StoreUnavailable (503) before anything is streamed.
+    Raises ApiError (401, 400, 409, 429) or StoreUnavailable (503) before anything is streamed.
     """
     cursor = Cursor.parse(last_event_id) if last_event_id else None
     principal = await services.tokens.spend_sse_token(sse_token)
+    if not services.settings.enabled or services.hub.mode_of(principal.user_id) == "polling":
+        raise ApiError(
+            409,
+            "realtime_polling",
+            "streams are off for this user: poll GET /api/v1/events/history "
+            "(see GET /api/v1/realtime/config)",
+        )
     connection = Connection(
         secrets.token_hex(8),
         principal,
@@ -34,6 +44,7 @@ async def open_stream(
         services.store,
         services.authorizer,
         services.options,
+        progress_interval,
         archive=services.archive,
     )
     lease = Lease(principal.user_id, connection.id)

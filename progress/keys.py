@@ -64,6 +64,10 @@ class KeyLayout:
         """Pub/sub channel for access changes, heard by every API instance."""
         return f"{self.prefix}:control"
 
+    def realtime_mode(self) -> str:
+        """Hash: the operators' realtime mode (``mode``, ``percent``, ``updated_at``)."""
+        return f"{self.prefix}:realtime"
+
     def cancel(self, task_id: str) -> str:
         """Flag asking a running task to stop."""
         return f"{self.prefix}:cancel:{task_id}"

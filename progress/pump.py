@@ -49,6 +49,7 @@ class EventPump:
         self._queue: deque[Outgoing] = deque()
         self._cond = threading.Condition()
         self._busy = False
+        self._woken = False
         self._closed = False
         self._thread: threading.Thread | None = None
         self.sent = 0
@@ -57,6 +58,10 @@ class EventPump:
     def submit(self, event: EventEnvelope, recipients: Sequence[str] = ()) -> None:
         """Queue ``event`` for sending; drop (and count) it if the queue is full."""
         with self._cond:
+            if self._closed:
+                self.dropped += 1
+                log.error("progress sender closed, dropped %s %s", event.type, event.event_id)
+                return
             if len(self._queue) >= self._max_queued:
                 self.dropped += 1
                 log.error("progress queue full, dropped %s %s", event.type, event.event_id)
@@ -68,6 +73,9 @@ class EventPump:
     def wake(self) -> None:
         """Make the thread re-run ``on_tick`` now (a new deadline may be earlier)."""
         with self._cond:
+            # Remembered, not only notified: a wake that comes while the thread is between
+            # its tick and its wait would otherwise be lost until the old deadline.
+            self._woken = True
             self._ensure_thread()
             self._cond.notify_all()
 
@@ -107,8 +115,12 @@ class EventPump:
                     return
                 if not self._queue:
                     self._cond.notify_all()
+                    if self._woken:
+                        self._woken = False
+                        continue
                     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                     self._cond.wait(timeout)
+                    self._woken = False
                     continue
                 batch = [self._queue.popleft() for _ in range(min(_MAX_BATCH, len(self._queue)))]
                 self._busy = True

@@ -212,13 +212,18 @@ class Reporter:
 
     def _finish(self, run: TaskRun, build: Callable[[], EventEnvelope]) -> None:
         with self._lock:
-            self._runs.pop(run.task_id, None)
+            # With a threads pool an immediate retry's next attempt can start before this
+            # attempt finishes: the task's state then belongs to the newer run, not to us.
+            current = self._runs.get(run.task_id) in (run, None)
+            if current:
+                self._runs.pop(run.task_id, None)
             if run.identity is None:
                 return
-            held = self._throttle.flush(run.task_id)
-            if held is not None:
-                self._send_update(run, *held)
-            self._throttle.forget(run.task_id)
+            if current:
+                held = self._throttle.flush(run.task_id)
+                if held is not None:
+                    self._send_update(run, *held)
+                self._throttle.forget(run.task_id)
             self.pump.submit(build())
 
     def tick(self) -> float | None:

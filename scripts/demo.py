@@ -23,6 +23,7 @@ import httpx
 
 from api.security import mint_jwt
 from progress.redis_server import RedisServer, free_port
+from scripts.health import wait_until_up
 from scripts.terminal_view import ProgressBoard, sse_events
 from workers.migrate import upgrade
 
@@ -51,15 +52,8 @@ def child(name: str, args: list[str], env: dict[str, str]) -> Iterator[subproces
 
 def wait_until(url: str, what: str, timeout: float = 60) -> None:
     """Block until ``url`` answers below 500."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{what} did not come up within {timeout:.0f}s (see {RUN_DIR})")
+    if not wait_until_up(url, timeout):
+        raise SystemExit(f"{what} did not come up within {timeout:.0f}s (see {RUN_DIR})")
 
 
 def start_stack(stack: ExitStack, env: dict[str, str]) -> tuple[str, str]:

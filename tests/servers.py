@@ -7,12 +7,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 from progress.redis_server import free_port
+from scripts.health import wait_until_up
 from tests.processes import stop_process
 
 JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
@@ -58,16 +58,10 @@ class ApiServer:
             "5",
         ]
         self._process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=self._log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"API exited:\n{self.log_text}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/events/health", timeout=1).status_code < 500:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        process = self._process
+        health = f"{self.url}/api/v1/events/health"
+        if wait_until_up(health, timeout, lambda: process.poll() is None):
+            return self
         raise RuntimeError(f"API did not come up:\n{self.log_text}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -87,9 +81,15 @@ class ApiServer:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def jwt(self, user_id: str, session_id: str | None = None, ttl: int = 3600) -> str:
+    def jwt(
+        self,
+        user_id: str,
+        session_id: str | None = None,
+        ttl: int = 3600,
+        roles: tuple[str, ...] = (),
+    ) -> str:
         """A platform JWT from the dev endpoint."""
-        body = {"user_id": user_id, "session_id": session_id, "ttl_seconds": ttl}
+        body = {"user_id": user_id, "session_id": session_id, "ttl_seconds": ttl, "roles": roles}
         response = httpx.post(f"{self.url}/api/v1/auth/dev-token", json=body, timeout=5)
         response.raise_for_status()
         return str(response.json()["access_token"])

@@ -27,6 +27,25 @@ class SseEvent:
         return json.loads(self.data)
 
 
+def parse_message(message: str) -> SseEvent | None:
+    """One SSE message (its lines, without the blank line ending it); None for a comment."""
+    fields: dict[str, str] = {}
+    data: list[str] = []
+    for line in message.split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        else:
+            fields[name] = value
+    if not data and "event" not in fields:
+        return None
+    retry = int(fields["retry"]) if "retry" in fields else None
+    return SseEvent(fields.get("event", "message"), "\n".join(data), fields.get("id"), retry)
+
+
 class SseClient:
     """Opens ``url`` and collects its events until closed or the server ends the stream."""
 
@@ -54,31 +73,17 @@ class SseClient:
                 self._opened.set()
                 if response.status_code != 200:
                     return
-                fields: dict[str, str] = {}
-                data: list[str] = []
+                lines: list[str] = []
                 for line in response.iter_lines():
                     if self._stop:
                         return
-                    if line == "":
-                        if data or "event" in fields:
-                            self.events.append(
-                                SseEvent(
-                                    fields.get("event", "message"),
-                                    "\n".join(data),
-                                    fields.get("id"),
-                                    int(fields["retry"]) if "retry" in fields else None,
-                                )
-                            )
-                        fields, data = {}, []
+                    if line:
+                        lines.append(line)
                         continue
-                    if line.startswith(":"):
-                        continue
-                    name, _, value = line.partition(":")
-                    value = value[1:] if value.startswith(" ") else value
-                    if name == "data":
-                        data.append(value)
-                    else:
-                        fields[name] = value
+                    event = parse_message("\n".join(lines))
+                    lines = []
+                    if event is not None:
+                        self.events.append(event)
         except (httpx.HTTPError, RuntimeError):
             pass
         finally:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tests.sse_client import SseEvent
+from tests.sse_client import SseEvent, parse_message
 
 STREAM_PATH = "/api/v1/events/stream"
 
@@ -89,22 +89,8 @@ class RawSseStream:
             self.ended.set()
 
     def _parse(self, message: str) -> None:
-        fields: dict[str, str] = {}
-        data: list[str] = []
-        for line in message.split("\n"):
-            if not line or line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data.append(value)
-            else:
-                fields[name] = value
-        if data or "event" in fields:
-            retry = int(fields["retry"]) if "retry" in fields else None
-            event = SseEvent(
-                fields.get("event", "message"), "\n".join(data), fields.get("id"), retry
-            )
+        event = parse_message(message)
+        if event is not None:
             self.events.append(event)
             self.arrivals.append(time.monotonic())
 

@@ -48,7 +48,7 @@ class WorkerProcess:
             "workers.celery_app:app",
             "worker",
             "--pool",
-            "threads",
+            self.pool,
             "--concurrency",
             str(self.concurrency),
             "--loglevel",
@@ -59,7 +59,7 @@ class WorkerProcess:
             f"test-{os.getpid()}@%h",
         ]
         if self.beat:
-            args.append("--beat")
+            args += ["--beat", "--schedule", f"{self._log.name}.beat"]
         self._process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -74,10 +74,16 @@ class WorkerProcess:
         stop_process(self._process, sig, 20)
         self._process = None
 
+    def close(self) -> None:
+        """Stop it if running and delete its log."""
+        if self._process is not None:
+            self.stop()
+        self._log.close()
+        for leftover in Path(self._log.name).parent.glob(Path(self._log.name).name + "*"):
+            leftover.unlink(missing_ok=True)
+
     def __enter__(self) -> WorkerProcess:
-        return self.start()
+        return self if self._process is not None else self.start()
 
     def __exit__(self, *_: object) -> None:
-        self.stop()
-        self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
+        self.close()

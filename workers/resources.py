@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import threading
-from functools import cache
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import redis
 from celery import Celery
@@ -22,7 +23,37 @@ from workers.outbox import SqlJournal
 from workers.sealing import DEV_AUDIT_KEY, Sealer, parse_keys
 from workers.settings import WorkerSettings
 
-_lock = threading.Lock()
+_lock = threading.RLock()
+
+T = TypeVar("T")
+
+
+class _Resource(Generic[T]):
+    """A factory's one result per process; the first call creates it under a lock, since
+    the threads pool calls in parallel and a second client or engine would leak."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self.__doc__ = factory.__doc__
+
+    def __call__(self) -> T:
+        value = self._value
+        if value is not None:
+            return value
+        with _lock:
+            if self._value is None:
+                self._value = self._factory()
+            return self._value
+
+    @property
+    def created(self) -> bool:
+        """True once the resource exists in this process."""
+        return self._value is not None
+
+    def forget(self) -> None:
+        """Drop it (without closing it)."""
+        self._value = None
 
 
 _configured: WorkerSettings | None = None
@@ -36,13 +67,13 @@ def configure(worker_settings: WorkerSettings | None) -> None:
     reset()
 
 
-@cache
+@_Resource
 def settings() -> WorkerSettings:
     """The worker settings: configured ones, else read from the environment once."""
     return _configured or WorkerSettings()
 
 
-@cache
+@_Resource
 def celery_app() -> Celery:
     """The Celery app for these settings."""
     from workers.celery_app import create_app
@@ -50,19 +81,19 @@ def celery_app() -> Celery:
     return create_app(settings())
 
 
-@cache
+@_Resource
 def layout() -> KeyLayout:
     """Redis key names shared with the progress library."""
     return KeyLayout(get_progress_settings().key_prefix)
 
 
-@cache
+@_Resource
 def novels() -> NovelRepository:
     """The novel repository on this process's engine."""
     return NovelRepository(make_sessions(make_engine(settings().database_url)))
 
 
-@cache
+@_Resource
 def audit_log() -> AuditLog:
     """The audit log (outbox table) on its own engine, sealing with the configured keys."""
     current = settings()
@@ -70,7 +101,7 @@ def audit_log() -> AuditLog:
     return AuditLog(make_sessions(make_engine(current.database_url)), Sealer(keys))
 
 
-@cache
+@_Resource
 def journal() -> SqlJournal:
     """The outbox journal of this process (group commit per the settings)."""
     current = settings()
@@ -91,26 +122,26 @@ def outbox_writer() -> OutboxWriter:
     return OutboxWriter(store, journal())
 
 
-@cache
+@_Resource
 def outbox_store() -> OutboxWriter:
     """This process's outbox writer for synchronous publishing."""
     return outbox_writer()
 
 
-@cache
+@_Resource
 def redis_client() -> redis.Redis:
     """A sync Redis client for cancel flags and reader sets."""
     return connect(settings().redis_url)
 
 
-@cache
+@_Resource
 def progress_store() -> RedisEventStore:
     """The event store, for the watchdog's reads."""
     progress_settings = get_progress_settings()
     return RedisEventStore(connect(progress_settings.redis_url), progress_settings.store_settings())
 
 
-@cache
+@_Resource
 def llm() -> LLMClient:
     """The text generator chosen by the settings."""
     return make_llm_client(settings())
@@ -118,19 +149,19 @@ def llm() -> LLMClient:
 
 def close() -> None:
     """Close the connections this process opened, then forget them."""
-    if redis_client.cache_info().currsize:
+    if redis_client.created:
         redis_client().close()
-    if progress_store.cache_info().currsize:
+    if progress_store.created:
         progress_store().client.close()
-    if celery_app.cache_info().currsize:
+    if celery_app.created:
         celery_app().close()
-    if novels.cache_info().currsize:
+    if novels.created:
         novels().dispose()
-    if outbox_store.cache_info().currsize:
+    if outbox_store.created:
         outbox_store().inner.close()
-    if journal.cache_info().currsize:
+    if journal.created:
         journal().close()
-    if audit_log.cache_info().currsize:
+    if audit_log.created:
         audit_log().dispose()
     reset()
 
@@ -150,7 +181,7 @@ def reset() -> None:
             journal,
             outbox_store,
         ):
-            factory.cache_clear()
+            factory.forget()
 
 
 os.register_at_fork(after_in_child=reset)

@@ -28,6 +28,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
         400: {"description": "invalid cursor"},
         401: {"description": "missing, malformed, expired, reused or wrongly signed token"},
+        409: {"description": "realtime mode is polling for this user"},
         429: {"description": "too many streams for this user (see Retry-After)"},
         503: {"description": "Redis unavailable"},
     },
@@ -37,9 +38,15 @@ async def stream(
     sse_token: Annotated[str | None, Query(description="from POST /api/v1/auth/sse-token")] = None,
     last_event_id: Annotated[str | None, Query(description="cursor to resume after")] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    progress_interval_ms: Annotated[
+        int,
+        Query(ge=0, le=60_000, description="at most one progress update per task this often"),
+    ] = 0,
 ) -> EventSourceResponse:
     """Server-Sent Events for the caller: their events, their session's, and broadcasts."""
-    frames = await open_stream(services, sse_token, last_event_id_header or last_event_id)
+    frames = await open_stream(
+        services, sse_token, last_event_id_header or last_event_id, progress_interval_ms / 1000
+    )
     return EventSourceResponse(
         frames,
         ping=0,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 import pytest
@@ -16,6 +18,10 @@ from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
 from tests.integration.celery_tasks import register
+from tests.workers import WorkerProcess
+from workers import resources
+from workers.migrate import upgrade
+from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +107,76 @@ def types(events: list[dict], *, skip: frozenset[str] = frozenset()) -> list[str
 def has(kind: str, count: int = 1) -> Callable[[list[dict]], bool]:
     """Wait condition: at least ``count`` events of type ``kind``."""
     return lambda events: sum(e["type"] == kind for e in events) >= count
+
+
+@dataclass
+class WorkerStack:
+    """Worker processes on the session's Redis with their own SQLite database and broker
+    databases; this test process sends tasks (``workers.contracts``) and reads the events."""
+
+    env: dict[str, str]
+    store: RedisEventStore
+    started: list[WorkerProcess] = field(default_factory=list)
+
+    def worker(
+        self, pool: str = "threads", concurrency: int = 2, beat: bool = False, **env: str
+    ) -> WorkerProcess:
+        """Start a worker process (stopped at the end of the test, or by ``with``)."""
+        worker = WorkerProcess({**self.env, **env}, concurrency, beat, pool).start()
+        self.started.append(worker)
+        return worker
+
+    def events(
+        self, user_id: str, until: Callable[[list[dict]], bool] = lambda _: True, timeout: float = 0
+    ) -> list[dict]:
+        """The user's stored events, waiting (bounded) until ``until`` holds for them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [
+                orjson.loads(e.data)
+                for e in self.store.read_after(user_stream(user_id), "0-0", 10_000)
+            ]
+            if until(found) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+
+MakeWorkerStack = Callable[..., WorkerStack]
+
+
+@pytest.fixture
+def worker_stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[MakeWorkerStack]:
+    """``worker_stack(broker_db, result_db, **env)``: a migrated database, this process
+    configured to send tasks to the stack, and every started worker stopped afterwards."""
+    stacks: list[WorkerStack] = []
+
+    def make(broker_db: int, result_db: int, **env: str) -> WorkerStack:
+        database = f"sqlite:///{tmp_path / f'novels-{broker_db}.db'}"
+        upgrade(database)
+        redis_url = f"{redis_server.url}/0"
+        resources.configure(
+            WorkerSettings(
+                redis_url=redis_url,
+                database_url=database,
+                broker_db=broker_db,
+                result_db=result_db,
+            )
+        )
+        progress.configure(ProgressSettings(redis_url=redis_url))
+        base = {
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database,
+            "WORKER_BROKER_DB": str(broker_db),
+            "WORKER_RESULT_DB": str(result_db),
+        }
+        stack = WorkerStack({**base, **env}, RedisEventStore(connect(redis_url)))
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        for worker in stack.started:
+            worker.close()
+        stack.store.close()
+    progress.configure(None)
+    resources.configure(None)

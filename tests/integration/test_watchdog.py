@@ -6,7 +6,6 @@ import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import pytest
@@ -14,14 +13,11 @@ import pytest
 import progress
 from progress.events import TaskStarted
 from progress.keys import user_stream
-from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
 from progress.store import StoreSettings
-from tests.workers import WorkerProcess
-from workers import contracts, resources
-from workers.migrate import upgrade
-from workers.settings import WorkerSettings
+from tests.integration.conftest import MakeWorkerStack, has, types
+from workers import contracts
 from workers.watchdog import FAIL_AFTER, STALL_AFTER, watch_running_tasks
 
 pytestmark = pytest.mark.integration
@@ -64,92 +60,47 @@ def test_silent_task_is_stalled_then_lost_once(store: RedisEventStore, user_id: 
 
 
 def test_sigkilled_worker_leaves_stalled_then_failed_never_endless_running(
-    redis_server: RedisServer, tmp_path: Path, user_id: str
+    worker_stack: MakeWorkerStack, user_id: str
 ) -> None:
-    database = f"sqlite:///{tmp_path / 'novels.db'}"
-    upgrade(database)
-    env = {
-        "REDIS_URL": f"{redis_server.url}/0",
-        "DATABASE_URL": database,
-        "WORKER_BROKER_DB": "9",
-        "WORKER_RESULT_DB": "10",
-        "WORKER_LOCAL_TOKENS_PER_SECOND": "5",
-        "PROGRESS_HEARTBEAT_SECONDS": "0.5",
-        "WORKER_WATCHDOG_SECONDS": "0.5",
-    }
-    resources.configure(
-        WorkerSettings(redis_url=env["REDIS_URL"], database_url=database, broker_db=9, result_db=10)
+    stack = worker_stack(
+        9,
+        10,
+        WORKER_LOCAL_TOKENS_PER_SECOND="5",
+        PROGRESS_HEARTBEAT_SECONDS="0.5",
+        WORKER_WATCHDOG_SECONDS="0.5",
     )
-    progress.configure(ProgressSettings(redis_url=env["REDIS_URL"]))
-    store = RedisEventStore(connect(env["REDIS_URL"]))
-    try:
-        with WorkerProcess(env) as victim:
-            contracts.start_novel(user_id, None, "Doomed", "A crash mid-outline", 3)
-            deadline = time.monotonic() + 20
-            while "task.progress-updated" not in kinds(store, user_id):
-                assert time.monotonic() < deadline, "the outline never started"
-                time.sleep(0.1)
-            victim.stop(signal.SIGKILL)
+    with stack.worker(concurrency=4) as victim:
+        contracts.start_novel(user_id, None, "Doomed", "A crash mid-outline", 3)
+        started = stack.events(user_id, has("task.progress-updated"), timeout=20)
+        assert has("task.progress-updated")(started), "the outline never started"
+        victim.stop(signal.SIGKILL)
 
-        with WorkerProcess(env, beat=True):
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                seen = kinds(store, user_id)
-                if "task.progress-failed" in seen:
-                    break
-                time.sleep(0.2)
-        assert "task.progress-stalled" in seen
-        assert seen.index("task.progress-stalled") < seen.index("task.progress-failed")
-    finally:
-        store.close()
-        progress.configure(None)
-        resources.configure(None)
+    stack.worker(concurrency=4, beat=True)
+    seen = types(stack.events(user_id, has("task.progress-failed"), timeout=30))
+    assert "task.progress-stalled" in seen
+    assert seen.index("task.progress-stalled") < seen.index("task.progress-failed")
 
 
 def test_a_task_redelivered_after_a_crash_starts_again_with_its_attempt_number(
-    redis_server: RedisServer, tmp_path: Path, user_id: str
+    worker_stack: MakeWorkerStack, user_id: str
 ) -> None:
-    database = f"sqlite:///{tmp_path / 'novels.db'}"
-    upgrade(database)
-    env = {
-        "REDIS_URL": f"{redis_server.url}/0",
-        "DATABASE_URL": database,
-        "WORKER_BROKER_DB": "11",
-        "WORKER_RESULT_DB": "12",
-        "WORKER_LOCAL_TOKENS_PER_SECOND": "10",
-        "WORKER_VISIBILITY_TIMEOUT_SECONDS": "2",
-    }
-    resources.configure(
-        WorkerSettings(
-            redis_url=env["REDIS_URL"], database_url=database, broker_db=11, result_db=12
-        )
+    stack = worker_stack(
+        11, 12, WORKER_LOCAL_TOKENS_PER_SECOND="10", WORKER_VISIBILITY_TIMEOUT_SECONDS="2"
     )
-    progress.configure(ProgressSettings(redis_url=env["REDIS_URL"]))
-    store = RedisEventStore(connect(env["REDIS_URL"]))
-    try:
-        with WorkerProcess(env) as victim:
-            contracts.start_novel(user_id, None, "Again", "Crash and come back", 1)
-            deadline = time.monotonic() + 20
-            while "task.progress-updated" not in kinds(store, user_id):
-                assert time.monotonic() < deadline, "nothing started"
-                time.sleep(0.1)
-            victim.stop(signal.SIGKILL)
-        time.sleep(2.5)  # past the visibility timeout: the next worker restores the message
-        with WorkerProcess(env):
-            deadline = time.monotonic() + 40
-            while time.monotonic() < deadline:
-                found = [
-                    orjson.loads(e.data) for e in store.read_after(user_stream(user_id), "0-0", 500)
-                ]
-                attempts = [e.get("attempt") for e in found if e["type"] == "task.progress-started"]
-                if 2 in attempts and any(
-                    e["type"] == "workflow.status-changed" and e["new_status"] == "done"
-                    for e in found
-                ):
-                    break
-                time.sleep(0.2)
-        assert 2 in attempts, attempts
-    finally:
-        store.close()
-        progress.configure(None)
-        resources.configure(None)
+    with stack.worker(concurrency=4) as victim:
+        contracts.start_novel(user_id, None, "Again", "Crash and come back", 1)
+        started = stack.events(user_id, has("task.progress-updated"), timeout=20)
+        assert has("task.progress-updated")(started), "nothing started"
+        victim.stop(signal.SIGKILL)
+    time.sleep(2.5)  # past the visibility timeout: the next worker restores the message
+
+    def second_attempt_done(found: list[dict]) -> bool:
+        attempts = [e.get("attempt") for e in found if e["type"] == "task.progress-started"]
+        return 2 in attempts and any(
+            e["type"] == "workflow.status-changed" and e["new_status"] == "done" for e in found
+        )
+
+    stack.worker(concurrency=4)
+    found = stack.events(user_id, second_attempt_done, timeout=40)
+    attempts = [e.get("attempt") for e in found if e["type"] == "task.progress-started"]
+    assert 2 in attempts, attempts
