@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from progress.cursor import parse_stream_id
@@ -25,6 +25,11 @@ from progress.sensitive import merge_sensitive, split_sensitive
 from progress.store import streams_for
 from workers.db import EventAudit, EventAuditStream, utcnow_naive
 from workers.sealing import Sealer
+
+# The hot paths (record, mark) use Core statements on the tables: ORM-enabled inserts and
+# updates cost more CPU than the database work itself.
+_AUDIT = EventAudit.__table__
+_STREAMS = EventAuditStream.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,43 +77,50 @@ class AuditLog:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _row(self, event: EventEnvelope, recipients: Sequence[str], now: datetime) -> EventAudit:
+    def _row(self, event: EventEnvelope, now: datetime) -> dict[str, Any]:
         data, secrets = split_sensitive(event)
-        row = EventAudit(
-            event_id=str(event.event_id),
-            type=event.type,
-            user_id=event.user_id,
-            session_id=event.session_id,
-            audience=event.audience,
-            task_id=event.task_id,
-            novel_id=event.novel_id,
-            chapter_id=event.chapter_id,
-            workflow_id=event.workflow_id,
-            payload=orjson.dumps(data).decode(),
-            sealed=self._sealer.seal(secrets),
-            occurred_at=event.occurred_at.replace(tzinfo=None),
-            created_at=now,
-            status="pending",
-            attempts=0,
-        )
-        row.streams = [
-            EventAuditStream(stream=stream, position=index)
-            for index, stream in enumerate(streams_for(event, recipients))
-        ]
-        return row
+        return {
+            "event_id": str(event.event_id),
+            "type": event.type,
+            "user_id": event.user_id,
+            "session_id": event.session_id,
+            "audience": event.audience,
+            "task_id": event.task_id,
+            "novel_id": event.novel_id,
+            "chapter_id": event.chapter_id,
+            "workflow_id": event.workflow_id,
+            "payload": orjson.dumps(data).decode(),
+            "sealed": self._sealer.seal(secrets),
+            "occurred_at": event.occurred_at.replace(tzinfo=None),
+            "created_at": now,
+            "status": "pending",
+            "attempts": 0,
+        }
 
     def add(self, session: Session, batch: Sequence[Outgoing]) -> None:
-        """Add rows for ``batch`` to the caller's transaction (the domain change's own)."""
+        """Insert rows for ``batch`` in the caller's transaction (the domain change's own)."""
+        if not batch:
+            return
         now = utcnow_naive()
-        session.add_all([self._row(event, recipients, now) for event, recipients in batch])
+        ids = session.execute(
+            insert(_AUDIT).returning(_AUDIT.c.id, sort_by_parameter_order=True),
+            [self._row(event, now) for event, _ in batch],
+        ).scalars()
+        session.execute(
+            insert(_STREAMS),
+            [
+                {"audit_id": audit_id, "stream": stream, "position": index}
+                for audit_id, (event, recipients) in zip(ids, batch, strict=True)
+                for index, stream in enumerate(streams_for(event, recipients))
+            ],
+        )
 
     def record(self, batch: Sequence[Outgoing]) -> int:
         """Insert rows for the events not recorded yet, in one transaction; how many."""
         wanted = {str(event.event_id): (event, recipients) for event, recipients in batch}
         with self._sessions.begin() as session:
-            known = set(
-                session.scalars(select(EventAudit.event_id).where(EventAudit.event_id.in_(wanted)))
-            )
+            column = _AUDIT.c.event_id
+            known = set(session.scalars(select(column).where(column.in_(wanted))))
             fresh = [item for key, item in wanted.items() if key not in known]
             self.add(session, fresh)
         return len(fresh)
@@ -121,20 +133,20 @@ class AuditLog:
         keys = [str(event_id) for event_id in event_ids]
         with self._sessions.begin() as session:
             session.execute(
-                update(EventAudit)
-                .where(EventAudit.event_id.in_(keys))
+                update(_AUDIT)
+                .where(_AUDIT.c.event_id.in_(keys))
                 .values(
                     status="published",
                     published_at=now,
-                    attempts=EventAudit.attempts + 1,
+                    attempts=_AUDIT.c.attempts + 1,
                     last_error=None,
                 )
             )
             if not placements:
                 return
-            table = EventAuditStream.__table__
+            table = _STREAMS
             audit_id = (
-                select(EventAudit.id).where(EventAudit.event_id == bindparam("e")).scalar_subquery()
+                select(_AUDIT.c.id).where(_AUDIT.c.event_id == bindparam("e")).scalar_subquery()
             )
             rows = []
             for placement in placements:
@@ -153,9 +165,9 @@ class AuditLog:
         """Status ``failed``, one more attempt, and why."""
         with self._sessions.begin() as session:
             session.execute(
-                update(EventAudit)
-                .where(EventAudit.event_id.in_([str(e) for e in event_ids]))
-                .values(status="failed", attempts=EventAudit.attempts + 1, last_error=reason[:2000])
+                update(_AUDIT)
+                .where(_AUDIT.c.event_id.in_([str(e) for e in event_ids]))
+                .values(status="failed", attempts=_AUDIT.c.attempts + 1, last_error=reason[:2000])
             )
 
     # -- reading -----------------------------------------------------------------------------
