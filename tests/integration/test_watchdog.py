@@ -69,10 +69,15 @@ def test_sigkilled_worker_leaves_stalled_then_failed_never_endless_running(
         PROGRESS_HEARTBEAT_SECONDS="0.5",
         WORKER_WATCHDOG_SECONDS="0.5",
     )
+
+    def outlining(found: list[dict]) -> bool:
+        # create_novel's own update comes first; kill only once the outline task runs.
+        return any(e.get("stage") == "outlining" for e in found)
+
     with stack.worker(concurrency=4) as victim:
         contracts.start_novel(user_id, None, "Doomed", "A crash mid-outline", 3)
-        started = stack.events(user_id, has("task.progress-updated"), timeout=20)
-        assert has("task.progress-updated")(started), "the outline never started"
+        started = stack.events(user_id, outlining, timeout=20)
+        assert outlining(started), "the outline never started"
         victim.stop(signal.SIGKILL)
 
     stack.worker(concurrency=4, beat=True)
