@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
 
 import progress
@@ -20,6 +21,7 @@ from progress.pump import EventPump
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
+from progress.store import StoreSettings
 from tests.servers import ApiServer
 from tests.sse_client import SseClient, SseEvent
 from tests.workers import WorkerProcess
@@ -133,6 +135,38 @@ def test_after_a_redis_flush_a_resumed_client_gets_every_important_event_since_i
         assert page["reset"] is True
         assert [e["event_id"] for e in page["events"]] == [*expected, str(live.event_id)]
     finally:
+        api.close()
+
+
+def test_a_cursor_older_than_what_redis_keeps_still_gets_every_important_event_since(
+    own_redis: RedisServer, database_url: str, audit: AuditLog, user_id: str
+) -> None:
+    short = RedisEventStore(connect(f"{own_redis.url}/0"), StoreSettings(max_stream_length=10))
+    writer = OutboxWriter(short, SqlJournal(audit))
+    api = start_api(own_redis, database_url)
+    try:
+        seen = open_stream(api, user_id)
+        first = mixed(user_id, 0, 2)
+        writer.append_many([(e, ()) for e in first])
+        seen.wait_for(lambda events: len(task_ids(events)) == 2)
+        cursor = seen.last_id
+        seen.close()
+        away = mixed(user_id, 2, 400)  # Redis keeps only the newest part of these
+        writer.append_many([(e, ()) for e in away])
+        kept = {
+            orjson.loads(e.data)["event_id"] for e in short.read_after(f"u:{user_id}", "0-0", 1000)
+        }
+        assert str(away[0].event_id) not in kept, "nothing was trimmed"
+
+        resumed = open_stream(api, user_id, cursor)
+        expected = [str(e.event_id) for e in away if e.important or str(e.event_id) in kept]
+        resumed.wait_for(lambda events: len(task_ids(events)) >= len(expected))
+        resumed.close()
+
+        assert resumed.events[1].event == "stream.reset"
+        assert task_ids(resumed.events) == expected
+    finally:
+        short.close()
         api.close()
 
 
