@@ -29,6 +29,8 @@ log = logging.getLogger("progress.outbox")
 
 Outgoing = tuple[EventEnvelope, Sequence[str]]
 
+_MAX_REMEMBERED_FAILURES = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class Placement:
@@ -77,6 +79,9 @@ class OutboxWriter:
     def __init__(self, inner: EventWriter, journal: Journal) -> None:
         self.inner = inner
         self.journal = journal
+        #: Events whose push failed here and was journaled: the caller's retries of the same
+        #: batch (the sender retries for a few seconds) count as one attempt, not one each.
+        self._failing: set[uuid.UUID] = set()
 
     def append(self, event: EventEnvelope, recipients: Sequence[str] = ()) -> list[StoredEvent]:
         """Journal (if important), then store ``event`` in every stream it belongs to."""
@@ -95,10 +100,15 @@ class OutboxWriter:
             stored = self.inner.append_many(batch)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            if important:
-                self._report(lambda: self.journal.failed(ids, reason))
+            fresh = [event_id for event_id in ids if event_id not in self._failing]
+            if fresh:
+                self._report(lambda: self.journal.failed(fresh, reason))
+                if len(self._failing) > _MAX_REMEMBERED_FAILURES:
+                    self._failing.clear()
+                self._failing.update(fresh)
             raise
         if important:
+            self._failing.difference_update(ids)
             self._report(lambda: self.journal.published(ids, placements_of(batch, stored)))
         return stored
 

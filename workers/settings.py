@@ -48,8 +48,9 @@ class WorkerSettings(BaseSettings):
     outbox_dispatch_seconds: float = Field(default=30, gt=0)
     #: A pending row younger than this is left to the process that is pushing it.
     outbox_grace_seconds: float = Field(default=10, ge=0)
-    #: Failed pushes are retried by the dispatcher this many times, then wait for an operator.
-    outbox_max_attempts: int = Field(default=5, ge=1)
+    #: Failed pushes are retried by the dispatcher until this many attempts (one per dispatcher
+    #: run; a sender's retries of one batch count once), then wait for an operator.
+    outbox_max_attempts: int = Field(default=20, ge=1)
     #: Group commit of outbox rows: concurrent writers share a transaction.
     outbox_group_commit: bool = True
     #: Longest an event waits for others to share its commit.

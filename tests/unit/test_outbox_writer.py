@@ -92,3 +92,15 @@ def test_a_second_push_of_the_same_event_is_not_placed_again() -> None:
 
     assert journal.calls[-1] == ("published", ([done.event_id], []))
     assert len(store.read_after("u:u1", "0-0", 10)) == 1
+
+
+def test_retries_of_a_failing_batch_count_as_one_failed_attempt() -> None:
+    journal = RecordingJournal(MemoryEventStore())
+    done = TaskCompleted(user_id="u1", task_id="t", duration_seconds=1)
+    writer = OutboxWriter(DeadStore(), journal)
+
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            writer.append(done)
+
+    assert [name for name, _ in journal.calls] == ["record", "failed", "record", "record"]
