@@ -36,6 +36,10 @@ class Archive:
             log.warning("audit replay of %s unavailable: %s", stream, exc)
             return None
 
+    async def pending(self) -> int:
+        """Audited events not pushed yet (pending or failed): for an "outbox pending" gauge."""
+        return await anyio.to_thread.run_sync(self.audit.count_pending)
+
     async def recent(
         self, status: str | None, user_id: str | None, limit: int
     ) -> list[dict[str, Any]]:
