@@ -11,6 +11,7 @@ checked between tokens. Workflow stages go out as ``workflow.status-changed``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -199,10 +200,22 @@ def revise_chapters(
     return {"summary": f"{len(numbers)} chapters revised"}
 
 
+_watchdog_running = threading.Lock()
+
+
 @shared_task(name="workers.watchdog")
 def watchdog() -> dict[str, int]:
-    """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost)."""
-    return watch_running_tasks(resources.progress_store(), get_settings().heartbeat_seconds)
+    """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost).
+
+    Runs in one process never overlap: a slow run could otherwise publish ``stalled`` for a
+    task after a later run had already declared it lost.
+    """
+    if not _watchdog_running.acquire(blocking=False):
+        return {"stalled": 0, "lost": 0}
+    try:
+        return watch_running_tasks(resources.progress_store(), get_settings().heartbeat_seconds)
+    finally:
+        _watchdog_running.release()
 
 
 @shared_task(name="workers.outbox_dispatch")
