@@ -66,7 +66,10 @@ def test_sigkilled_worker_leaves_stalled_then_failed_never_endless_running(
         9,
         10,
         WORKER_LOCAL_TOKENS_PER_SECOND="5",
-        PROGRESS_HEARTBEAT_SECONDS="0.5",
+        # Stalled after 3 s of silence, lost after 6 s: the worker with beat must start and run
+        # the watchdog within 3 s of the kill, which a loaded 2-core machine did not always do
+        # with half these values.
+        PROGRESS_HEARTBEAT_SECONDS="1",
         WORKER_WATCHDOG_SECONDS="0.5",
     )
 
