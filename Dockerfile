@@ -4,6 +4,15 @@
 #   beat     celery -A workers.celery_app:app beat
 #   flower   celery -A workers.celery_app:app flower --port=5555
 #   migrate  python -m workers.migrate
+# The API also serves the browser app, built in the first stage (docs/frontend.md).
+FROM node:20-slim AS frontend
+WORKDIR /frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY frontend/index.html frontend/tsconfig.json frontend/vite.config.ts ./
+COPY frontend/src ./src
+RUN npx tsc --noEmit && npx vite build
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -31,6 +40,8 @@ COPY api ./api
 RUN pip install --no-deps . && rm -rf /build
 
 WORKDIR /home/app
+COPY --from=frontend /frontend/dist ./frontend
+ENV SSE_FRONTEND_DIR=/home/app/frontend
 USER app
 
 EXPOSE 8000 5555

@@ -3,12 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: demo test setup system-deps lint clean
+.PHONY: demo test setup system-deps lint clean frontend frontend-test
 
-demo: setup system-deps
+demo: setup system-deps frontend
 	$(PY) -m scripts.demo $(ARGS)
 
-test: setup system-deps
+test: setup system-deps frontend-test
 	VENV=$(VENV) scripts/run-tests.sh
 
 setup: $(VENV)/.installed
@@ -19,6 +19,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The browser app (frontend/): npm ci when the lock file changed, then build into frontend/dist,
+# which the API serves at /.
+frontend: frontend/node_modules/.installed
+	cd frontend && npm run build
+
+frontend/node_modules/.installed: frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+frontend-test: frontend
+	cd frontend && npm test
+
 system-deps:
 	scripts/install-system-deps.sh
 
@@ -27,4 +39,4 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache frontend/node_modules frontend/dist test-artifacts

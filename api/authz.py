@@ -28,6 +28,10 @@ class EventMeta:
     audience: str
     task_id: str | None
     novel_id: str | None
+    #: Epoch seconds of ``occurred_at`` (delivery latency), None when absent.
+    occurred_at: float | None = None
+    #: ``level`` of a system.notification, ``severity`` of a system.error.
+    level: str | None = None
 
 
 class Authorizer(Protocol):

@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Protocol
 
 import orjson
 
 from api.archive import Archive
 from api.authz import Authorizer, EventMeta
+from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
 from api.security import Principal
 from progress.cursor import (
     ZERO_ID,
@@ -66,6 +68,8 @@ def event_meta(data: bytes) -> EventMeta:
         audience=raw.get("audience", "user"),
         task_id=raw.get("task_id"),
         novel_id=raw.get("novel_id"),
+        occurred_at=_epoch(raw.get("occurred_at")),
+        level=raw.get("level") or raw.get("severity"),
     )
 
 
@@ -86,6 +90,13 @@ def merge_by_stream_id(
     keyed += [(parse_stream_id(item.id), 1, item) for item in stored]
     keyed.sort(key=lambda entry: (entry[0], entry[1]))
     return [item for _, _, item in keyed]
+
+
+def _epoch(iso: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(iso).timestamp() if iso else None
+    except ValueError:
+        return None
 
 
 def frame(event: str, data: bytes, cursor: str | None = None, retry_ms: int | None = None) -> bytes:
@@ -161,6 +172,19 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+class StreamObserver(Protocol):
+    """Told what a stream did (metrics); every call is cheap and never raises."""
+
+    def delivered(self, meta: EventMeta) -> None:
+        """A live event was written to the client."""
+
+    def replayed(self, events: int, reset: bool) -> None:
+        """A catch-up from history sent ``events`` (``reset``: some history was lost)."""
+
+    def coalesced(self, where: str, count: int = 1) -> None:
+        """``count`` superseded progress updates were dropped from the queue."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamOptions:
     """Per-process stream settings."""
@@ -185,6 +209,7 @@ class Connection:
         authorizer: Authorizer,
         options: StreamOptions,
         progress_interval: float = 0.0,
+        observer: StreamObserver | None = None,
         archive: Archive | None = None,
     ) -> None:
         self.id = connection_id
@@ -208,6 +233,10 @@ class Connection:
         self._updates = UpdatePacer(progress_interval)
         self.delivered = 0
         self.connected_at = time.monotonic()
+        self.observer = observer
+        self.preferences: NotificationPreferences = DEFAULT_PREFERENCES
+        #: Why the stream ended; stays ``client_gone`` when the client went away first.
+        self.close_reason = "client_gone"
 
     def offer(self, item: Delivery | Signal) -> None:
         """Queue a live event or a control signal (called by the hub).
@@ -234,6 +263,7 @@ class Connection:
 
     def _coalesce(self) -> None:
         newest: set[str] = set()
+        before = len(self._queue)
         kept: deque[Delivery | Signal] = deque()
         for item in reversed(self._queue):
             if isinstance(item, Delivery) and item.meta.type == "task.progress-updated":
@@ -243,9 +273,13 @@ class Connection:
                 newest.add(key)
             kept.appendleft(item)
         self._queue = kept
+        if self.observer is not None and before > len(kept):
+            self.observer.coalesced("queue", before - len(kept))
 
     async def _allowed(self, meta: EventMeta) -> bool:
         if meta.audience == "session" and meta.session_id != self.principal.session_id:
+            return False
+        if not self.preferences.allows(meta):
             return False
         return await self._authorizer.may_receive(self.principal.user_id, meta)
 
@@ -287,13 +321,14 @@ class Connection:
             cursor,
             retry_ms=self._options.retry_ms,
         )
-        for chunk in self._prepared:
-            yield chunk
+        if self._prepared:  # one write for the whole gap, not one per replayed event
+            yield b"".join(self._prepared)
         self._prepared = []
         try:
             async for chunk in self._live():
                 yield chunk
         except StoreUnavailable:
+            self.close_reason = "store_unavailable"
             yield self._closing_frame("reconnect", "store_unavailable", self._options.retry_ms)
 
     async def _catch_up(self, resume_from: Cursor | None) -> list[bytes]:
@@ -342,6 +377,8 @@ class Connection:
         chunks = []
         if resets:
             chunks.append(await self._reset_frame(resets, reason, with_cursor=not archived))
+        if self.observer is not None and (gaps or resets):
+            self.observer.replayed(sum(len(entries) for entries in gaps), bool(resets))
         merged = merge_by_stream_id(archived, [item for entries in gaps for item in entries])
         for index, item in enumerate(merged):
             if isinstance(item, bytes):
@@ -409,29 +446,37 @@ class Connection:
                 timeout = min(beat_every, max(0.0, notice_at - now), self._updates.wait(now))
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    # asyncio.timeout, not wait_for: no extra task per wait
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
             if time.time() >= notice_at:
+                self.close_reason = "token_expiring"
                 yield self._expiring_frame()
                 return
             if not self._queue and not self._overflowed:
                 due = self._updates.due(time.time())
                 for held in due:
                     yield await self._held_frame(held)
+                    if self.observer is not None:
+                        self.observer.delivered(held.meta)
                 if not due:
                     yield frame("heartbeat", orjson.dumps({"server_time": _now()}))
                 continue
             while self._queue or self._overflowed:
                 if self._overflowed:
+                    self.close_reason = "slow_client"
                     yield self._closing_frame("reconnect", "slow_client", self._options.retry_ms)
                     return
                 item = self._queue.popleft()
                 if item is Signal.SHUTDOWN:
                     retry = random.randint(self._options.retry_ms, self._options.retry_ms * 4)
+                    self.close_reason = "shutdown"
                     yield self._closing_frame("server.restart", "shutdown", retry)
                     return
                 if item is Signal.POLLING:
+                    self.close_reason = "realtime_polling"
                     yield self._polling_frame()
                     return
                 if item is Signal.RESYNC:
@@ -464,7 +509,11 @@ class Connection:
             held = self._updates.take(item)
             if held is not None:
                 yield await self._held_frame(held)
+                if self.observer is not None:
+                    self.observer.delivered(held.meta)
         yield await self._event_frame(item, item.meta)
+        if self.observer is not None:
+            self.observer.delivered(item.meta)
 
     async def _held_frame(self, item: Delivery) -> bytes:
         """A progress update held back by the pacer; no ``id:`` once later events moved the

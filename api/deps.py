@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.clientip import client_ip
 from api.errors import ApiError
 from api.security import Principal
 from api.services import ApiServices
@@ -14,7 +15,11 @@ from api.services import ApiServices
 _bearer = HTTPBearer(auto_error=False, description="A platform JWT (HS256)")
 
 
-def get_services(request: Request) -> ApiServices:
+# The dependencies are ``async def`` although they never await: FastAPI runs a plain ``def``
+# dependency in a worker thread, one thread hop per request (measured on every stream open).
+
+
+async def get_services(request: Request) -> ApiServices:
     """The app's services, built by its lifespan."""
     services: ApiServices = request.app.state.services
     return services
@@ -23,7 +28,25 @@ def get_services(request: Request) -> ApiServices:
 Services = Annotated[ApiServices, Depends(get_services)]
 
 
-def current_principal(
+async def client_address(request: Request, services: Services) -> str:
+    """The caller's address (X-Forwarded-For only from trusted proxies)."""
+    return client_ip(request, services.trusted_proxies)
+
+
+ClientIp = Annotated[str, Depends(client_address)]
+
+
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The raw Bearer token, unchecked (for routes that check it under the abuse guard)."""
+    return credentials.credentials if credentials else None
+
+
+BearerToken = Annotated[str | None, Depends(bearer_token)]
+
+
+async def current_principal(
     services: Services,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -37,7 +60,7 @@ CurrentUser = Annotated[Principal, Depends(current_principal)]
 ADMIN_ROLE = "admin"
 
 
-def admin_principal(principal: CurrentUser) -> Principal:
+async def admin_principal(principal: CurrentUser) -> Principal:
     """The caller, when their JWT carries the ``admin`` role; 403 otherwise."""
     if ADMIN_ROLE not in principal.roles:
         raise ApiError(403, "forbidden", "this endpoint needs the admin role")

@@ -2,15 +2,18 @@
 
 Concurrency (all on the event loop, no threads):
 
-    reader task ── pubsub message ──▶ route ──▶ Connection.offer (bounded queues)
+    reader task ── pubsub message ──▶ route ──▶ Backpressure.admit (progress updates held per
+                                                stream while saturated: api/backpressure.py)
+                                          ──▶ Connection.offer (bounded queues)
                  ◀─ subscribe confirmations resolve attach() waiters
     lease task  ── every lease/3 s, in slices of 100 ──▶ registry.refresh(leases)
     attach()    ── first local stream of a user ──▶ SUBSCRIBE its channel, wait for the ack
     detach()    ── last local stream of a user  ──▶ UNSUBSCRIBE
 
 The hub is always subscribed to the broadcast channel and the control channel (access
-revocations clear the authorizer's cache on every instance at once; a new realtime mode moves
-the streams of users who must now poll). When the pub/sub link
+revocations clear the authorizer's cache on every instance at once; preference changes reach
+the user's open streams; a new realtime mode moves the streams of users who must now poll).
+When the pub/sub link
 drops it retries with backoff, re-subscribes everything, then sends RESYNC to every
 connection, which catches up from its own cursor. Routing parses each message's JSON once,
 whatever the number of streams.
@@ -22,14 +25,17 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 import orjson
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.authz import Authorizer
+from api.authz import Authorizer, EventMeta
+from api.backpressure import Backpressure
 from api.connection import Connection, Delivery, Signal, event_meta
+from api.preferences import NotificationPreferences
 from api.realtime import ModeRule, RealtimeModeStore, mode_for
 from api.registry import ConnectionRegistry, Lease
 from progress.errors import StoreUnavailable
@@ -53,11 +59,15 @@ class Hub:
         layout: KeyLayout,
         lease_seconds: float,
         authorizer: Authorizer,
-        modes: RealtimeModeStore,
+        modes: RealtimeModeStore | None = None,
+        backpressure: Backpressure | None = None,
+        on_routed: Callable[[EventMeta], None] | None = None,
     ) -> None:
         self._client = client
         self._modes = modes
         self.mode_rule = ModeRule()
+        self.backpressure = backpressure
+        self._on_routed = on_routed
         self._authorizer = authorizer
         self._control = layout.control()
         self._registry = registry
@@ -137,6 +147,8 @@ class Hub:
         self._link_up.set()
 
     async def _load_mode(self) -> None:
+        if self._modes is None:
+            return
         try:
             self._apply_mode(await self._modes.get())
         except _LINK_ERRORS as exc:
@@ -264,6 +276,10 @@ class Hub:
                 self._authorizer.forget(command["user_id"], command["novel_id"])
             elif command.get("kind") == "realtime-mode":
                 self._apply_mode(ModeRule.model_validate(command["rule"]))
+            elif command.get("kind") == "prefs-changed":
+                preferences = NotificationPreferences.model_validate(command["preferences"])
+                for connection in self._by_user.get(command["user_id"], ()):
+                    connection.preferences = preferences
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed control message: %r", payload[:200])
 
@@ -272,6 +288,17 @@ class Hub:
         stream = self._layout.stream_of_channel(channel)
         epoch, stream_id, data = parse_live_message(payload)
         delivery = Delivery(stream, epoch, stream_id, event_meta(data), data)
+        if self._on_routed is not None:
+            self._on_routed(delivery.meta)
+        if self.backpressure is None:
+            self.dispatch(delivery)
+            return
+        for admitted in self.backpressure.admit(delivery):
+            self.dispatch(admitted)
+
+    def dispatch(self, delivery: Delivery) -> None:
+        """Offer ``delivery`` to every local stream it is for."""
+        stream = delivery.stream
         if stream == BROADCAST:
             targets = self._connections.values()
         else:

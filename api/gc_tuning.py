@@ -17,7 +17,7 @@ import time
 log = logging.getLogger("api.gc")
 
 
-async def freeze_long_lived(period: float = 30.0, full_every: float = 900.0) -> None:
+async def freeze_long_lived(period: float = 5.0, full_every: float = 900.0) -> None:
     """Run forever: freeze survivors every ``period``; a full collection every ``full_every``."""
     last_full = time.monotonic()
     while True:

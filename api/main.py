@@ -14,10 +14,23 @@ from api.authz import Authorizer
 from api.errors import install_error_handlers
 from api.frontend import frontend_app
 from api.gc_tuning import freeze_long_lived
+from api.http_metrics import CountResponses
+from api.logging_json import install_json_logs
 from api.logs import install_redaction
-from api.routes import admin_audit, auth, events, novels, realtime, tasks
+from api.routes import (
+    admin,
+    admin_audit,
+    auth,
+    events,
+    metrics,
+    novels,
+    preferences,
+    realtime,
+    tasks,
+)
 from api.services import ApiServices
 from api.settings import ApiSettings
+from api.sse_response import supervise_streams
 
 
 def create_app(
@@ -29,10 +42,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_redaction()
+        if resolved.log_json:
+            install_json_logs(resolved.instance_id)
         services = ApiServices.build(resolved, authorizer)
         await services.start()
         app.state.services = services
         watcher = asyncio.create_task(_end_streams_on_shutdown(services))
+        supervisor = asyncio.create_task(
+            supervise_streams(
+                services.shutdown_event, services.open_streams, resolved.send_timeout_seconds
+            )
+        )
         freezer = asyncio.create_task(
             freeze_long_lived(resolved.gc_freeze_seconds, resolved.gc_full_seconds)
         )
@@ -40,6 +60,7 @@ def create_app(
             yield
         finally:
             watcher.cancel()
+            supervisor.cancel()
             freezer.cancel()
             await services.close()
 
@@ -50,9 +71,10 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    routers = (auth, events, tasks, novels, realtime, admin_audit)
-    for router in (module.router for module in routers):
-        app.include_router(router)
+    app.add_middleware(CountResponses)
+    routers = (auth, events, tasks, novels, metrics, admin, preferences, realtime, admin_audit)
+    for module in routers:
+        app.include_router(module.router)
     spa = frontend_app(resolved.frontend_dir)
     if spa is not None:
         app.mount("/", spa, name="frontend")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -11,16 +14,28 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from api.archive import Archive
-from api.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
+from api.authz import Authorizer, EventMeta, NovelMembershipAuthorizer, RedisNovelAccess
+from api.backpressure import Backpressure, BackpressureSettings
+from api.clientip import Network, parse_networks
 from api.connection import StreamOptions
 from api.fanout import Hub
+from api.metrics import ApiMetrics
+from api.preferences import PreferenceStore
+from api.ratelimit import AbuseGuard, AbuseLimits, Rate
 from api.realtime import RealtimeModeStore
+from api.redis_batching import BatchingRedis
 from api.registry import ConnectionRegistry
+from api.replay_cache import SharedReplayStore
 from api.security import TokenService
 from api.settings import ApiSettings
+from api.sse_response import OpenStreams
+from api.stream_memory import StreamMemory
+from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
 from progress.redis_store import AsyncRedisEventStore, connect_async
 from workers.contracts import open_audit_log
+
+log = logging.getLogger("api.services")
 
 
 @dataclass
@@ -37,20 +52,42 @@ class ApiServices:
     hub: Hub
     modes: RealtimeModeStore
     options: StreamOptions
+    metrics: ApiMetrics
+    guard: AbuseGuard
+    backpressure: Backpressure
+    preferences: PreferenceStore
+    stream_memory: StreamMemory
+    #: The store streams replay from: broadcast pages shared by simultaneous resumes.
+    replay_store: SharedReplayStore
+    trusted_proxies: tuple[Network, ...] = ()
     started_at: float = field(default_factory=time.monotonic)
-    #: Set by sse-starlette when the server begins to shut down.
+    #: Set when the server begins to shut down (api.sse_response.supervise_streams).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
+    _probe: asyncio.Task[None] | None = None
+    #: The tasks writing open streams (stuck writes and the shutdown grace end them).
+    open_streams: OpenStreams = field(default_factory=OpenStreams)
     #: The SQL audit of important events (replay beyond Redis, admin audit endpoints).
     archive: Archive | None = None
 
     @classmethod
     def build(cls, settings: ApiSettings, authorizer: Authorizer | None = None) -> ApiServices:
         """Create the clients (they connect lazily) and the services over them."""
-        client = connect_async(settings.redis_url)
+        # A small pool, auto-pipelined: commands queued while its connections are busy go out
+        # together on the next free one, so a burst of opens costs a few round trips on a few
+        # connections, not one connection per open.
+        client = connect_async(
+            settings.redis_url,
+            max_connections=settings.redis_pool_size,
+            client_class=BatchingRedis,
+        )
         # The hub notices a lost link itself and resyncs every stream; a silent reconnect
         # inside redis-py would hide the gap, so the pub/sub client never retries.
+        # Large reads: under load the hub takes many messages per event-loop turn.
         pubsub_client = connect_async(
-            settings.redis_url, retry=Retry(NoBackoff(), 0), socket_timeout=None
+            settings.redis_url,
+            retry=Retry(NoBackoff(), 0),
+            socket_timeout=None,
+            socket_read_size=1 << 20,
         )
         layout = KeyLayout(settings.key_prefix)
         registry = ConnectionRegistry(
@@ -65,6 +102,24 @@ class ApiServices:
         )
         store = AsyncRedisEventStore(client, settings.store_settings())
         modes = RealtimeModeStore(client, settings.key_prefix)
+        metrics = ApiMetrics(settings.instance_id, settings.max_connections_per_instance)
+        backpressure = Backpressure(
+            _backpressure_settings(settings),
+            lambda: (c.queue_depth for c in hub.connections.values()),
+            on_coalesced=lambda n: metrics.coalesced("relay", n),
+        )
+        hub = Hub(
+            pubsub_client,
+            registry,
+            layout,
+            settings.lease_seconds,
+            authorizer,
+            modes=modes,
+            backpressure=backpressure,
+            on_routed=lambda meta: _routed(metrics, backpressure, meta),
+        )
+        backpressure.dispatch = hub.dispatch
+        metrics.watch(backpressure)
         return cls(
             settings=settings,
             client=client,
@@ -82,7 +137,7 @@ class ApiServices:
             ),
             registry=registry,
             authorizer=authorizer,
-            hub=Hub(pubsub_client, registry, layout, settings.lease_seconds, authorizer, modes),
+            hub=hub,
             modes=modes,
             options=StreamOptions(
                 heartbeat_seconds=settings.heartbeat_seconds,
@@ -92,16 +147,94 @@ class ApiServices:
                 expiry_notice_seconds=settings.expiry_notice_seconds,
                 instance_id=settings.instance_id,
             ),
+            metrics=metrics,
+            guard=AbuseGuard(
+                client,
+                _abuse_limits(settings),
+                settings.key_prefix,
+                on_refused=lambda action, reason, ip: _log_refusal(metrics, action, reason, ip),
+                on_error=metrics.rate_limiter_error,
+            ),
+            backpressure=backpressure,
+            preferences=PreferenceStore(client, settings.key_prefix),
+            stream_memory=StreamMemory(client, settings.key_prefix),
+            trusted_proxies=parse_networks(settings.trusted_proxies),
+            replay_store=SharedReplayStore(client, settings.store_settings()),
         )
 
     async def start(self) -> None:
-        """Connect the hub's pub/sub link."""
+        """Connect the hub's pub/sub link; start backpressure sampling and the Redis probe."""
         await self.hub.start()
+        self.backpressure.start()
+        self._probe = asyncio.create_task(self._probe_redis_forever(), name="redis-probe")
 
     async def close(self) -> None:
         """End every stream and close the clients."""
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        await self.backpressure.stop()
         await self.hub.stop()
         await self.pubsub_client.aclose()
         await self.client.aclose()
         if self.archive is not None:
             self.archive.close()
+
+    async def ping_redis(self) -> float:
+        """One PING, recorded in the metrics; StoreUnavailable when Redis does not answer."""
+        try:
+            seconds = await self.store.ping()
+        except StoreUnavailable:
+            self.metrics.redis_ping(None)
+            raise
+        self.metrics.redis_ping(seconds)
+        return seconds
+
+    async def _probe_redis_forever(self) -> None:
+        while True:
+            with contextlib.suppress(StoreUnavailable):
+                await self.ping_redis()
+            await asyncio.sleep(self.settings.redis_probe_seconds)
+
+
+def _backpressure_settings(settings: ApiSettings) -> BackpressureSettings:
+    return BackpressureSettings(
+        lag_seconds=settings.backpressure_lag_seconds,
+        queue_depth=settings.backpressure_queue_depth,
+        fanout_lag_seconds=settings.backpressure_fanout_lag_seconds,
+        recover_seconds=settings.backpressure_recover_seconds,
+        progress_interval=settings.backpressure_progress_interval_seconds,
+        max_progress_interval=settings.backpressure_max_progress_interval_seconds,
+        enabled=settings.backpressure_enabled,
+    )
+
+
+def _routed(metrics: ApiMetrics, backpressure: Backpressure, meta: EventMeta) -> None:
+    metrics.routed(meta)
+    backpressure.routed(meta.occurred_at)
+
+
+def _abuse_limits(settings: ApiSettings) -> AbuseLimits:
+    s = settings
+    return AbuseLimits(
+        per_ip={
+            "sse_token": Rate(s.rate_token_ip_per_second, s.rate_token_ip_burst),
+            "stream": Rate(s.rate_stream_ip_per_second, s.rate_stream_ip_burst),
+        },
+        per_user={
+            "sse_token": Rate(s.rate_token_user_per_second, s.rate_token_user_burst),
+            "stream": Rate(s.rate_stream_user_per_second, s.rate_stream_user_burst),
+        },
+        ban_after=s.ban_after_strikes,
+        strike_window_seconds=s.ban_strike_window_seconds,
+        ban_seconds=s.ban_seconds,
+    )
+
+
+def _log_refusal(metrics: ApiMetrics, action: str, reason: str, ip: str) -> None:
+    if action == "stream":
+        metrics.refused(reason)
+    else:
+        metrics.token_refused(reason)
+    log.warning(f"{action} refused: {reason}", extra={"reason": reason, "client_ip": ip})

@@ -50,7 +50,8 @@ class ApiSettings(BaseSettings):
     #: ``auth.expiring`` goes out this long before the JWT behind a stream expires.
     expiry_notice_seconds: float = Field(default=30.0, ge=0)
     #: Objects alive this long are frozen out of garbage collection (see api/gc_tuning.py).
-    gc_freeze_seconds: float = Field(default=30.0, gt=0)
+    #: Short: a ramp of 10,000 opens must not reach a full collection (1 s pause) unfrozen.
+    gc_freeze_seconds: float = Field(default=5.0, gt=0)
     #: A full collection (one planned pause) this often, to reclaim frozen garbage.
     gc_full_seconds: float = Field(default=900.0, gt=0)
     #: The database holding the audit of important events (replay beyond Redis, admin audit).
@@ -61,6 +62,8 @@ class ApiSettings(BaseSettings):
     audit_encryption_keys: str = Field(
         default="", validation_alias=AliasChoices("AUDIT_ENCRYPTION_KEYS")
     )
+    #: Redis connections for commands (the pub/sub link is one more), whatever the streams.
+    redis_pool_size: int = Field(default=3, ge=1)
     #: Enables POST /api/v1/auth/dev-token. Never in production.
     dev_tokens_enabled: bool = False
     #: False: every browser polls (GET /api/v1/realtime/config says so; streams are refused).
@@ -72,6 +75,38 @@ class ApiSettings(BaseSettings):
     flower_url: str | None = Field(default=None, validation_alias=AliasChoices("FLOWER_URL"))
     #: The built frontend served at ``/``; not served when the directory does not exist.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
+    #: Streams this process accepts; beyond it new ones get 429 ``instance_full``.
+    max_connections_per_instance: int = Field(default=10_000, ge=1)
+    #: Proxies (addresses or networks) whose X-Forwarded-For names the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: Token buckets, per second and burst: per IP and per user, for sse_token and stream.
+    rate_token_ip_per_second: float = Field(default=10.0, gt=0)
+    rate_token_ip_burst: int = Field(default=50, ge=1)
+    rate_token_user_per_second: float = Field(default=1.0, gt=0)
+    rate_token_user_burst: int = Field(default=10, ge=1)
+    rate_stream_ip_per_second: float = Field(default=10.0, gt=0)
+    rate_stream_ip_burst: int = Field(default=50, ge=1)
+    rate_stream_user_per_second: float = Field(default=1.0, gt=0)
+    rate_stream_user_burst: int = Field(default=10, ge=1)
+    #: An IP with this many strikes (auth failures, rate refusals) in the window is banned.
+    ban_after_strikes: int = Field(default=20, ge=1)
+    ban_strike_window_seconds: float = Field(default=60.0, gt=0)
+    ban_seconds: float = Field(default=300.0, gt=0)
+    #: Backpressure: saturated when the event loop lags this much or a queue is this deep.
+    backpressure_enabled: bool = True
+    backpressure_lag_seconds: float = Field(default=0.2, gt=0)
+    backpressure_queue_depth: int = Field(default=200, ge=1)
+    #: ... or when the hub reads events this old (it reads behind what Redis sent).
+    backpressure_fanout_lag_seconds: float = Field(default=0.5, gt=0)
+    backpressure_recover_seconds: float = Field(default=3.0, ge=0)
+    #: While saturated, progress updates go out at most once per this per stream.
+    backpressure_progress_interval_seconds: float = Field(default=2.0, gt=0)
+    #: ... doubled every second while the hub still reads behind, up to this.
+    backpressure_max_progress_interval_seconds: float = Field(default=8.0, gt=0)
+    #: Every this often the API pings Redis (sse_redis_rtt_seconds, sse_redis_up).
+    redis_probe_seconds: float = Field(default=5.0, gt=0)
+    #: Log lines as JSON objects (one per line) on stderr.
+    log_json: bool = True
 
     @model_validator(mode="after")
     def _no_public_secret_in_production(self) -> Self:

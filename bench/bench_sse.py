@@ -276,6 +276,11 @@ class ApiProcess:
             "SSE_HEARTBEAT_SECONDS": "30",
             # tokens are fetched before the ramp; a slow ramp must not outlive them
             "SSE_TOKEN_TTL_SECONDS": "900",
+            # every load client shares 127.0.0.1: per-IP rate limits would refuse the ramp
+            "SSE_RATE_TOKEN_IP_BURST": "1000000",
+            "SSE_RATE_STREAM_IP_BURST": "1000000",
+            "SSE_RATE_TOKEN_IP_PER_SECOND": "1000000",
+            "SSE_RATE_STREAM_IP_PER_SECOND": "1000000",
             **extra_env,
         }
         self._log = tempfile.NamedTemporaryFile(prefix="bench-api-", suffix=".log", delete=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
 from progress.errors import StoreUnavailable
@@ -54,6 +54,8 @@ class EventPump:
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.dropped = 0
+        #: Events stored, by type (read by the workers' metrics).
+        self.sent_by_type: Counter[str] = Counter()
 
     def submit(self, event: EventEnvelope, recipients: Sequence[str] = ()) -> None:
         """Queue ``event`` for sending; drop (and count) it if the queue is full."""
@@ -147,6 +149,7 @@ class EventPump:
                     self._writer = self._writer_factory()
                 self._writer.append_many(batch)
                 self.sent += len(batch)
+                self.sent_by_type.update(event.type for event, _ in batch)
                 return
             except StoreUnavailable as exc:
                 if time.monotonic() + pause > give_up_at:

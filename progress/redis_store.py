@@ -247,7 +247,12 @@ def connect(url: str, **options: Any) -> redis.Redis:
     return redis.Redis.from_url(url, **options)
 
 
-def connect_async(url: str, max_connections: int = 500, **options: Any) -> redis.asyncio.Redis:
+def connect_async(
+    url: str,
+    max_connections: int = 500,
+    client_class: type[redis.asyncio.Redis] = redis.asyncio.Redis,
+    **options: Any,
+) -> redis.asyncio.Redis:
     """An asyncio client; same defaults as :func:`connect`, and retries on stale connections.
 
     Its pool waits for a free connection (up to 5 s) instead of failing when a burst needs
@@ -262,7 +267,7 @@ def connect_async(url: str, max_connections: int = 500, **options: Any) -> redis
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=5, **options
     )
-    return redis.asyncio.Redis.from_pool(pool)
+    return client_class.from_pool(pool)
 
 
 class RedisEventStore:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ _settings: ProgressSettings | None = None
 _writer_factory: Callable[[], EventWriter] | None = None
 _reporter: Reporter | None = None
 _store: EventWriter | None = None
+#: Events stored by :func:`publish` in this process, by type (read by the workers' metrics).
+published_by_type: Counter[str] = Counter()
 
 
 def configure(
@@ -70,6 +73,11 @@ def get_reporter() -> Reporter:
         return _reporter
 
 
+def current_reporter() -> Reporter | None:
+    """This process's reporter if one was created (never creates one)."""
+    return _reporter
+
+
 def get_store() -> EventWriter:
     """This process's writer for synchronous publishing."""
     global _store
@@ -89,7 +97,9 @@ def publish(
     whose streams receive it (a novel's members, for a content event).
     """
     parsed = parse_event(event)
-    return get_store().append(parsed, recipients)
+    stored = get_store().append(parsed, recipients)
+    published_by_type[parsed.type] += 1
+    return stored
 
 
 def shutdown(timeout: float = 5.0) -> None:
@@ -108,6 +118,7 @@ def _forget_after_fork() -> None:
     _lock = threading.RLock()
     _reporter = None
     _store = None
+    published_by_type.clear()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

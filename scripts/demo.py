@@ -60,6 +60,7 @@ def start_stack(stack: ExitStack, env: dict[str, str]) -> tuple[str, str]:
     """Start worker, beat, API and Flower; return the API and Flower base URLs."""
     celery = [sys.executable, "-m", "celery", "-A", "workers.celery_app:app"]
     api_port, flower_port = free_port(), free_port()
+    env = {"FLOWER_URL": f"http://127.0.0.1:{flower_port}", **env}
     stack.enter_context(
         child(
             "worker",
@@ -156,6 +157,8 @@ def main() -> int:
         upgrade(env["DATABASE_URL"])
         api, flower = start_stack(stack, env)
         print(f"API: {api}/docs   Flower: {flower}   logs: {RUN_DIR}/")
+        if (ROOT / "frontend" / "dist" / "index.html").is_file():
+            print(f"Browser: {api}/  (sign in as {DEMO_USER} to see the demo novel)")
         ok = run_demo_novel(api, flower, options.timeout)
         if options.once:
             return 0 if ok else 1

@@ -17,6 +17,15 @@ from tests.processes import stop_process
 
 JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
 
+#: Swarms open hundreds of streams from one loopback address: per-IP limits out of the way
+#: (tests of the limits pass their own values).
+LOOPBACK_SWARM_LIMITS = {
+    "SSE_RATE_TOKEN_IP_BURST": "100000",
+    "SSE_RATE_STREAM_IP_BURST": "100000",
+    "SSE_RATE_TOKEN_IP_PER_SECOND": "100000",
+    "SSE_RATE_STREAM_IP_PER_SECOND": "100000",
+}
+
 
 class ApiServer:
     """``uvicorn api.main:app`` with the given environment; start, stop, restart."""
@@ -28,6 +37,7 @@ class ApiServer:
             "REDIS_URL": redis_url,
             "JWT_SECRET": JWT_SECRET,
             "SSE_DEV_TOKENS_ENABLED": "true",
+            **LOOPBACK_SWARM_LIMITS,
             **env,
         }
         self._log = tempfile.NamedTemporaryFile(prefix="api-", suffix=".log", delete=False)

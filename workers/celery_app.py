@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from progress.signals import connect_signals
+from workers.metrics import connect_exporters
 from workers.outbox_signals import connect_outbox_signals
 from workers.settings import WorkerSettings
 
@@ -44,6 +45,7 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
     app.conf["worker_settings"] = settings
     app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
     connect_signals()
+    connect_exporters()
     connect_outbox_signals()
     return app
 

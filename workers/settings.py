@@ -32,6 +32,11 @@ class WorkerSettings(BaseSettings):
     #: Pace of the built-in local generator, so progress is visible in the demo.
     local_tokens_per_second: float = Field(default=200, gt=0)
     tokens_per_chapter: int = Field(default=120, ge=10)
+    #: Prometheus exporter of each worker process: the main process on this port, prefork
+    #: child n on port + n (n from 1). 0 turns the exporters off.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: Address the exporters listen on.
+    metrics_host: str = "0.0.0.0"
 
     #: Fernet keys sealing the sensitive fields of audited events, newest first, comma-separated.
     #: Unset: a public development key (workers.sealing.DEV_AUDIT_KEY).

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentUser, Services
+from api.deps import BearerToken, ClientIp, Services
 from api.errors import COMMON_ERRORS, ApiError
+from api.issuance import issue_sse_token as issue_guarded
 from api.security import mint_jwt
 from progress.events import Identifier
 
@@ -37,10 +38,17 @@ class DevToken(BaseModel):
     expires_in: int
 
 
-@router.post("/sse-token", response_model=SseToken)
-async def issue_sse_token(principal: CurrentUser, services: Services) -> SseToken:
+@router.post(
+    "/sse-token",
+    response_model=SseToken,
+    responses={
+        403: {"description": "this address is banned for a while (see Retry-After)"},
+        429: {"description": "too many token requests (see Retry-After)"},
+    },
+)
+async def issue_sse_token(services: Services, bearer: BearerToken, ip: ClientIp) -> SseToken:
     """Trade a Bearer JWT for an sse_token (one stream, bound to user and session)."""
-    token, lifetime = services.tokens.issue_sse_token(principal)
+    token, lifetime = await issue_guarded(services, bearer, ip)
     return SseToken(sse_token=token, expires_in=lifetime)
 
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse
 
-from api.deps import CurrentUser, Services
-from api.errors import COMMON_ERRORS
+from api.deps import ADMIN_ROLE, BearerToken, ClientIp, CurrentUser, Services
+from api.errors import COMMON_ERRORS, ApiError
+from api.health_report import health as health_status
+from api.health_report import report
 from api.history import HistoryPage, read_history
+from api.sse_response import SseStream
 from api.streams import open_stream
 from progress.cursor import Cursor
-from progress.errors import StoreUnavailable
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=COMMON_ERRORS)
 
@@ -23,18 +23,20 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 @router.get(
     "/stream",
-    response_class=EventSourceResponse,
+    response_class=SseStream,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
         400: {"description": "invalid cursor"},
         401: {"description": "missing, malformed, expired, reused or wrongly signed token"},
+        403: {"description": "this address is banned for a while (see Retry-After)"},
         409: {"description": "realtime mode is polling for this user"},
-        429: {"description": "too many streams for this user (see Retry-After)"},
+        429: {"description": "rate, per-user or per-instance limit, or overload (Retry-After)"},
         503: {"description": "Redis unavailable"},
     },
 )
 async def stream(
     services: Services,
+    ip: ClientIp,
     sse_token: Annotated[str | None, Query(description="from POST /api/v1/auth/sse-token")] = None,
     last_event_id: Annotated[str | None, Query(description="cursor to resume after")] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
@@ -42,18 +44,19 @@ async def stream(
         int,
         Query(ge=0, le=60_000, description="at most one progress update per task this often"),
     ] = 0,
-) -> EventSourceResponse:
+) -> SseStream:
     """Server-Sent Events for the caller: their events, their session's, and broadcasts."""
     frames = await open_stream(
-        services, sse_token, last_event_id_header or last_event_id, progress_interval_ms / 1000
+        services,
+        sse_token,
+        last_event_id_header or last_event_id,
+        ip,
+        progress_interval_ms / 1000,
     )
-    return EventSourceResponse(
+    return SseStream(
         frames,
-        ping=0,
         headers=STREAM_HEADERS,
-        shutdown_event=services.shutdown_event,
-        shutdown_grace_period=1.0,
-        send_timeout=services.settings.send_timeout_seconds,
+        streams=services.open_streams,
     )
 
 
@@ -73,23 +76,22 @@ async def history(
     )
 
 
-@router.get("/health")
-async def health(services: Services) -> JSONResponse:
-    """Status of this instance; 503 when Redis does not answer."""
-    body: dict[str, object] = {
-        "instance_id": services.settings.instance_id,
-        "uptime_seconds": round(time.monotonic() - services.started_at, 1),
-        "connections": len(services.hub.connections),
-        "subscribed_users": len(services.hub.subscribed_users()),
-        "pubsub_link": "up" if services.hub.link_up else "down",
-    }
-    try:
-        latency = await services.store.ping()
-    except StoreUnavailable as exc:
-        body |= {"status": "unavailable", "redis": {"reachable": False, "error": str(exc)}}
-        return JSONResponse(body, 503)
-    body |= {
-        "status": "ok" if services.hub.link_up else "degraded",
-        "redis": {"reachable": True, "latency_ms": round(latency * 1000, 2)},
-    }
-    return JSONResponse(body)
+@router.get(
+    "/health",
+    responses={
+        503: {"description": "Redis does not answer"},
+        403: {"description": "a Bearer JWT without the admin role was sent"},
+    },
+)
+async def health(services: Services, bearer: BearerToken) -> JSONResponse:
+    """Status of this instance (503 when Redis does not answer); with an admin's Bearer JWT,
+    also the operations report under ``report``."""
+    admin = None
+    if bearer is not None:
+        admin = services.tokens.principal_from_jwt(bearer)
+        if ADMIN_ROLE not in admin.roles:
+            raise ApiError(403, "forbidden", "the operations report needs the admin role")
+    body, status = await health_status(services)
+    if admin is not None and status == 200:
+        body["report"] = await report(services)
+    return JSONResponse(body, status)

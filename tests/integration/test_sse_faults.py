@@ -197,6 +197,24 @@ def test_a_stuck_client_is_told_to_reconnect_and_loses_nothing_by_resuming(
         assert seen + rest == list(range(STUCK_EVENTS))
 
 
+def test_a_write_stuck_longer_than_the_send_timeout_ends_the_stream(
+    redis_url: str, store: RedisEventStore, user_id: str
+) -> None:
+    # a queue that never overflows: only the stuck write can end this stream
+    with api_server(redis_url, SSE_QUEUE_SIZE="100000", SSE_SEND_TIMEOUT_SECONDS="1") as api:
+        stuck = stuck_stream(api, user_id)
+        try:
+            flood(store, user_id)
+            deadline = time.monotonic() + 5
+            while health(api)["connections"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert health(api)["connections"] == 0, "the stuck stream is still open"
+            _received, ended = drain(stuck, time.monotonic() + 5)
+        finally:
+            stuck.close()
+        assert ended, "the client's socket was left open"
+
+
 def _gap(seen: list[int]) -> str:
     at = next(i for i, n in enumerate(seen) if n != i)
     return (

@@ -1,0 +1,19 @@
+"""Issuing an sse_token under the abuse limits: bans, per-IP and per-user buckets."""
+
+from __future__ import annotations
+
+from api.security import Principal
+from api.services import ApiServices
+
+
+async def issue_sse_token(
+    services: ApiServices, bearer: str | None, client_ip: str
+) -> tuple[str, int]:
+    """A token and its lifetime; ApiError 401 (bad JWT), 403 (banned IP), 429 (rate)."""
+
+    async def authenticate() -> Principal:
+        return services.tokens.principal_from_jwt(bearer)
+
+    principal = await services.guard.authenticated("sse_token", client_ip, authenticate)
+    await services.guard.admit("sse_token", client_ip, principal.user_id)
+    return services.tokens.issue_sse_token(principal)

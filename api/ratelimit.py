@@ -1,0 +1,203 @@
+"""Abuse limits shared by every instance: token buckets and temporary IP bans in Redis.
+
+    rt:{ip:<ip>}:rl:<action>    hash: tokens, ts (ms)       a bucket per IP and action
+    rt:{u:<user>}:rl:<action>   hash: tokens, ts (ms)       a bucket per user and action
+    rt:{ip:<ip>}:strikes        string: counter             auth failures and refusals
+    rt:{ip:<ip>}:ban            string: "1"                 the IP is banned while it exists
+
+Actions are ``sse_token`` (token issuance) and ``stream`` (stream opens). An IP that collects
+``ban_after`` strikes (failed authentications, requests refused for rate) within
+``strike_window`` seconds is banned for ``ban_seconds``. Each check is one pipelined round trip;
+the IP's keys share its hash tag and the user's bucket its user tag (Redis Cluster safe).
+When Redis does not answer, checks let the request through (and count it): the limits protect
+the tier, they must not take it down with Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from api.errors import ApiError
+from api.security import Principal
+from progress.keys import user_stream
+
+log = logging.getLogger("api.ratelimit")
+
+# KEYS: bucket, ban (or "" for none)   ARGV: rate per s, burst
+# Returns {allowed 1/0, retry after ms, banned ms left (0 when not banned)}.
+BUCKET_LUA = """
+if KEYS[2] ~= '' then
+  local banned = redis.call('PTTL', KEYS[2])
+  if banned > 0 then return {0, banned, banned} end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1]) / 1000
+local burst = tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1]) or burst
+local ts = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed, wait = 0, 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = math.ceil((1 - tokens) / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
+return {allowed, wait, 0}
+"""
+
+# KEYS: strikes, ban   ARGV: window ms, ban after, ban ms   Returns ban ms left (0: not banned).
+STRIKE_LUA = """
+local banned = redis.call('PTTL', KEYS[2])
+if banned > 0 then return banned end
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if n >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  redis.call('DEL', KEYS[1])
+  return tonumber(ARGV[3])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A token bucket: ``per_second`` refill, ``burst`` capacity."""
+
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class AbuseLimits:
+    """Every limit; see ``SSE_RATE_*`` / ``SSE_BAN_*`` in api/settings.py."""
+
+    per_ip: dict[str, Rate]
+    per_user: dict[str, Rate]
+    ban_after: int
+    strike_window_seconds: float
+    ban_seconds: float
+
+
+Refusal = Callable[[str, str, str], None]  # action, reason, client ip
+
+
+class AbuseGuard:
+    """Checks an action against the IP's ban, the IP's bucket and the user's bucket."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        limits: AbuseLimits,
+        prefix: str = "rt",
+        on_refused: Refusal | None = None,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._limits = limits
+        self._prefix = prefix
+        self._bucket = client.register_script(BUCKET_LUA)
+        self._strike = client.register_script(STRIKE_LUA)
+        self._on_refused = on_refused
+        self._on_error = on_error
+
+    def _ip(self, ip: str, what: str) -> str:
+        return f"{self._prefix}:{{ip:{ip}}}:{what}"
+
+    async def admit(self, action: str, ip: str, user_id: str | None) -> None:
+        """Let the request through, or raise ApiError 403 ``ip_banned`` / 429 ``rate_limited``."""
+        ip_rate = self._limits.per_ip[action]
+        pipe = self._client.pipeline(transaction=False)
+        await self._bucket(
+            [self._ip(ip, f"rl:{action}"), self._ip(ip, "ban")],
+            [ip_rate.per_second, ip_rate.burst],
+            client=pipe,
+        )
+        user_rate = self._limits.per_user.get(action)
+        if user_id is not None and user_rate is not None:
+            key = f"{self._prefix}:{{{user_stream(user_id)}}}:rl:{action}"
+            await self._bucket([key, ""], [user_rate.per_second, user_rate.burst], client=pipe)
+        try:
+            results = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._failed_open(exc)
+            return
+        allowed, wait, banned = (int(v) for v in results[0])
+        if banned:
+            self._refuse(action, ip, "ip_banned", banned)
+        waits = [int(r[1]) for r in results if not int(r[0])]
+        if waits:
+            await self.strike(ip)
+            self._refuse(action, ip, "rate_limited", max(waits))
+
+    async def strike(self, ip: str) -> int:
+        """Count one strike against ``ip``; ms of ban left (0 when not banned)."""
+        limits = self._limits
+        try:
+            return int(
+                await self._strike(
+                    [self._ip(ip, "strikes"), self._ip(ip, "ban")],
+                    [
+                        int(limits.strike_window_seconds * 1000),
+                        limits.ban_after,
+                        int(limits.ban_seconds * 1000),
+                    ],
+                )
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._failed_open(exc)
+            return 0
+
+    async def authenticated(
+        self, action: str, ip: str, authenticate: Callable[[], Awaitable[Principal]]
+    ) -> Principal:
+        """Run ``authenticate``; a 401 counts a strike (403 once the IP is banned)."""
+        try:
+            return await authenticate()
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            banned = await self.strike(ip)
+            if banned:
+                self._refuse(action, ip, "ip_banned", banned)
+            if self._on_refused is not None:
+                self._on_refused(action, exc.code, ip)
+            raise
+
+    def _refuse(self, action: str, ip: str, reason: str, retry_ms: int) -> None:
+        if self._on_refused is not None:
+            self._on_refused(action, reason, ip)
+        retry_after = str(max(1, math.ceil(retry_ms / 1000)))
+        if reason == "ip_banned":
+            raise ApiError(
+                403,
+                "ip_banned",
+                "too many failed or refused requests from this address; banned for a while",
+                {"Retry-After": retry_after},
+            )
+        raise ApiError(
+            429, "rate_limited", f"too many {action} requests", {"Retry-After": retry_after}
+        )
+
+    def _failed_open(self, exc: Exception) -> None:
+        log.warning("rate limits not checked, Redis did not answer: %s", exc)
+        if self._on_error is not None:
+            self._on_error()
+
+
+def retry_after_jitter(low: int = 5, high: int = 20) -> dict[str, str]:
+    """A ``Retry-After`` header spread over ``low``..``high`` seconds (no thundering herd)."""
+    return {"Retry-After": str(random.randint(low, high))}

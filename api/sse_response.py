@@ -1,0 +1,162 @@
+"""A lean ASGI response for the event stream, and the watch that ends streams on shutdown.
+
+sse-starlette's ``EventSourceResponse`` runs an anyio task group of four tasks per stream
+(sender, disconnect listener, exit-signal listener, supervisor wrappers) and an anyio cancel
+scope per write. At thousands of streams that was most of the per-stream memory (about 48 KiB)
+and a large share of the accept cost. ``SseStream`` keeps the same behaviour with one extra
+task per stream, the disconnect listener, which ASGI needs because only ``receive()`` reports
+a vanished client:
+
+- the response head (``text/event-stream``, the headers given), then each frame as it comes;
+- a write that does not finish within ``send_timeout`` ends the stream (a stuck client): the
+  one process-wide :func:`supervise_streams` loop finds such writes, so a write costs two
+  dict stores instead of a timer armed and cancelled per frame;
+- a client that disconnects ends the stream at once (its frames generator is closed, so its
+  cleanup runs: detach from the hub, release the lease);
+- HEAD gets the head and an empty body, never a stream.
+
+Shutdown is watched by the same loop, once per process, not once per stream: when uvicorn
+begins to exit, ``shutdown_event`` is set (the app then sends ``server.restart`` to every
+stream) and streams still open after ``grace`` seconds are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Mapping
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+try:  # importing sse_starlette hooks uvicorn's exit handler; reuse its flag when present
+    from sse_starlette.sse import AppStatus
+except ImportError:  # pragma: no cover - sse-starlette is a dependency
+    AppStatus = None  # type: ignore[assignment,misc]
+
+_MEDIA_TYPE = "text/event-stream"
+
+
+class OpenStreams:
+    """The tasks writing streams, and the writes in progress (task -> loop time it began).
+
+    Only writes in progress are in ``writing`` (almost always none: a write to a healthy
+    socket completes at once), so the stuck-write sweep costs nothing per idle stream.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.writing: dict[asyncio.Task[None], float] = {}
+        self.timed_out: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def cancel_stuck(self, now: float, send_timeout: float) -> None:
+        """Cancel every stream whose current write began more than ``send_timeout`` ago."""
+        for task, began in list(self.writing.items()):
+            if now - began > send_timeout and task not in self.timed_out:
+                self.timed_out.add(task)
+                task.cancel()
+
+    def cancel_all(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+class SseStream(Response):
+    """Streams ``frames`` (ready-made SSE bytes) to one client."""
+
+    media_type = _MEDIA_TYPE
+
+    def __init__(
+        self, frames: AsyncIterator[bytes], headers: Mapping[str, str], streams: OpenStreams
+    ) -> None:
+        self.frames = frames
+        self.status_code = 200
+        self.background = None
+        self.streams = streams
+        self.init_headers({"Connection": "keep-alive", **headers})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        if scope["method"] == "HEAD":
+            await send(start)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._close_frames()
+            return
+        task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        loop = asyncio.get_running_loop()
+        gone = asyncio.Event()
+        listener = loop.create_task(_until_disconnect(receive, task, gone))
+        writing = self.streams.writing
+        self.streams.tasks.add(task)
+        try:
+            writing[task] = loop.time()
+            await send(start)
+            del writing[task]
+            async for frame in self.frames:
+                writing[task] = loop.time()
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                del writing[task]
+            writing[task] = loop.time()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone.is_set() and task not in self.streams.timed_out:
+                raise  # cancelled from outside (shutdown grace over, server stopping)
+            # the client went away, or a write stuck for send_timeout (the client resumes
+            # from its cursor later): a normal end of a stream
+            task.uncancel()
+        except OSError:
+            pass  # the socket broke under a write
+        finally:
+            writing.pop(task, None)
+            self.streams.tasks.discard(task)
+            self.streams.timed_out.discard(task)
+            listener.cancel()
+            await self._close_frames()
+
+    async def _close_frames(self) -> None:
+        aclose = getattr(self.frames, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
+
+
+async def _until_disconnect(
+    receive: Receive, stream: asyncio.Task[None], gone: asyncio.Event
+) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            stream.cancel()
+            return
+
+
+def _uvicorn_exiting() -> bool:
+    if AppStatus is not None and AppStatus.should_exit:
+        return True
+    handler = signal.getsignal(signal.SIGTERM)
+    server = getattr(handler, "__self__", None)
+    return bool(getattr(server, "should_exit", False))
+
+
+async def supervise_streams(
+    shutdown_event: anyio.Event,
+    streams: OpenStreams,
+    send_timeout: float,
+    grace: float = 1.0,
+    poll: float = 0.25,
+) -> None:
+    """Run for the app's life: end streams whose write is stuck for ``send_timeout``; once the
+    server begins to exit set ``shutdown_event``, and cancel streams left after ``grace`` s
+    (they had their ``server.restart``; a stuck one must not hold the exit)."""
+    loop = asyncio.get_running_loop()
+    while not _uvicorn_exiting() and not shutdown_event.is_set():
+        await asyncio.sleep(poll)
+        streams.cancel_stuck(loop.time(), send_timeout)
+    shutdown_event.set()
+    await asyncio.sleep(grace)
+    streams.cancel_all()

@@ -1,0 +1,45 @@
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { useState } from "react";
+import { BrowserRouter, Navigate, Route, Routes } from "react-router";
+import { AuthProvider, useAuth } from "./auth/session";
+import { Layout } from "./components/Layout";
+import { ToastProvider } from "./components/Toasts";
+import { RealtimeProvider } from "./hooks/RealtimeProvider";
+import { Novel } from "./pages/Novel";
+import { Novels } from "./pages/Novels";
+import { NotificationCenter } from "./pages/Notifications";
+import { SignIn } from "./pages/SignIn";
+
+function Routed() {
+  const { session } = useAuth();
+  if (!session) return <SignIn />;
+  return (
+    <RealtimeProvider key={session.userId} session={session}>
+      <Routes>
+        <Route element={<Layout />}>
+          <Route index element={<Novels />} />
+          <Route path="novels/:novelId" element={<Novel />} />
+          <Route path="notifications" element={<NotificationCenter />} />
+          <Route path="*" element={<Navigate to="/" replace />} />
+        </Route>
+      </Routes>
+    </RealtimeProvider>
+  );
+}
+
+export function App() {
+  const [queryClient] = useState(
+    () => new QueryClient({ defaultOptions: { queries: { refetchOnWindowFocus: false } } }),
+  );
+  return (
+    <QueryClientProvider client={queryClient}>
+      <ToastProvider>
+        <AuthProvider>
+          <BrowserRouter>
+            <Routed />
+          </BrowserRouter>
+        </AuthProvider>
+      </ToastProvider>
+    </QueryClientProvider>
+  );
+}

@@ -1,0 +1,113 @@
+import type { HistoryPage, RealtimeConfig, TaskSnapshot } from "../realtime/types";
+
+/** An HTTP failure with the API's error code (docs/api.md, Errors). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Chapter {
+  id: string;
+  number: number;
+  title: string;
+  summary: string;
+  status: string;
+  text: string;
+}
+
+export interface Novel {
+  id: string;
+  owner_id: string;
+  title: string;
+  premise: string;
+  status: string;
+  chapter_count: number;
+  task_id: string | null;
+  created_at: string;
+  chapters: Chapter[];
+}
+
+export interface NewNovel {
+  title: string;
+  premise: string;
+  chapter_count: number;
+}
+
+const REQUEST_TIMEOUT_MS = 15_000;
+
+async function request<T>(
+  method: string,
+  path: string,
+  jwt: string | null,
+  body?: unknown,
+): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (jwt) headers.Authorization = `Bearer ${jwt}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      // A black-holed server must not hang a reconnect attempt forever.
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+  } catch {
+    throw new ApiError(0, "network_error", "The server cannot be reached");
+  }
+  if (!response.ok) {
+    const payload = (await response.json().catch(() => null)) as {
+      error?: { code?: string; message?: string };
+    } | null;
+    throw new ApiError(
+      response.status,
+      payload?.error?.code ?? "http_error",
+      payload?.error?.message ?? `HTTP ${response.status}`,
+    );
+  }
+  return (await response.json()) as T;
+}
+
+export async function mintDevToken(userId: string): Promise<{ access_token: string; expires_in: number }> {
+  return request("POST", "/api/v1/auth/dev-token", null, {
+    user_id: userId,
+    session_id: `web-${Math.random().toString(36).slice(2, 10)}`,
+    ttl_seconds: 8 * 3600,
+  });
+}
+
+/** The API as one signed-in user sees it. */
+export function createApi(jwt: string) {
+  return {
+    sseToken: async () =>
+      (await request<{ sse_token: string }>("POST", "/api/v1/auth/sse-token", jwt)).sse_token,
+    history: (sinceId: string | null, limit: number) => {
+      const query = new URLSearchParams({ limit: String(limit) });
+      if (sinceId) query.set("since_id", sinceId);
+      return request<HistoryPage>("GET", `/api/v1/events/history?${query}`, jwt);
+    },
+    config: () => request<RealtimeConfig>("GET", "/api/v1/realtime/config", jwt),
+    task: (taskId: string) =>
+      request<TaskSnapshot>("GET", `/api/v1/tasks/${encodeURIComponent(taskId)}`, jwt),
+    novels: () => request<Novel[]>("GET", "/api/v1/novels", jwt),
+    novel: (novelId: string) =>
+      request<Novel>("GET", `/api/v1/novels/${encodeURIComponent(novelId)}`, jwt),
+    createNovel: (novel: NewNovel) =>
+      request<{ novel_id: string; task_id: string }>("POST", "/api/v1/novels", jwt, novel),
+    reviseChapter: (novelId: string, number: number, instructions: string) =>
+      request<{ task_id: string }>(
+        "POST",
+        `/api/v1/novels/${encodeURIComponent(novelId)}/chapters/${number}/revise`,
+        jwt,
+        { instructions },
+      ),
+  };
+}
+
+export type Api = ReturnType<typeof createApi>;

@@ -1,0 +1,33 @@
+import { NavLink, Outlet } from "react-router";
+import { useAuth } from "../auth/session";
+import { useContentNotifications, useSystemNotifications } from "../hooks/useNotifications";
+import { SSEConnectionStatus } from "./SSEConnectionStatus";
+
+/** Header (navigation, unread count, sign out), connection status, and the page. */
+export function Layout() {
+  const { session, signOut } = useAuth();
+  const unread = useContentNotifications().unread + useSystemNotifications().unread;
+  return (
+    <div className="app">
+      <header className="header">
+        <strong className="brand">InfiniteScribe</strong>
+        <nav aria-label="Main">
+          <NavLink to="/" end>
+            Novels
+          </NavLink>
+          <NavLink to="/notifications">
+            Notifications <span className={unread ? "badge" : "badge badge-empty"} data-testid="unread-count" aria-label={`${unread} unread`}>{unread}</span>
+          </NavLink>
+        </nav>
+        <span className="user">{session?.userId}</span>
+        <button type="button" onClick={signOut}>
+          Sign out
+        </button>
+      </header>
+      <SSEConnectionStatus />
+      <main>
+        <Outlet />
+      </main>
+    </div>
+  );
+}

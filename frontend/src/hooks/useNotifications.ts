@@ -1,0 +1,30 @@
+import { useSyncExternalStore } from "react";
+import type { NotificationItem, NotificationStore } from "../realtime/notifications";
+import { useRealtime } from "./RealtimeProvider";
+
+export interface Notifications {
+  items: NotificationItem[];
+  unread: number;
+  markRead(id: string): void;
+  markAllRead(): void;
+}
+
+function useStore(store: NotificationStore): Notifications {
+  const items = useSyncExternalStore(store.subscribe, store.items);
+  return {
+    items,
+    unread: items.filter((item) => !item.read).length,
+    markRead: (id) => store.markRead(id),
+    markAllRead: () => store.markAllRead(),
+  };
+}
+
+/** Novels created, chapters written, workflow stages: kept across reloads, per user. */
+export function useContentNotifications(): Notifications {
+  return useStore(useRealtime().content);
+}
+
+/** Operator notices and platform errors. */
+export function useSystemNotifications(): Notifications {
+  return useStore(useRealtime().system);
+}

@@ -1,0 +1,15 @@
+import { useSyncExternalStore } from "react";
+import type { HubSnapshot } from "../realtime/hub";
+import { useRealtime } from "./RealtimeProvider";
+
+export interface SSEConnection extends HubSnapshot {
+  /** Connect again now, forgetting failed attempts. */
+  reconnect(): void;
+}
+
+/** The browser's one realtime connection (shared by its tabs): its state and a manual retry. */
+export function useSSEConnection(): SSEConnection {
+  const { hub } = useRealtime();
+  const snapshot = useSyncExternalStore(hub.subscribe, hub.getSnapshot);
+  return { ...snapshot, reconnect: () => hub.reconnect() };
+}

@@ -1,0 +1,76 @@
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { type FormEvent, useState } from "react";
+import { Link, useNavigate } from "react-router";
+import { useRealtime } from "../hooks/RealtimeProvider";
+import { queryKeys } from "../realtime/queryKeys";
+
+/** The writer's novels (refreshed by content events) and the "new novel" form. */
+export function Novels() {
+  const { api } = useRealtime();
+  const queryClient = useQueryClient();
+  const navigate = useNavigate();
+  const novels = useQuery({ queryKey: queryKeys.novels, queryFn: api.novels });
+  const [title, setTitle] = useState("");
+  const [premise, setPremise] = useState("");
+  const [chapters, setChapters] = useState(3);
+  const create = useMutation({
+    mutationFn: () => api.createNovel({ title, premise, chapter_count: chapters }),
+    onSuccess: ({ novel_id }) => {
+      void queryClient.invalidateQueries({ queryKey: queryKeys.novels, exact: true });
+      void navigate(`/novels/${novel_id}`);
+    },
+  });
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    create.mutate();
+  };
+  return (
+    <div className="novels">
+      <section aria-labelledby="new-novel">
+        <h2 id="new-novel">New novel</h2>
+        <form onSubmit={submit} className="novel-form">
+          <label>
+            Title
+            <input value={title} onChange={(e) => setTitle(e.target.value)} maxLength={200} required />
+          </label>
+          <label>
+            Premise
+            <textarea value={premise} onChange={(e) => setPremise(e.target.value)} maxLength={5000} required />
+          </label>
+          <label>
+            Chapters
+            <input
+              type="number"
+              min={1}
+              max={30}
+              value={chapters}
+              onChange={(e) => setChapters(Number(e.target.value))}
+              required
+            />
+          </label>
+          <button type="submit" disabled={create.isPending}>
+            Start writing
+          </button>
+          {create.error ? <p role="alert">{create.error.message}</p> : null}
+        </form>
+      </section>
+      <section aria-labelledby="my-novels">
+        <h2 id="my-novels">My novels</h2>
+        {novels.isPending ? <p>Loading…</p> : null}
+        {novels.error ? <p role="alert">{novels.error.message}</p> : null}
+        {novels.data?.length === 0 ? <p>No novels yet.</p> : null}
+        <ul className="novel-list" aria-label="Novels">
+          {novels.data?.map((novel) => (
+            <li key={novel.id}>
+              <Link to={`/novels/${novel.id}`}>{novel.title}</Link>
+              <span className={`pill pill-${novel.status}`}>{novel.status}</span>
+              <span>
+                {novel.chapter_count} chapter{novel.chapter_count === 1 ? "" : "s"}
+              </span>
+            </li>
+          ))}
+        </ul>
+      </section>
+    </div>
+  );
+}

@@ -1,0 +1,164 @@
+import { type RealtimeEvent, TERMINAL_STATUSES, type TaskSnapshot, type TaskStatus } from "./types";
+
+export interface TaskError {
+  type: string | null;
+  message: string | null;
+  retryable: boolean | null;
+  retrySuggestion: string | null;
+}
+
+/** What a progress bar shows for one task. */
+export interface TaskView {
+  taskId: string;
+  status: TaskStatus;
+  taskName: string | null;
+  percent: number;
+  stage: string | null;
+  message: string | null;
+  attempt: number;
+  estimatedSeconds: number | null;
+  startedAt: number | null;
+  updatedAt: number;
+  error: TaskError | null;
+}
+
+function time(iso: string | null | undefined): number | null {
+  if (!iso) return null;
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/** "workers.generate_chapter" → "Generate chapter". */
+export function taskLabel(name: string | null): string {
+  if (!name) return "Task";
+  const short = name.replace(/^.*\./, "").replace(/_/g, " ");
+  return short.charAt(0).toUpperCase() + short.slice(1);
+}
+
+export function isTerminal(status: TaskStatus): boolean {
+  return TERMINAL_STATUSES.has(status);
+}
+
+export function fromSnapshot(snapshot: TaskSnapshot): TaskView {
+  const failed = snapshot.status === "failed" || snapshot.status === "retrying";
+  return {
+    taskId: snapshot.task_id,
+    status: snapshot.status,
+    taskName: snapshot.task_name,
+    percent: snapshot.status === "completed" ? 100 : snapshot.percent,
+    stage: snapshot.stage,
+    message: snapshot.message,
+    attempt: snapshot.attempt,
+    estimatedSeconds: snapshot.estimated_seconds,
+    startedAt: time(snapshot.started_at),
+    updatedAt: time(snapshot.updated_at) ?? 0,
+    error: failed
+      ? {
+          type: snapshot.error_type,
+          message: snapshot.error_message,
+          retryable: snapshot.retryable,
+          retrySuggestion: snapshot.retry_suggestion,
+        }
+      : null,
+  };
+}
+
+/** A view for a task known only from its first event (or not at all yet). */
+export function emptyView(taskId: string): TaskView {
+  return {
+    taskId,
+    status: "running",
+    taskName: null,
+    percent: 0,
+    stage: null,
+    message: null,
+    attempt: 1,
+    estimatedSeconds: null,
+    startedAt: null,
+    updatedAt: 0,
+    error: null,
+  };
+}
+
+/**
+ * The view after one event of this task. A finished task stays finished, and an event older
+ * than what the view already reflects (a replay after the snapshot) changes nothing.
+ */
+export function applyEvent(view: TaskView, event: RealtimeEvent): TaskView {
+  if (event.task_id !== view.taskId || !event.type.startsWith("task.")) return view;
+  if (isTerminal(view.status)) return view;
+  const at = time(event.occurred_at) ?? view.updatedAt;
+  if (at < view.updatedAt) return view;
+  const next = { ...view, updatedAt: at };
+  const field = <T>(name: string) => event[name] as T;
+  switch (event.type) {
+    case "task.progress-started": {
+      const attempt = field<number>("attempt") ?? view.attempt;
+      return {
+        ...next,
+        status: "running",
+        taskName: field<string>("task_name") ?? view.taskName,
+        estimatedSeconds: field<number | null>("estimated_seconds") ?? null,
+        attempt,
+        startedAt: at,
+        percent: attempt > view.attempt ? 0 : view.percent,
+        error: null,
+      };
+    }
+    case "task.progress-updated":
+      return {
+        ...next,
+        status: "running",
+        percent: field<number>("percent"),
+        stage: field<string | null>("stage") ?? view.stage,
+        message: field<string | null>("message") ?? view.message,
+      };
+    case "task.progress-heartbeat":
+      return { ...next, status: view.status === "stalled" ? "running" : view.status };
+    case "task.progress-completed":
+      return { ...next, status: "completed", percent: 100, error: null };
+    case "task.progress-failed":
+      return {
+        ...next,
+        status: "failed",
+        error: {
+          type: field<string>("error_type"),
+          message: field<string>("message"),
+          retryable: field<boolean>("retryable"),
+          retrySuggestion: field<string | null>("retry_suggestion") ?? null,
+        },
+      };
+    case "task.progress-retrying":
+      return {
+        ...next,
+        status: "retrying",
+        error: {
+          type: field<string>("error_type"),
+          message: field<string>("message"),
+          retryable: true,
+          retrySuggestion: `Retrying automatically in ${field<number>("retry_in_seconds") ?? "a few"} s`,
+        },
+      };
+    case "task.progress-cancelled":
+      return { ...next, status: "cancelled" };
+    case "task.progress-stalled":
+      return { ...next, status: "stalled" };
+    default:
+      return view;
+  }
+}
+
+/**
+ * Seconds left: from the task's own estimate when it gave one, else extrapolated from the
+ * pace so far. null when unknown or the task is not running.
+ */
+export function etaSeconds(view: TaskView, now: number): number | null {
+  if (view.status !== "running" || view.startedAt === null) return null;
+  if (view.estimatedSeconds) {
+    const left = (view.startedAt + view.estimatedSeconds * 1000 - now) / 1000;
+    if (left > 0) return Math.ceil(left);
+  }
+  if (view.percent <= 0 || view.percent >= 100) return null;
+  const elapsed = (now - view.startedAt) / 1000;
+  return Math.ceil((elapsed * (100 - view.percent)) / view.percent);
+}

@@ -1,0 +1,116 @@
+/** Shapes shared by the realtime modules: server events, snapshots, config, connection state. */
+
+/** A domain event as the server stores it (docs/events.md); extra fields per type. */
+export interface RealtimeEvent {
+  event_id: string;
+  type: string;
+  occurred_at: string;
+  user_id: string | null;
+  task_id?: string | null;
+  novel_id?: string | null;
+  chapter_id?: string | null;
+  [field: string]: unknown;
+}
+
+/** `GET /api/v1/tasks/{id}` */
+export interface TaskSnapshot {
+  task_id: string;
+  status: TaskStatus;
+  task_name: string | null;
+  percent: number;
+  stage: string | null;
+  message: string | null;
+  attempt: number;
+  estimated_seconds: number | null;
+  started_at: string | null;
+  updated_at: string | null;
+  novel_id: string | null;
+  result_summary: unknown;
+  error_type: string | null;
+  error_message: string | null;
+  retryable: boolean | null;
+  retry_suggestion: string | null;
+}
+
+export type TaskStatus = "running" | "retrying" | "stalled" | "completed" | "failed" | "cancelled";
+
+/** `GET /api/v1/events/history` */
+export interface HistoryPage {
+  events: RealtimeEvent[];
+  cursor: string | null;
+  reset: boolean;
+  has_more: boolean;
+}
+
+/** `GET /api/v1/realtime/config` */
+export interface RealtimeConfig {
+  mode: "sse" | "polling";
+  poll_interval_seconds: number;
+  active_poll_interval_seconds: number;
+  heartbeat_seconds: number;
+  flower_url: string | null;
+}
+
+export const DEFAULT_CONFIG: RealtimeConfig = {
+  mode: "sse",
+  poll_interval_seconds: 30,
+  active_poll_interval_seconds: 3,
+  heartbeat_seconds: 30,
+  flower_url: null,
+};
+
+/** Why the client polls instead of streaming. */
+export type PollingReason = "unsupported" | "failures" | "server";
+
+/** Why nothing is connected. */
+export type DisconnectReason = "offline" | "hidden" | "auth" | "stopped";
+
+export type ConnectionState =
+  | { status: "connecting" }
+  | { status: "connected" }
+  | { status: "reconnecting"; attempt: number; maxAttempts: number; retryAt: number }
+  | { status: "polling"; reason: PollingReason }
+  | { status: "disconnected"; reason: DisconnectReason };
+
+/** What `stream.reset` carries. */
+export interface ResetInfo {
+  reason?: string;
+  streams?: string[];
+  tasks?: TaskSnapshot[];
+}
+
+/** Timers and time, injected so tests drive them. */
+export interface Clock {
+  now(): number;
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set([
+  "completed",
+  "failed",
+  "cancelled",
+]);
+
+/** Every event type the stream may carry; EventSource only reports named types it listens to. */
+export const DOMAIN_EVENT_TYPES = [
+  "task.progress-started",
+  "task.progress-updated",
+  "task.progress-heartbeat",
+  "task.progress-completed",
+  "task.progress-failed",
+  "task.progress-retrying",
+  "task.progress-cancelled",
+  "task.progress-stalled",
+  "content.novel-created",
+  "content.chapter-updated",
+  "workflow.status-changed",
+  "system.notification",
+  "system.error",
+] as const;

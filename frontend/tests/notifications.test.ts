@@ -1,0 +1,77 @@
+import { describe, expect, it } from "vitest";
+import { NotificationStore, notificationKind } from "../src/realtime/notifications";
+import { keysToInvalidate } from "../src/realtime/queryKeys";
+import { progressIntervalFor } from "../src/realtime/network";
+import type { RealtimeEvent } from "../src/realtime/types";
+
+class MemoryStorage {
+  private readonly data = new Map<string, string>();
+  getItem(key: string) {
+    return this.data.get(key) ?? null;
+  }
+  setItem(key: string, value: string) {
+    this.data.set(key, value);
+  }
+}
+
+const chapters: RealtimeEvent = {
+  event_id: "e1",
+  type: "content.chapter-updated",
+  occurred_at: "2026-01-01T00:00:00Z",
+  user_id: "u",
+  novel_id: "n1",
+  chapters: [
+    { chapter_id: "c1", number: 1, title: "One", summary: "" },
+    { chapter_id: "c2", number: 2, title: "Two", summary: "" },
+  ],
+};
+
+describe("notifications", () => {
+  it("keeps the list and read marks across a reload, listing each event once", () => {
+    const storage = new MemoryStorage();
+    const store = new NotificationStore(storage, "k");
+    expect(store.add(chapters)).toBe(true);
+    expect(store.add(chapters)).toBe(false);
+    store.add({ ...chapters, event_id: "e2" });
+    store.markRead("e1");
+    const reloaded = new NotificationStore(storage, "k");
+    expect(reloaded.items().map((i) => [i.id, i.read])).toEqual([
+      ["e2", false],
+      ["e1", true],
+    ]);
+    expect(reloaded.unread()).toBe(1);
+    reloaded.markAllRead();
+    expect(reloaded.unread()).toBe(0);
+  });
+
+  it("sorts events into content and system notifications", () => {
+    expect(notificationKind(chapters)).toBe("content");
+    expect(notificationKind({ ...chapters, type: "system.notification" })).toBe("system");
+    expect(notificationKind({ ...chapters, type: "task.progress-updated" })).toBeNull();
+  });
+});
+
+describe("cache invalidation", () => {
+  it("marks stale only the novel and the chapters an event names", () => {
+    expect(keysToInvalidate(chapters)).toEqual([
+      ["novel", "n1"],
+      ["chapter", "n1", "c1"],
+      ["chapter", "n1", "c2"],
+    ]);
+    expect(keysToInvalidate({ ...chapters, type: "content.novel-created" })).toEqual([
+      ["novels"],
+      ["novel", "n1"],
+    ]);
+    expect(keysToInvalidate({ ...chapters, type: "task.progress-updated" })).toEqual([]);
+  });
+});
+
+describe("network", () => {
+  it("asks for coarser progress on slow or metered links only", () => {
+    expect(progressIntervalFor({ effectiveType: "4g" })).toBe(0);
+    expect(progressIntervalFor(undefined)).toBe(0);
+    expect(progressIntervalFor({ effectiveType: "3g" })).toBe(5000);
+    expect(progressIntervalFor({ effectiveType: "4g", saveData: true })).toBe(5000);
+    expect(progressIntervalFor({ effectiveType: "2g" })).toBe(10000);
+  });
+});

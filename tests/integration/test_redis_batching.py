@@ -1,0 +1,73 @@
+"""Issue 8: the API's auto-pipelining Redis client (api/redis_batching.py) on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+from redis.exceptions import ResponseError
+
+from api.redis_batching import BatchingRedis
+from progress.redis_store import connect_async
+
+pytestmark = pytest.mark.integration
+
+
+def _client(url: str, connections: int) -> BatchingRedis:
+    client = connect_async(url, max_connections=connections, client_class=BatchingRedis)
+    assert isinstance(client, BatchingRedis)
+    return client
+
+
+def test_a_burst_of_commands_gets_every_reply_right_on_two_connections(redis_url: str) -> None:
+    monitor = redis.Redis.from_url(redis_url)
+    before = len(monitor.client_list())
+
+    async def burst() -> tuple[list[object], int]:
+        client = _client(redis_url, 2)
+        try:
+            await asyncio.gather(*(client.set(f"batch:{i}", i) for i in range(2000)))
+            replies = await asyncio.gather(*(client.get(f"batch:{i}") for i in range(2000)))
+            return replies, len(monitor.client_list()) - before
+        finally:
+            await client.aclose()
+
+    replies, connections = asyncio.run(burst())
+    assert replies == [str(i).encode() for i in range(2000)]
+    assert connections <= 2
+    monitor.close()
+
+
+def test_an_error_reply_reaches_only_the_command_that_caused_it(redis_url: str) -> None:
+    async def mixed() -> list[object]:
+        client = _client(redis_url, 1)
+        try:
+            await client.delete("batch:counter")
+            await client.set("batch:text", "not a number")
+            return await asyncio.gather(
+                client.incr("batch:counter"),
+                client.incr("batch:text"),
+                client.incr("batch:counter"),
+                return_exceptions=True,
+            )
+        finally:
+            await client.aclose()
+
+    first, failed, second = asyncio.run(mixed())
+    assert (first, second) == (1, 2)
+    assert isinstance(failed, ResponseError)
+
+
+def test_scripts_load_themselves_when_redis_does_not_know_them(redis_url: str) -> None:
+    redis.Redis.from_url(redis_url).script_flush()
+
+    async def scripted() -> list[object]:
+        client = _client(redis_url, 1)
+        try:
+            double = client.register_script("return tonumber(ARGV[1]) * 2")
+            return await asyncio.gather(*(double(args=[i]) for i in range(50)))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scripted()) == [i * 2 for i in range(50)]
