@@ -5,6 +5,7 @@ import { AuthProvider, useAuth } from "./auth/session";
 import { Layout } from "./components/Layout";
 import { ToastProvider } from "./components/Toasts";
 import { RealtimeProvider } from "./hooks/RealtimeProvider";
+import { Admin } from "./pages/Admin";
 import { Novel } from "./pages/Novel";
 import { Novels } from "./pages/Novels";
 import { NotificationCenter } from "./pages/Notifications";
@@ -20,6 +21,7 @@ function Routed() {
           <Route index element={<Novels />} />
           <Route path="novels/:novelId" element={<Novel />} />
           <Route path="notifications" element={<NotificationCenter />} />
+          <Route path="admin" element={<Admin />} />
           <Route path="*" element={<Navigate to="/" replace />} />
         </Route>
       </Routes>

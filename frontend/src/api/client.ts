@@ -1,3 +1,6 @@
+import type { HealthBody } from "../admin/report";
+import type { NotificationBody } from "../admin/notificationForm";
+import type { NotificationPreferences } from "../preferences/preferencesForm";
 import type { HistoryPage, RealtimeConfig, TaskSnapshot } from "../realtime/types";
 
 /** An HTTP failure with the API's error code (docs/api.md, Errors). */
@@ -45,6 +48,8 @@ async function request<T>(
   path: string,
   jwt: string | null,
   body?: unknown,
+  /** Error statuses whose body is still the answer (the health check's 503). */
+  accept: number[] = [],
 ): Promise<T> {
   const headers: Record<string, string> = {};
   if (jwt) headers.Authorization = `Bearer ${jwt}`;
@@ -61,7 +66,7 @@ async function request<T>(
   } catch {
     throw new ApiError(0, "network_error", "The server cannot be reached");
   }
-  if (!response.ok) {
+  if (!response.ok && !accept.includes(response.status)) {
     const payload = (await response.json().catch(() => null)) as {
       error?: { code?: string; message?: string };
     } | null;
@@ -74,11 +79,21 @@ async function request<T>(
   return (await response.json()) as T;
 }
 
-export async function mintDevToken(userId: string): Promise<{ access_token: string; expires_in: number }> {
+export interface ModeRule {
+  mode: "sse" | "polling";
+  percent: number;
+  updated_at: string | null;
+}
+
+export async function mintDevToken(
+  userId: string,
+  roles: string[] = [],
+): Promise<{ access_token: string; expires_in: number }> {
   return request("POST", "/api/v1/auth/dev-token", null, {
     user_id: userId,
     session_id: `web-${Math.random().toString(36).slice(2, 10)}`,
     ttl_seconds: 8 * 3600,
+    roles,
   });
 }
 
@@ -106,6 +121,21 @@ export function createApi(jwt: string) {
         `/api/v1/novels/${encodeURIComponent(novelId)}/chapters/${number}/revise`,
         jwt,
         { instructions },
+      ),
+    preferences: () =>
+      request<NotificationPreferences>("GET", "/api/v1/me/notification-preferences", jwt),
+    savePreferences: (prefs: NotificationPreferences) =>
+      request<NotificationPreferences>("PUT", "/api/v1/me/notification-preferences", jwt, prefs),
+    /** With an admin JWT the body holds the operations report. */
+    health: () => request<HealthBody>("GET", "/api/v1/events/health", jwt, undefined, [503]),
+    setRealtimeMode: (mode: ModeRule["mode"], percent: number) =>
+      request<ModeRule>("PUT", "/api/v1/realtime/config", jwt, { mode, percent }),
+    sendNotification: (body: NotificationBody) =>
+      request<{ type: string; events: number; event_ids: string[] }>(
+        "POST",
+        "/api/v1/admin/notifications",
+        jwt,
+        body,
       ),
   };
 }

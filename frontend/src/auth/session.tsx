@@ -1,10 +1,13 @@
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useState } from "react";
 import { mintDevToken } from "../api/client";
+import { isAdmin } from "./roles";
 
 export interface Session {
   jwt: string;
   userId: string;
   expiresAt: number;
+  /** The JWT carries the role `admin` (the header then links the admin page). */
+  admin: boolean;
 }
 
 const STORAGE_KEY = "infinitescribe.session";
@@ -12,7 +15,7 @@ const STORAGE_KEY = "infinitescribe.session";
 function load(): Session | null {
   try {
     const session = JSON.parse(localStorage.getItem(STORAGE_KEY) ?? "null") as Session | null;
-    return session && session.expiresAt > Date.now() ? session : null;
+    return session && session.expiresAt > Date.now() ? { ...session, admin: isAdmin(session.jwt) } : null;
   } catch {
     return null;
   }
@@ -20,7 +23,7 @@ function load(): Session | null {
 
 interface AuthValue {
   session: Session | null;
-  signIn(userId: string): Promise<void>;
+  signIn(userId: string, options?: { admin?: boolean }): Promise<void>;
   signOut(): void;
 }
 
@@ -38,9 +41,14 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     return () => window.removeEventListener("storage", onStorage);
   }, []);
 
-  const signIn = useCallback(async (userId: string) => {
-    const token = await mintDevToken(userId);
-    const next = { jwt: token.access_token, userId, expiresAt: Date.now() + token.expires_in * 1000 };
+  const signIn = useCallback(async (userId: string, options: { admin?: boolean } = {}) => {
+    const token = await mintDevToken(userId, options.admin ? ["admin"] : []);
+    const next: Session = {
+      jwt: token.access_token,
+      userId,
+      expiresAt: Date.now() + token.expires_in * 1000,
+      admin: isAdmin(token.access_token),
+    };
     localStorage.setItem(STORAGE_KEY, JSON.stringify(next));
     setSession(next);
   }, []);

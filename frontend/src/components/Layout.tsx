@@ -18,6 +18,7 @@ export function Layout() {
           <NavLink to="/notifications">
             Notifications <span className={unread ? "badge" : "badge badge-empty"} data-testid="unread-count" aria-label={`${unread} unread`}>{unread}</span>
           </NavLink>
+          {session?.admin ? <NavLink to="/admin">Admin</NavLink> : null}
         </nav>
         <span className="user">{session?.userId}</span>
         <button type="button" onClick={signOut}>

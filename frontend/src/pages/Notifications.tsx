@@ -1,3 +1,4 @@
+import { NotificationSettings } from "../components/NotificationSettings";
 import { type Notifications, useContentNotifications, useSystemNotifications } from "../hooks/useNotifications";
 
 function NotificationList({ title, list }: { title: string; list: Notifications }) {
@@ -37,6 +38,7 @@ export function NotificationCenter() {
       <h1>Notifications</h1>
       <NotificationList title="Your novels" list={content} />
       <NotificationList title="System" list={system} />
+      <NotificationSettings />
     </div>
   );
 }

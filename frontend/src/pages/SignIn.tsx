@@ -7,12 +7,13 @@ export function SignIn() {
   const [userId, setUserId] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [admin, setAdmin] = useState(false);
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     setBusy(true);
     setError(null);
     try {
-      await signIn(userId.trim());
+      await signIn(userId.trim(), { admin });
     } catch (failure) {
       setError(failure instanceof Error ? failure.message : String(failure));
     } finally {
@@ -33,6 +34,10 @@ export function SignIn() {
             required
             autoFocus
           />
+        </label>
+        <label className="checkbox">
+          <input type="checkbox" checked={admin} onChange={(e) => setAdmin(e.target.checked)} />
+          Sign in as admin (role <code>admin</code> in the dev token)
         </label>
         <button type="submit" disabled={busy}>
           Sign in
