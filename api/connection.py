@@ -20,10 +20,19 @@ from typing import Protocol
 
 import orjson
 
+from api.archive import Archive
 from api.authz import Authorizer, EventMeta
 from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
 from api.security import Principal
-from progress.cursor import ZERO_ID, Cursor, Resume, decide_resume, id_after
+from progress.cursor import (
+    ZERO_ID,
+    Cursor,
+    Resume,
+    StreamPosition,
+    decide_resume,
+    id_after,
+    parse_stream_id,
+)
 from progress.errors import StoreUnavailable
 from progress.keys import BROADCAST, user_stream
 from progress.redis_store import AsyncRedisEventStore
@@ -62,6 +71,25 @@ def event_meta(data: bytes) -> EventMeta:
         occurred_at=_epoch(raw.get("occurred_at")),
         level=raw.get("level") or raw.get("severity"),
     )
+
+
+def _event_id(data: bytes) -> str:
+    return str(orjson.loads(data).get("event_id", ""))
+
+
+def merge_by_stream_id(
+    archived: list[tuple[str | None, bytes]], stored: list[StoredEvent]
+) -> list[bytes | StoredEvent]:
+    """Archived events (JSON) and stored ones in stream-id order (ids are times, so they
+    compare across epochs); archived events never pushed (no id) last; on a tie the archived
+    copy first."""
+    never = (float("inf"), float("inf"))
+    keyed: list[tuple[tuple[float, float], int, bytes | StoredEvent]] = [
+        (parse_stream_id(id_) if id_ else never, 0, data) for id_, data in archived
+    ]
+    keyed += [(parse_stream_id(item.id), 1, item) for item in stored]
+    keyed.sort(key=lambda entry: (entry[0], entry[1]))
+    return [item for _, _, item in keyed]
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -182,6 +210,7 @@ class Connection:
         options: StreamOptions,
         progress_interval: float = 0.0,
         observer: StreamObserver | None = None,
+        archive: Archive | None = None,
     ) -> None:
         self.id = connection_id
         self.principal = principal
@@ -194,6 +223,9 @@ class Connection:
         self._store = store
         self._authorizer = authorizer
         self._options = options
+        self._archive = archive
+        #: Ids of events replayed from the SQL archive: not sent again from Redis or live.
+        self._from_archive: set[str] = set()
         self._queue: deque[Delivery | Signal] = deque()
         self._wake = asyncio.Event()
         self._overflowed = False
@@ -252,6 +284,8 @@ class Connection:
         return await self._authorizer.may_receive(self.principal.user_id, meta)
 
     def _is_new(self, item: Delivery) -> bool:
+        if self._from_archive and _event_id(item.data) in self._from_archive:
+            return False
         position = self.cursor.positions.get(item.stream)
         if position is None or position.epoch != item.epoch:
             return True
@@ -301,11 +335,13 @@ class Connection:
         """Frames that bring the client from ``resume_from`` to now, for every followed stream.
 
         A stream whose gap is intact is replayed after the cursor. A stream whose history was
-        lost (epoch changed, trimmed past the cursor) gets a ``stream.reset`` first and then
-        everything its current history holds, since all of it came after the loss. A gap
+        lost (epoch changed, trimmed past the cursor) gets a ``stream.reset`` first, then its
+        important events after the cursor from the SQL archive, then everything its current
+        history holds after the loss (events already sent from the archive are skipped). A gap
         longer than ``max_replay`` is not replayed: the client is told to reset instead.
         """
         resets: list[str] = []
+        archived: list[tuple[str | None, bytes]] = []
         plans: list[tuple[str, str, str, str]] = []
         for stream in self.streams:
             state = await self._store.stream_state(stream)
@@ -317,6 +353,12 @@ class Connection:
             elif decision is Resume.RESET:
                 resets.append(stream)
                 start = ZERO_ID
+                found = await self._replay_archive(stream, position)
+                if found is not None and position is not None:
+                    archived += found
+                    if position.epoch == state.epoch:  # trimmed: Redis has what followed
+                        after = id_after(state.last_id, position.last_id)
+                        start = position.last_id if after else state.last_id
             self.cursor = self.cursor.advance(stream, state.epoch, start)
             if start != state.last_id:
                 plans.append((stream, state.epoch, start, state.last_id))
@@ -332,17 +374,43 @@ class Connection:
         # "history_unavailable": events were lost; "gap_too_long": they exist, but too many.
         reason = "history_unavailable" if resets else "gap_too_long"
         resets += [stream for stream in too_long if stream not in resets]
-        chunks = [await self._reset_frame(resets, reason)] if resets else []
+        chunks = []
+        if resets:
+            chunks.append(await self._reset_frame(resets, reason, with_cursor=not archived))
         if self.observer is not None and (gaps or resets):
             self.observer.replayed(sum(len(entries) for entries in gaps), bool(resets))
-        for entries in gaps:
-            for item in entries:
-                meta = event_meta(item.data)
-                if await self._allowed(meta):
-                    chunks.append(await self._event_frame(item, meta))
-                else:
-                    self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+        merged = merge_by_stream_id(archived, [item for entries in gaps for item in entries])
+        for index, item in enumerate(merged):
+            if isinstance(item, bytes):
+                chunks += await self._archive_frame(item, last=index == len(merged) - 1)
+                continue
+            meta = event_meta(item.data)
+            if self._from_archive and _event_id(item.data) in self._from_archive:
+                self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+            elif await self._allowed(meta):
+                chunks.append(await self._event_frame(item, meta))
+            else:
+                self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
         return chunks
+
+    async def _replay_archive(
+        self, stream: str, position: StreamPosition | None
+    ) -> list[tuple[str | None, bytes]] | None:
+        """Important events of ``stream`` after ``position`` from SQL; None without archive."""
+        if self._archive is None or position is None:
+            return None
+        return await self._archive.replay(stream, position.last_id, self._options.max_replay)
+
+    async def _archive_frame(self, data: bytes, last: bool) -> list[bytes]:
+        """The frame of an archived event. It carries no cursor unless it ends the catch-up:
+        a client cut off before then resumes from its older cursor and gets the archive again
+        (clients deduplicate by ``event_id``)."""
+        meta = event_meta(data)
+        if not await self._allowed(meta):
+            return []
+        self._from_archive.add(_event_id(data))
+        self.delivered += 1
+        return [frame(meta.type, data, self.cursor.format() if last else None)]
 
     async def _read_gap(self, stream: str, after: str, last_id: str) -> list[StoredEvent] | None:
         entries: list[StoredEvent] = []
@@ -356,7 +424,9 @@ class Connection:
             after = page[-1].id
         return entries
 
-    async def _reset_frame(self, streams: list[str], reason: str) -> bytes:
+    async def _reset_frame(
+        self, streams: list[str], reason: str, with_cursor: bool = True
+    ) -> bytes:
         tasks = await self._store.recent_tasks(self.principal.user_id)
         body = {
             "reason": reason,
@@ -364,7 +434,8 @@ class Connection:
             "server_time": _now(),
             "tasks": [t.model_dump(mode="json") for t in tasks],
         }
-        return frame("stream.reset", orjson.dumps(body), self.cursor.format())
+        cursor = self.cursor.format() if with_cursor else None
+        return frame("stream.reset", orjson.dumps(body), cursor)
 
     async def _live(self) -> AsyncIterator[bytes]:
         beat_every = self._options.heartbeat_seconds

@@ -17,7 +17,17 @@ from api.gc_tuning import freeze_long_lived
 from api.http_metrics import CountResponses
 from api.logging_json import install_json_logs
 from api.logs import install_redaction
-from api.routes import admin, auth, events, metrics, novels, preferences, realtime, tasks
+from api.routes import (
+    admin,
+    admin_audit,
+    auth,
+    events,
+    metrics,
+    novels,
+    preferences,
+    realtime,
+    tasks,
+)
 from api.services import ApiServices
 from api.settings import ApiSettings
 from api.sse_response import supervise_streams
@@ -62,7 +72,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(CountResponses)
-    routers = (auth, events, tasks, novels, metrics, admin, preferences, realtime)
+    routers = (auth, events, tasks, novels, metrics, admin, preferences, realtime, admin_audit)
     for module in routers:
         app.include_router(module.router)
     spa = frontend_app(resolved.frontend_dir)

@@ -13,6 +13,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from api.archive import Archive
 from api.authz import Authorizer, EventMeta, NovelMembershipAuthorizer, RedisNovelAccess
 from api.backpressure import Backpressure, BackpressureSettings
 from api.clientip import Network, parse_networks
@@ -32,6 +33,7 @@ from api.stream_memory import StreamMemory
 from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
 from progress.redis_store import AsyncRedisEventStore, connect_async
+from workers.contracts import open_audit_log
 
 log = logging.getLogger("api.services")
 
@@ -64,6 +66,8 @@ class ApiServices:
     _probe: asyncio.Task[None] | None = None
     #: The tasks writing open streams (stuck writes and the shutdown grace end them).
     open_streams: OpenStreams = field(default_factory=OpenStreams)
+    #: The SQL audit of important events (replay beyond Redis, admin audit endpoints).
+    archive: Archive | None = None
 
     @classmethod
     def build(cls, settings: ApiSettings, authorizer: Authorizer | None = None) -> ApiServices:
@@ -96,6 +100,7 @@ class ApiServices:
         authorizer = authorizer or NovelMembershipAuthorizer(
             RedisNovelAccess(client, settings.key_prefix)
         )
+        store = AsyncRedisEventStore(client, settings.store_settings())
         modes = RealtimeModeStore(client, settings.key_prefix)
         metrics = ApiMetrics(settings.instance_id, settings.max_connections_per_instance)
         backpressure = Backpressure(
@@ -119,7 +124,10 @@ class ApiServices:
             settings=settings,
             client=client,
             pubsub_client=pubsub_client,
-            store=AsyncRedisEventStore(client, settings.store_settings()),
+            store=store,
+            archive=Archive(
+                open_audit_log(settings.database_url, settings.audit_encryption_keys), store
+            ),
             tokens=TokenService(
                 settings.jwt_secret,
                 client,
@@ -170,6 +178,8 @@ class ApiServices:
         await self.hub.stop()
         await self.pubsub_client.aclose()
         await self.client.aclose()
+        if self.archive is not None:
+            self.archive.close()
 
     async def ping_redis(self) -> float:
         """One PING, recorded in the metrics; StoreUnavailable when Redis does not answer."""

@@ -54,6 +54,14 @@ class ApiSettings(BaseSettings):
     gc_freeze_seconds: float = Field(default=5.0, gt=0)
     #: A full collection (one planned pause) this often, to reclaim frozen garbage.
     gc_full_seconds: float = Field(default=900.0, gt=0)
+    #: The database holding the audit of important events (replay beyond Redis, admin audit).
+    database_url: str = Field(
+        default="sqlite:///infinitescribe.db", validation_alias=AliasChoices("DATABASE_URL")
+    )
+    #: Keys opening the sealed fields of audited events, newest first, comma-separated.
+    audit_encryption_keys: str = Field(
+        default="", validation_alias=AliasChoices("AUDIT_ENCRYPTION_KEYS")
+    )
     #: Redis connections for commands (the pub/sub link is one more), whatever the streams.
     redis_pool_size: int = Field(default=3, ge=1)
     #: Enables POST /api/v1/auth/dev-token. Never in production.

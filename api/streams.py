@@ -54,6 +54,7 @@ async def open_stream(
         services.options,
         progress_interval,
         observer=services.metrics,
+        archive=services.archive,
     )
     lease = Lease(principal.user_id, connection.id)
     if not await services.registry.acquire(lease, principal.session_id):

@@ -31,6 +31,10 @@ Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 
 Audience = Literal["user", "session", "broadcast"]
 
+#: ``json_schema_extra`` of a field whose value is the user's own content: the SQL audit stores
+#: it encrypted (see ``progress.sensitive``). Redis and the stream carry it in clear.
+SENSITIVE: dict[str, JsonValue] = {"sensitive": True}
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -167,7 +171,7 @@ class NovelCreated(EventEnvelope):
     type: Literal["content.novel-created"] = "content.novel-created"
     novel_id: Identifier
     title: str
-    premise: str = ""
+    premise: str = Field(default="", json_schema_extra=SENSITIVE)
     chapter_count: int = Field(default=0, ge=0)
 
 
@@ -179,7 +183,7 @@ class ChapterChange(BaseModel):
     chapter_id: Identifier
     number: int = Field(ge=1)
     title: str = ""
-    summary: str
+    summary: str = Field(json_schema_extra=SENSITIVE)
 
 
 class ChapterUpdated(EventEnvelope):

@@ -35,6 +35,11 @@ class KeyLayout:
         """Hash: ``epoch`` of the stream, ``trimmed_before`` once anything was trimmed."""
         return f"{self.prefix}:{{{stream}}}:meta"
 
+    def seen(self, stream: str) -> str:
+        """Sorted set of the ids of important events appended to the stream (score: ms), so an
+        outbox re-push of the same event is not appended twice; trimmed to the retention."""
+        return f"{self.prefix}:{{{stream}}}:seen"
+
     def channel(self, stream: str) -> str:
         """The pub/sub channel live events of the stream are published on."""
         return f"{self.prefix}:{{{stream}}}:live"

@@ -30,9 +30,12 @@ from progress.snapshot import TaskSnapshot, snapshot_fields
 from progress.store import StoredEvent, StoreSettings, new_epoch, streams_for
 
 # One call appends every event of a batch that belongs to one stream.
-# KEYS: events, meta[, tasks index, task hash...]
+# KEYS: events, meta, seen ids[, tasks index, task hash...]
 # ARGV: epoch candidate, retention ms, max length, channel, n, payload 1..n,
+#       event id 1..n ('' for events that are not deduplicated),
 #       then per task hash: task id, snapshot fields as a JSON object
+# An event whose id is already in the stream's seen set (an outbox re-push) is neither added
+# nor published; its slot in the result is ''.
 APPEND_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -44,11 +47,22 @@ if not epoch then
 end
 local n = tonumber(ARGV[5])
 local result = {epoch}
+local dedupe = false
 for i = 1, n do
   local payload = ARGV[5 + i]
-  local id = redis.call('XADD', KEYS[1], '*', 'e', payload)
-  result[i + 1] = id
-  redis.call('PUBLISH', ARGV[4], epoch .. ' ' .. id .. ' ' .. payload)
+  local event_id = ARGV[5 + n + i]
+  if event_id ~= '' and redis.call('ZADD', KEYS[3], 'NX', now, event_id) == 0 then
+    result[i + 1] = ''
+  else
+    local id = redis.call('XADD', KEYS[1], '*', 'e', payload)
+    result[i + 1] = id
+    redis.call('PUBLISH', ARGV[4], epoch .. ' ' .. id .. ' ' .. payload)
+  end
+  if event_id ~= '' then dedupe = true end
+end
+if dedupe then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
+  redis.call('PEXPIRE', KEYS[3], retention)
 end
 local trimmed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[3])
 trimmed = trimmed + redis.call('XTRIM', KEYS[1], 'MINID', '~', now - retention)
@@ -58,9 +72,9 @@ if trimmed > 0 then
 end
 redis.call('PEXPIRE', KEYS[1], retention)
 redis.call('PEXPIRE', KEYS[2], retention)
-if #KEYS >= 4 then
-  local arg = 6 + n
-  for k = 4, #KEYS do
+if #KEYS >= 5 then
+  local arg = 6 + 2 * n
+  for k = 5, #KEYS do
     local flat = {}
     for field, value in pairs(cjson.decode(ARGV[arg + 1])) do
       flat[#flat + 1] = field
@@ -68,7 +82,7 @@ if #KEYS >= 4 then
     end
     redis.call('HSET', KEYS[k], unpack(flat))
     redis.call('PEXPIRE', KEYS[k], retention)
-    redis.call('ZADD', KEYS[3], now, ARGV[arg])
+    redis.call('ZADD', KEYS[4], now, ARGV[arg])
     arg = arg + 2
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
@@ -97,13 +111,15 @@ class _StreamBatch:
     """Everything one append call writes to one stream."""
 
     payloads: list[bytes] = field(default_factory=list)
+    #: Per payload: the event id when the store must not append it twice, else ''.
+    dedupe_ids: list[str] = field(default_factory=list)
     snapshots: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def call(
         self, layout: KeyLayout, settings: StoreSettings, stream: str
     ) -> tuple[list[str], list[str | bytes | int]]:
         """KEYS and ARGV of the append script."""
-        keys = [layout.events(stream), layout.meta(stream)]
+        keys = [layout.events(stream), layout.meta(stream), layout.seen(stream)]
         args: list[str | bytes | int] = [
             new_epoch(),
             int(settings.retention_seconds * 1000),
@@ -111,6 +127,7 @@ class _StreamBatch:
             layout.channel(stream),
             len(self.payloads),
             *self.payloads,
+            *self.dedupe_ids,
         ]
         user = user_of_stream(stream)
         if self.snapshots and user is not None:
@@ -134,6 +151,7 @@ def group_by_stream(
             group = streams.setdefault(stream, _StreamBatch())
             placements.append((stream, len(group.payloads), data))
             group.payloads.append(data)
+            group.dedupe_ids.append(str(event.event_id) if event.important else "")
             if fields is not None and event.user_id and stream == user_stream(event.user_id):
                 group.snapshots.setdefault(fields["task_id"], {}).update(fields)
     return streams, placements

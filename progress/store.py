@@ -33,7 +33,11 @@ class StoreSettings(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """An event as stored: its stream, the stream's epoch, its id there, and its JSON."""
+    """An event as stored: its stream, the stream's epoch, its id there, and its JSON.
+
+    ``id`` is ``""`` when the store refused an important event it had already appended (an
+    outbox re-push): that copy was neither stored again nor published.
+    """
 
     stream: str
     epoch: str
@@ -98,6 +102,7 @@ class _MemoryStream:
     entries: list[tuple[str, bytes, float]] = field(default_factory=list)
     trimmed_before: str | None = None
     last_id: str = ZERO_ID
+    seen: set[str] = field(default_factory=set)
 
 
 class MemoryEventStore:
@@ -125,16 +130,21 @@ class MemoryEventStore:
         with self._lock:
             for event, recipients in batch:
                 data = encode_event(event)
+                dedupe_id = str(event.event_id) if event.important else None
                 for stream in streams_for(event, recipients):
-                    stored.append(self._append_one(stream, data))
+                    stored.append(self._append_one(stream, data, dedupe_id))
                 self._update_snapshot(event)
-        for item in stored:
+        for item in (item for item in stored if item.id):
             for listener in self.listeners:
                 listener(item)
         return stored
 
-    def _append_one(self, stream_name: str, data: bytes) -> StoredEvent:
+    def _append_one(self, stream_name: str, data: bytes, dedupe_id: str | None) -> StoredEvent:
         stream = self._stream(stream_name)
+        if dedupe_id is not None:
+            if dedupe_id in stream.seen:
+                return StoredEvent(stream_name, stream.epoch, "", data)
+            stream.seen.add(dedupe_id)
         now = self._clock()
         ms = int(now * 1000)
         last_ms, last_seq = (int(part) for part in stream.last_id.split("-"))

@@ -6,6 +6,7 @@ from celery import Celery
 
 from progress.signals import connect_signals
 from workers.metrics import connect_exporters
+from workers.outbox_signals import connect_outbox_signals
 from workers.settings import WorkerSettings
 
 
@@ -30,13 +31,22 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
             "visibility_timeout": settings.visibility_timeout_seconds
         },
         beat_schedule={
-            "watchdog": {"task": "workers.watchdog", "schedule": settings.watchdog_seconds}
+            "watchdog": {"task": "workers.watchdog", "schedule": settings.watchdog_seconds},
+            "outbox-dispatch": {
+                "task": "workers.outbox_dispatch",
+                "schedule": settings.outbox_dispatch_seconds,
+            },
+            "audit-retention": {
+                "task": "workers.audit_retention",
+                "schedule": settings.audit_retention_every_seconds,
+            },
         },
     )
     app.conf["worker_settings"] = settings
     app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
     connect_signals()
     connect_exporters()
+    connect_outbox_signals()
     return app
 
 

@@ -8,22 +8,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from celery import Celery
+from sqlalchemy.orm import Session
 
 import progress
 from progress.events import NovelCreated
 from workers import resources
-from workers.db import Novel
+from workers.audit import AuditLog, AuditRecord
+from workers.db import Novel, make_engine, make_sessions
 from workers.notify import move_novel
 from workers.novels import NovelNotFound
+from workers.sealing import DEV_AUDIT_KEY, Sealer, parse_keys
 from workers.tasks import limits
 
 __all__ = [
+    "DEV_AUDIT_KEY",
+    "AuditLog",
+    "AuditRecord",
     "Novel",
     "NovelNotFound",
     "TaskNotFound",
     "cancel_task",
     "get_novel",
     "list_novels",
+    "open_audit_log",
     "revise_chapter",
     "start_novel",
 ]
@@ -45,22 +52,30 @@ def start_novel(
     chapter_count: int,
     members: Sequence[str] = (),
 ) -> tuple[Novel, str]:
-    """Create the novel, tell its readers, and start its workflow; (novel, task id)."""
+    """Create the novel, tell its readers, and start its workflow; (novel, task id).
+
+    The ``content.novel-created`` outbox row commits in the novel's own transaction; it is
+    pushed right after (or by the dispatcher, should this process die first).
+    """
     repo = resources.novels()
-    novel = repo.create(owner_id, title, premise, chapter_count, members)
-    readers = novel.readers()
-    resources.redis_client().sadd(resources.layout().readers(novel.id), *readers)
-    progress.publish(
-        NovelCreated(
+    announced: list[tuple[NovelCreated, list[str]]] = []
+
+    def announce(session: Session, novel: Novel) -> None:
+        event = NovelCreated(
             user_id=owner_id,
             session_id=session_id,
             novel_id=novel.id,
             title=title,
             premise=premise,
             chapter_count=chapter_count,
-        ),
-        readers[1:],
-    )
+        )
+        announced.append((event, novel.readers()[1:]))
+        resources.audit_log().add(session, announced)
+
+    novel = repo.create(owner_id, title, premise, chapter_count, members, announce)
+    readers = novel.readers()
+    resources.redis_client().sadd(resources.layout().readers(novel.id), *readers)
+    resources.outbox_store().append_many(announced)
     with progress.acting_as(owner_id, session_id, novel_id=novel.id, workflow_id=novel.id):
         # The API never waits for results: do not subscribe to them (ignore_result).
         result = _app().send_task(
@@ -115,3 +130,9 @@ def cancel_task(user_id: str, task_id: str) -> None:
             client.set(layout.cancel(novel.id), "1", ex=24 * 3600)
             move_novel(novel.id, "cancelled")
     _app().control.revoke(task_id)
+
+
+def open_audit_log(database_url: str, encryption_keys: str) -> AuditLog:
+    """The audit log on a new engine (connects on first use); keys newest first, comma-separated."""
+    keys = parse_keys(encryption_keys) or [DEV_AUDIT_KEY]
+    return AuditLog(make_sessions(make_engine(database_url)), Sealer(keys))

@@ -9,7 +9,18 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
@@ -87,6 +98,73 @@ class Chapter(Base):
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
 
     novel: Mapped[Novel] = relationship(back_populates="chapters")
+
+
+#: Autoincrementing 64-bit keys; SQLite only autoincrements an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow_naive() -> datetime:
+    """Now in UTC without tzinfo: how the audit tables store time on every backend."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class EventAudit(Base):
+    """One important event: the outbox row written before the push, kept as the audit trail.
+
+    ``payload`` is the event's JSON with every sensitive value set to null; ``sealed`` holds
+    those values encrypted (Fernet, see ``workers.sealing``). ``status`` is ``pending`` until
+    the push to Redis succeeded (``published``) or failed (``failed``, with ``last_error``).
+    """
+
+    __tablename__ = "sse_event_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    audience: Mapped[str] = mapped_column(String(16))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    novel_id: Mapped[str | None] = mapped_column(String(64))
+    chapter_id: Mapped[str | None] = mapped_column(String(64))
+    workflow_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    sealed: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime())
+    created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow_naive, index=True)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime())
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    streams: Mapped[list[EventAuditStream]] = relationship(
+        back_populates="audit",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="selectin",
+        order_by="EventAuditStream.position",
+    )
+
+
+class EventAuditStream(Base):
+    """A stream an audited event belongs to (owner's first), and its id there once pushed.
+
+    Replay reads these rows: a stream's important events after a cursor's id, in stream order.
+    """
+
+    __tablename__ = "sse_event_audit_streams"
+    __table_args__ = (Index("ix_sse_audit_streams_replay", "stream", "stream_ms", "stream_seq"),)
+
+    audit_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("sse_event_audit.id", ondelete="CASCADE"), primary_key=True
+    )
+    stream: Mapped[str] = mapped_column(String(70), primary_key=True)
+    position: Mapped[int] = mapped_column(default=0)
+    stream_ms: Mapped[int | None] = mapped_column(BigInteger)
+    stream_seq: Mapped[int | None] = mapped_column(BigInteger)
+
+    audit: Mapped[EventAudit] = relationship(back_populates="streams")
 
 
 def make_engine(url: str) -> Engine:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from workers.db import Chapter, Novel, NovelMember
 from workers.pipeline import ChapterPlan
@@ -28,9 +28,19 @@ class NovelRepository:
             bind.dispose()
 
     def create(
-        self, owner_id: str, title: str, premise: str, chapter_count: int, members: Sequence[str]
+        self,
+        owner_id: str,
+        title: str,
+        premise: str,
+        chapter_count: int,
+        members: Sequence[str],
+        in_same_transaction: Callable[[Session, Novel], None] | None = None,
     ) -> Novel:
-        """A new queued novel with empty chapters."""
+        """A new queued novel with empty chapters.
+
+        ``in_same_transaction(session, novel)`` runs before the commit (the outbox adds the
+        ``content.novel-created`` row there, so both exist or neither).
+        """
         with self._sessions.begin() as session:
             novel = Novel(
                 owner_id=owner_id, title=title, premise=premise, chapter_count=chapter_count
@@ -40,6 +50,9 @@ class NovelRepository:
             ]
             novel.chapters = [Chapter(number=n) for n in range(1, chapter_count + 1)]
             session.add(novel)
+            if in_same_transaction is not None:
+                session.flush()
+                in_same_transaction(session, novel)
         return self.get(novel.id)
 
     def get(self, novel_id: str) -> Novel:
@@ -108,14 +121,23 @@ class NovelRepository:
             return chapter
 
     def save_chapter(
-        self, novel_id: str, number: int, text: str, summary: str, status: str = "written"
+        self,
+        novel_id: str,
+        number: int,
+        text: str,
+        summary: str,
+        status: str = "written",
+        in_same_transaction: Callable[[Session, Chapter], None] | None = None,
     ) -> Chapter:
-        """Store a chapter's text and summary."""
+        """Store a chapter's text and summary; ``in_same_transaction(session, chapter)`` runs
+        before the commit (the outbox adds ``content.chapter-updated`` there)."""
         with self._sessions.begin() as session:
             chapter = session.scalars(
                 select(Chapter).where(Chapter.novel_id == novel_id, Chapter.number == number)
             ).one()
             chapter.text, chapter.summary, chapter.status = text, summary, status
+            if in_same_transaction is not None:
+                in_same_transaction(session, chapter)
             return chapter
 
     def set_chapter_status(self, novel_id: str, number: int, status: str) -> None:

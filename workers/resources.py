@@ -12,11 +12,15 @@ import redis
 from celery import Celery
 
 from progress.keys import KeyLayout
+from progress.outbox import OutboxWriter
 from progress.redis_store import RedisEventStore, connect
 from progress.runtime import get_settings as get_progress_settings
+from workers.audit import AuditLog
 from workers.db import make_engine, make_sessions
 from workers.llm import LLMClient, make_llm_client
 from workers.novels import NovelRepository
+from workers.outbox import SqlJournal
+from workers.sealing import DEV_AUDIT_KEY, Sealer, parse_keys
 from workers.settings import WorkerSettings
 
 _lock = threading.RLock()
@@ -90,6 +94,41 @@ def novels() -> NovelRepository:
 
 
 @_Resource
+def audit_log() -> AuditLog:
+    """The audit log (outbox table) on its own engine, sealing with the configured keys."""
+    current = settings()
+    keys = parse_keys(current.audit_encryption_keys) or [DEV_AUDIT_KEY]
+    return AuditLog(make_sessions(make_engine(current.database_url)), Sealer(keys))
+
+
+@_Resource
+def journal() -> SqlJournal:
+    """The outbox journal of this process (group commit per the settings)."""
+    current = settings()
+    batching = (current.outbox_batch_wait_ms / 1000, current.outbox_batch_max)
+    return SqlJournal(
+        audit_log(),
+        batching if current.outbox_group_commit else None,
+        current.outbox_crash_after_commit,
+    )
+
+
+def outbox_writer() -> OutboxWriter:
+    """A new event writer that journals important events before pushing them to Redis."""
+    progress_settings = get_progress_settings()
+    store = RedisEventStore(
+        connect(progress_settings.redis_url), progress_settings.store_settings()
+    )
+    return OutboxWriter(store, journal())
+
+
+@_Resource
+def outbox_store() -> OutboxWriter:
+    """This process's outbox writer for synchronous publishing."""
+    return outbox_writer()
+
+
+@_Resource
 def redis_client() -> redis.Redis:
     """A sync Redis client for cancel flags and reader sets."""
     return connect(settings().redis_url)
@@ -118,13 +157,30 @@ def close() -> None:
         celery_app().close()
     if novels.created:
         novels().dispose()
+    if outbox_store.created:
+        outbox_store().inner.close()
+    if journal.created:
+        journal().close()
+    if audit_log.created:
+        audit_log().dispose()
     reset()
 
 
 def reset() -> None:
     """Forget every resource (after fork: the parent's sockets are not this process's)."""
     with _lock:
-        for factory in (settings, celery_app, layout, novels, redis_client, progress_store, llm):
+        for factory in (
+            settings,
+            celery_app,
+            layout,
+            novels,
+            redis_client,
+            progress_store,
+            llm,
+            audit_log,
+            journal,
+            outbox_store,
+        ):
             factory.forget()
 
 

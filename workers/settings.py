@@ -38,6 +38,32 @@ class WorkerSettings(BaseSettings):
     #: Address the exporters listen on.
     metrics_host: str = "0.0.0.0"
 
+    #: Fernet keys sealing the sensitive fields of audited events, newest first, comma-separated.
+    #: Unset: a public development key (workers.sealing.DEV_AUDIT_KEY).
+    audit_encryption_keys: str = Field(
+        default="", validation_alias=AliasChoices("AUDIT_ENCRYPTION_KEYS")
+    )
+    #: Audit rows older than this are deleted by the ``audit_retention`` beat task.
+    audit_retention_days: float = Field(
+        default=7, gt=0, validation_alias=AliasChoices("AUDIT_RETENTION_DAYS")
+    )
+    audit_retention_every_seconds: float = Field(default=3600, gt=0)
+    audit_delete_batch: int = Field(default=1000, ge=1)
+    #: Seconds between dispatcher runs (beat) pushing outbox rows still pending or failed.
+    outbox_dispatch_seconds: float = Field(default=30, gt=0)
+    #: A pending row younger than this is left to the process that is pushing it.
+    outbox_grace_seconds: float = Field(default=10, ge=0)
+    #: Failed pushes are retried by the dispatcher until this many attempts (one per dispatcher
+    #: run; a sender's retries of one batch count once), then wait for an operator.
+    outbox_max_attempts: int = Field(default=20, ge=1)
+    #: Group commit of outbox rows: concurrent writers share a transaction.
+    outbox_group_commit: bool = True
+    #: Longest an event waits for others to share its commit.
+    outbox_batch_wait_ms: float = Field(default=2.0, ge=0)
+    outbox_batch_max: int = Field(default=500, ge=1)
+    #: Tests only: SIGKILL the process right after an outbox commit, before the push.
+    outbox_crash_after_commit: bool = False
+
     def redis_db_url(self, db: int) -> str:
         """``redis_url`` with its database number replaced by ``db``."""
         base = self.redis_url.split("?")[0].rstrip("/")

@@ -11,8 +11,10 @@ checked between tokens. Workflow stages go out as ``workflow.status-changed``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from celery import chain, chord, group, shared_task
@@ -22,8 +24,10 @@ import progress
 from progress.runtime import get_settings
 from workers import resources
 from workers.batching import ChapterUpdateBatcher
+from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
-from workers.notify import chapters_updated, move_novel
+from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
+from workers.outbox import dispatch_pending
 from workers.pipeline import percent, plan_chapters, summarize
 from workers.watchdog import watch_running_tasks
 
@@ -124,8 +128,7 @@ def _write_chapter(task_id: str, novel_id: str, number: int, prompt: str, stage:
     verb = "Writing" if stage == "drafting" else "Revising"
     words = _generate(task_id, novel_id, prompt, target, stage, f"{verb} chapter {number}")
     text = " ".join(words)
-    resources.novels().save_chapter(novel_id, number, text, summarize(text))
-    chapters_updated(novel_id, [number])
+    save_chapter_and_announce(novel_id, number, text, summarize(text))
     return text
 
 
@@ -197,10 +200,43 @@ def revise_chapters(
     return {"summary": f"{len(numbers)} chapters revised"}
 
 
+_watchdog_running = threading.Lock()
+
+
 @shared_task(name="workers.watchdog")
 def watchdog() -> dict[str, int]:
-    """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost)."""
-    return watch_running_tasks(resources.progress_store(), get_settings().heartbeat_seconds)
+    """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost).
+
+    Runs in one process never overlap: a slow run could otherwise publish ``stalled`` for a
+    task after a later run had already declared it lost.
+    """
+    if not _watchdog_running.acquire(blocking=False):
+        return {"stalled": 0, "lost": 0}
+    try:
+        return watch_running_tasks(resources.progress_store(), get_settings().heartbeat_seconds)
+    finally:
+        _watchdog_running.release()
+
+
+@shared_task(name="workers.outbox_dispatch")
+def outbox_dispatch() -> dict[str, int]:
+    """Celery beat: push outbox rows still pending (a crashed pusher) or failed (retry)."""
+    current = resources.settings()
+    pushed = dispatch_pending(
+        resources.audit_log(),
+        resources.progress_store(),
+        current.outbox_grace_seconds,
+        current.outbox_max_attempts,
+    )
+    return {"pushed": pushed}
+
+
+@shared_task(name="workers.audit_retention")
+def audit_retention() -> dict[str, int]:
+    """Celery beat: delete audit rows older than the retention, in short batches."""
+    current = resources.settings()
+    cutoff = utcnow_naive() - timedelta(days=current.audit_retention_days)
+    return {"deleted": resources.audit_log().delete_before(cutoff, current.audit_delete_batch)}
 
 
 @shared_task(name="workers.mark_novel_failed")

@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import progress
-from progress.events import TaskFailed, TaskStalled
+from progress.events import EventEnvelope, TaskFailed, TaskStalled
 from progress.redis_store import RedisEventStore
+from progress.runtime import get_store
 
 STALL_AFTER = 3
 FAIL_AFTER = 6
@@ -25,9 +25,14 @@ WORKER_LOST_SUGGESTION = (
 
 
 def watch_running_tasks(store: RedisEventStore, heartbeat_seconds: float) -> dict[str, int]:
-    """Report silent tasks; return how many were declared stalled and lost."""
+    """Report silent tasks; return how many were declared stalled and lost.
+
+    Every event of a run is sent in one batch: the ``failed`` ones are important, so one
+    outbox commit carries them all however many tasks went silent at once.
+    """
     now = time.time()
-    stalled = lost = 0
+    found: list[EventEnvelope] = []
+    lost: list[tuple[str, str]] = []
     for user_id, task_id, last_ms in store.quiet_tasks(STALL_AFTER * heartbeat_seconds):
         silent = now - last_ms / 1000
         snapshot = store.task_snapshot(user_id, task_id)
@@ -37,7 +42,7 @@ def watch_running_tasks(store: RedisEventStore, heartbeat_seconds: float) -> dic
             "novel_id": snapshot.novel_id if snapshot else None,
         }
         if silent >= FAIL_AFTER * heartbeat_seconds:
-            progress.publish(
+            found.append(
                 TaskFailed(
                     **envelope,
                     error_type="WorkerLost",
@@ -47,15 +52,17 @@ def watch_running_tasks(store: RedisEventStore, heartbeat_seconds: float) -> dic
                     attempt=snapshot.attempt if snapshot else 1,
                 )
             )
-            store.forget_running(user_id, task_id)
-            lost += 1
+            lost.append((user_id, task_id))
         elif snapshot is None or snapshot.status != "stalled":
-            progress.publish(
+            found.append(
                 TaskStalled(
                     **envelope,
                     last_seen_at=datetime.fromtimestamp(last_ms / 1000, UTC),
                     missed_heartbeats=max(1, int(silent // heartbeat_seconds)),
                 )
             )
-            stalled += 1
-    return {"stalled": stalled, "lost": lost}
+    if found:
+        get_store().append_many([(event, ()) for event in found])
+    for user_id, task_id in lost:
+        store.forget_running(user_id, task_id)
+    return {"stalled": len(found) - len(lost), "lost": len(lost)}

@@ -71,7 +71,9 @@ async def history(
 ) -> HistoryPage:
     """The caller's events after ``since_id``, oldest first, with the cursor to continue from."""
     since = Cursor.parse(since_id) if since_id else None
-    return await read_history(services.store, services.authorizer, principal, since, limit)
+    return await read_history(
+        services.store, services.authorizer, principal, since, limit, services.archive
+    )
 
 
 @router.get(

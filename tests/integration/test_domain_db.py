@@ -71,7 +71,7 @@ def test_migration_creates_the_tables_and_is_idempotent(database_url: str, engin
     assert ["novel_id", "number"] in unique
     with engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert [row.version_num for row in versions] == ["0001"]
+    assert [row.version_num for row in versions] == ["0002"]
 
 
 def test_novel_with_members_and_chapters_round_trips(sessions: sessionmaker[Session]) -> None:

@@ -70,6 +70,10 @@ def events(redis_url: str) -> Iterator[Events]:
     store.client.close()
 
 
+def of_type(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e["type"] == kind]
+
+
 def stages(events: list[dict]) -> list[str]:
     return [e["new_status"] for e in events if e["type"] == "workflow.status-changed"]
 
@@ -82,7 +86,15 @@ def test_create_novel_emits_workflow_and_content_events_to_readers_only(
         user_id, "s1", "The Tide", "A keeper and a storm", 3, [member]
     )
 
-    owner_events = events(user_id, lambda ev: "done" in stages(ev) or "failed" in stages(ev))
+    # review_novel's completed event is stored after its "done" stage (and, being important,
+    # after an SQL commit): wait for both.
+    owner_events = events(
+        user_id,
+        lambda ev: (
+            ("done" in stages(ev) and len(of_type(ev, "task.progress-completed")) >= 6)
+            or "failed" in stages(ev)
+        ),
+    )
 
     assert stages(owner_events) == ["outlining", "drafting", "reviewing", "done"]
     kinds = [e["type"] for e in owner_events]

@@ -85,3 +85,26 @@ def test_task_snapshot_follows_the_task(store: Store, user_id: str) -> None:
     assert snapshot.task_name == "outline"
     assert store.task_snapshot(f"{user_id}-x", "t1") is None
     assert [s.task_id for s in store.recent_tasks(user_id)] == ["t1"]
+
+
+def test_an_important_event_pushed_twice_is_stored_and_published_once(
+    store: Store, user_id: str
+) -> None:
+    member = f"{user_id}-member"
+    event = NovelCreated(user_id=user_id, novel_id="n1", title="Tide")
+
+    first = store.append(event, [member])
+    again = store.append(event, [member])
+
+    assert all(s.id for s in first)
+    assert [s.id for s in again] == ["", ""]
+    for reader in (user_id, member):
+        assert len(store.read_after(user_stream(reader), "0-0", 10)) == 1
+
+
+def test_unimportant_events_are_never_deduplicated(store: Store, user_id: str) -> None:
+    update = TaskUpdated(user_id=user_id, task_id="t", percent=5)
+
+    store.append_many([(update, ()), (update, ())])
+
+    assert len(store.read_after(user_stream(user_id), "0-0", 10)) == 2

@@ -1,0 +1,125 @@
+"""The outbox: important events are written to a durable journal before they are pushed.
+
+:class:`OutboxWriter` wraps any :class:`~progress.store.EventWriter`. For every batch it
+
+1. records the batch's important events in the :class:`Journal` (durably; idempotent on
+   ``event_id``, so a retried batch is recorded once),
+2. pushes the whole batch to the wrapped writer,
+3. tells the journal where each important event landed (``published``), or why the push
+   failed (``failed``), then re-raises so the caller's retry policy applies.
+
+A journal that cannot record (its database is down) does not stop the push: the event still
+goes live, it just is not durable; that is logged. Pushing a recorded event again (a dispatcher
+after a crash) is harmless: the store refuses an important event id it already appended.
+The SQL journal lives in ``workers.outbox``; this module knows no database.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from progress.events import EventEnvelope
+from progress.store import EventWriter, StoredEvent, streams_for
+
+log = logging.getLogger("progress.outbox")
+
+Outgoing = tuple[EventEnvelope, Sequence[str]]
+
+_MAX_REMEMBERED_FAILURES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a copy of an important event was stored: its stream and its id there."""
+
+    event_id: uuid.UUID
+    stream: str
+    id: str
+
+
+class Journal(Protocol):
+    """Durable record of important events and of their push."""
+
+    def record(self, batch: Sequence[Outgoing]) -> None:
+        """Store the events durably before returning; skip event ids already recorded."""
+        ...
+
+    def published(self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]) -> None:
+        """The events were pushed; ``placements`` says where (refused duplicates are absent)."""
+        ...
+
+    def failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
+        """The push of these events failed with ``reason``."""
+        ...
+
+
+def placements_of(batch: Sequence[Outgoing], stored: Sequence[StoredEvent]) -> list[Placement]:
+    """Where each important event of ``batch`` landed, from the writer's answer (same order)."""
+    found: list[Placement] = []
+    index = 0
+    for event, recipients in batch:
+        count = len(streams_for(event, recipients))
+        if event.important:
+            found += [
+                Placement(event.event_id, item.stream, item.id)
+                for item in stored[index : index + count]
+                if item.id
+            ]
+        index += count
+    return found
+
+
+class OutboxWriter:
+    """An EventWriter that journals important events before pushing them."""
+
+    def __init__(self, inner: EventWriter, journal: Journal) -> None:
+        self.inner = inner
+        self.journal = journal
+        #: Events whose push failed here and was journaled: the caller's retries of the same
+        #: batch (the sender retries for a few seconds) count as one attempt, not one each.
+        self._failing: set[uuid.UUID] = set()
+
+    def append(self, event: EventEnvelope, recipients: Sequence[str] = ()) -> list[StoredEvent]:
+        """Journal (if important), then store ``event`` in every stream it belongs to."""
+        return self.append_many([(event, recipients)])
+
+    def append_many(self, batch: Sequence[Outgoing]) -> list[StoredEvent]:
+        """Journal the important events of ``batch``, push the batch, record the outcome."""
+        important = [(event, recipients) for event, recipients in batch if event.important]
+        ids = [event.event_id for event, _ in important]
+        if important:
+            try:
+                self.journal.record(important)
+            except Exception:
+                log.exception("could not journal %d important events; pushing anyway", len(ids))
+        try:
+            stored = self.inner.append_many(batch)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            fresh = [event_id for event_id in ids if event_id not in self._failing]
+            if fresh:
+                self._report(lambda: self.journal.failed(fresh, reason))
+                if len(self._failing) > _MAX_REMEMBERED_FAILURES:
+                    self._failing.clear()
+                self._failing.update(fresh)
+            raise
+        if important:
+            self._failing.difference_update(ids)
+            self._report(lambda: self.journal.published(ids, placements_of(batch, stored)))
+        return stored
+
+    @staticmethod
+    def _report(call: Callable[[], None]) -> None:
+        # The push already happened (or failed); a journal error must not undo that.
+        try:
+            call()
+        except Exception:
+            log.exception("could not record the outcome of a push in the journal")
+
+    def close(self) -> None:
+        """Close the wrapped writer."""
+        self.inner.close()

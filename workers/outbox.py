@@ -1,0 +1,142 @@
+"""The SQL journal behind ``progress.outbox.OutboxWriter``, and the dispatcher that pushes
+what is still pending (after a crash, a restart, or a failed push).
+
+    task / publish ─▶ OutboxWriter ─▶ SqlJournal.record ─▶ (group) commit ─▶ push ─▶ published
+                                                       └─ crash here: row stays pending
+    worker start, beat every outbox_dispatch_seconds ─▶ dispatch_pending ─▶ push ─▶ published
+
+A re-push is harmless: the Redis store refuses an important event id it already appended.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from progress.outbox import Outgoing, Placement, placements_of
+from progress.store import EventWriter
+from workers.audit import AuditLog, AuditRecord
+from workers.db import utcnow_naive
+from workers.group_commit import GroupCommitter
+
+log = logging.getLogger("workers.outbox")
+
+
+Pushed = tuple[uuid.UUID, list[Placement]]
+
+
+class SqlJournal:
+    """``progress.outbox.Journal`` on the audit log.
+
+    With ``group_commit``, concurrent ``record`` calls share transactions (each still waits
+    for its commit), and ``published`` marks are batched in the background without waiting:
+    a mark lost in a crash only means one harmless re-push by the dispatcher.
+    """
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        group_commit: tuple[float, int] | None = None,
+        crash_after_commit: bool = False,
+    ) -> None:
+        self.audit = audit
+        self._committer: GroupCommitter[Outgoing] | None = None
+        self._marker: GroupCommitter[Pushed] | None = None
+        if group_commit is not None:
+            max_wait, max_batch = group_commit
+            self._committer = GroupCommitter(audit.record, max_wait, max_batch)
+            self._marker = GroupCommitter(self._mark_published, max_wait, max_batch)
+        self._crash_after_commit = crash_after_commit
+
+    def _mark_published(self, items: list[Pushed]) -> None:
+        try:
+            self.audit.mark_published(
+                [event_id for event_id, _ in items], [p for _, found in items for p in found]
+            )
+        except Exception:
+            log.exception("could not mark %d pushed events published", len(items))
+
+    def record(self, batch: Sequence[Outgoing]) -> None:
+        """Commit the events (sharing a transaction with concurrent callers if batching)."""
+        if self._committer is not None:
+            self._committer.submit(batch)
+        else:
+            self.audit.record(batch)
+        if self._crash_after_commit:
+            # Fault injection for tests (WORKER_OUTBOX_CRASH_AFTER_COMMIT): die between the
+            # commit and the push, the window the outbox exists for.
+            log.warning("outbox fault injection: SIGKILL after commit")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def published(self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]) -> None:
+        """Mark the events published and remember their stream ids."""
+        if self._marker is None:
+            self.audit.mark_published(event_ids, placements)
+            return
+        by_event: dict[uuid.UUID, list[Placement]] = {event_id: [] for event_id in event_ids}
+        for placement in placements:
+            by_event[placement.event_id].append(placement)
+        self._marker.defer(list(by_event.items()))
+
+    def failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
+        """Mark the events failed with ``reason`` (logged too)."""
+        log.error("push of %d important events failed: %s", len(event_ids), reason)
+        self.audit.mark_failed(event_ids, reason)
+
+    def close(self) -> None:
+        """Commit what is queued and stop the group-commit threads."""
+        for committer in (self._committer, self._marker):
+            if committer is not None:
+                committer.close()
+
+
+def push_records(audit: AuditLog, writer: EventWriter, records: Sequence[AuditRecord]) -> int:
+    """Push recorded events again and record the outcome; how many were pushed."""
+    if not records:
+        return 0
+    batch: list[Outgoing] = [(r.event, r.recipients) for r in records]
+    ids = [r.event.event_id for r in records]
+    try:
+        stored = writer.append_many(batch)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("re-push of %d important events failed: %s", len(ids), reason)
+        audit.mark_failed(ids, reason)
+        return 0
+    audit.mark_published(ids, placements_of(batch, stored))
+    return len(records)
+
+
+def dispatch_pending(
+    audit: AuditLog,
+    writer: EventWriter,
+    grace_seconds: float,
+    max_attempts: int,
+    batch_size: int = 500,
+) -> int:
+    """Push every row still pending after ``grace_seconds`` and every failed row with attempts
+    left, batch by batch, oldest first; how many were pushed."""
+    pushed = 0
+    older_than = utcnow_naive() - timedelta(seconds=grace_seconds)
+    seen: set[int] = set()
+    while True:
+        due = [
+            r for r in audit.due_for_push(older_than, max_attempts, batch_size) if r.id not in seen
+        ]
+        if not due:
+            return pushed
+        seen.update(r.id for r in due)
+        pushed += push_records(audit, writer, due)
+
+
+def resend(audit: AuditLog, writer: EventWriter, ids: Sequence[int] | None = None) -> int:
+    """Push the given rows (every failed row when ``ids`` is None) whatever their status."""
+    targets = list(ids) if ids is not None else audit.failed_ids()
+    pushed = 0
+    for start in range(0, len(targets), 500):
+        pushed += push_records(audit, writer, audit.get(targets[start : start + 500]))
+    return pushed

@@ -1,0 +1,44 @@
+"""Worker hooks of the outbox: journal important events in this worker, and push what a
+previous (crashed) process left pending as soon as the worker is ready."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import signals
+
+import progress
+from workers import resources
+from workers.outbox import dispatch_pending
+
+log = logging.getLogger("workers.outbox")
+
+
+def _use_outbox(**_: Any) -> None:
+    progress.configure(writer_factory=resources.outbox_writer)
+
+
+def _dispatch_left_over() -> None:
+    try:
+        pushed = dispatch_pending(
+            resources.audit_log(),
+            resources.progress_store(),
+            grace_seconds=0,
+            max_attempts=resources.settings().outbox_max_attempts,
+        )
+        log.info("outbox: pushed %d events left pending by an earlier process", pushed)
+    except Exception:
+        log.exception("outbox: start-up dispatch failed; the beat dispatcher will retry")
+
+
+def _dispatch_on_ready(**_: Any) -> None:
+    # Grace 0: a row another live worker is pushing right now is refused by the store's dedupe.
+    threading.Thread(target=_dispatch_left_over, name="outbox-startup", daemon=True).start()
+
+
+def connect_outbox_signals() -> None:
+    """Connect the hooks (idempotent)."""
+    signals.worker_init.connect(_use_outbox, weak=False, dispatch_uid="outbox.use")
+    signals.worker_ready.connect(_dispatch_on_ready, weak=False, dispatch_uid="outbox.ready")
