@@ -108,7 +108,15 @@ def _start(**_: object) -> None:
             log.error("could not start the metrics exporter: %s", exc)
 
 
+def _start_main(**_: object) -> None:
+    from workers import resources
+
+    # One count of the outbox table per worker is enough: the main process reports it.
+    set_outbox_pending_source(lambda: resources.audit_log().count_pending())
+    _start()
+
+
 def connect_exporters() -> None:
     """Start an exporter in the main worker process and in every prefork child."""
-    worker_init.connect(_start, weak=False, dispatch_uid="workers.metrics.main")
+    worker_init.connect(_start_main, weak=False, dispatch_uid="workers.metrics.main")
     worker_process_init.connect(_start, weak=False, dispatch_uid="workers.metrics.child")

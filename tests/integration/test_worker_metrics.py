@@ -95,6 +95,8 @@ def test_the_worker_exports_what_it_emitted_and_throttled(
     assert moved("progress_events_emitted_total", type="content.chapter-updated") == 1
     assert moved("progress_updates_throttled_total") >= 1  # 40 tokens in 0.1 s: held
     assert after[("progress_events_dropped_total", frozenset())] == 0
+    # every important event of the novel was pushed: nothing waits in the outbox table
+    assert after[("progress_outbox_pending", frozenset())] == 0
 
 
 def test_the_outbox_gauge_reads_its_source() -> None:
