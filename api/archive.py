@@ -60,6 +60,32 @@ class Archive:
             pushed += await self._push(records)
         return pushed
 
+    async def publish(self, batch: list[Outgoing]) -> None:
+        """Journal the important events of ``batch`` in SQL, then push the batch to Redis and
+        record the outcome: the API's own outbox, for what it sends (system notifications).
+
+        A journal that fails is logged and the batch is pushed anyway (as the workers do).
+        Raises StoreUnavailable when Redis is down; the journaled rows are then marked failed,
+        and the dispatcher or an operator's resend pushes them later.
+        """
+        important = [(event, recipients) for event, recipients in batch if event.important]
+        if important:
+            try:
+                await anyio.to_thread.run_sync(self.audit.record, important)
+            except Exception:
+                log.exception("could not journal %d important events; pushing anyway", len(batch))
+        event_ids = [event.event_id for event, _ in important]
+        try:
+            stored = await self._store.append_many(batch)
+        except Exception as exc:
+            if event_ids:
+                reason = f"{type(exc).__name__}: {exc}"
+                await anyio.to_thread.run_sync(self.audit.mark_failed, event_ids, reason)
+            raise
+        if event_ids:
+            placements = placements_of(batch, stored)
+            await anyio.to_thread.run_sync(self.audit.mark_published, event_ids, placements)
+
     async def _push(self, records: list[AuditRecord]) -> int:
         if not records:
             return 0

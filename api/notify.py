@@ -5,7 +5,8 @@
     python -m api.notify warning "Your session ends soon" --user u1 --session s1
     python -m api.notify --error high "Generation is slow" --scope "chapter generation"
 
-Writes to the Redis in ``REDIS_URL`` with the key prefix in ``PROGRESS_KEY_PREFIX``.
+Journals the events in the audit table of ``DATABASE_URL`` (the outbox), then writes them to the
+Redis in ``REDIS_URL`` with the key prefix in ``PROGRESS_KEY_PREFIX``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import sys
 from pydantic import ValidationError
 
 from api.notifications import ErrorRequest, NotificationRequest, Target, build_events
-from progress.redis_store import RedisEventStore, connect
-from progress.settings import ProgressSettings
+from workers import resources
 
 
 def parse(argv: list[str]) -> NotificationRequest | ErrorRequest:
@@ -52,13 +52,13 @@ def parse(argv: list[str]) -> NotificationRequest | ErrorRequest:
 def main(argv: list[str] | None = None) -> int:
     """Store and push the events; print their ids."""
     request = parse(sys.argv[1:] if argv is None else argv)
-    settings = ProgressSettings()
-    store = RedisEventStore(connect(settings.redis_url), settings.store_settings())
+    writer = resources.outbox_writer()  # journaled in SQL before the push, as workers do
     try:
         events = build_events(request)
-        store.append_many([(event, ()) for event in events])
+        writer.append_many([(event, ()) for event in events])
     finally:
-        store.close()
+        writer.close()
+        resources.close()
     for event in events:
         sys.stdout.write(f"{event.type} {event.event_id}\n")
     return 0

@@ -27,7 +27,11 @@ async def _send(
     services: Services, admin: AdminUser, request: NotificationRequest | ErrorRequest
 ) -> Sent:
     events = build_events(request)
-    await services.store.append_many([(event, ()) for event in events])
+    batch = [(event, ()) for event in events]
+    if services.archive is not None:
+        await services.archive.publish(batch)  # journaled in SQL first: survives a Redis loss
+    else:
+        await services.store.append_many(batch)
     services.metrics.notification_sent(events[0].type, level_of(request))
     log.warning(
         "%s sent (%s) to %s",

@@ -15,17 +15,30 @@ from progress.redis_server import RedisServer
 from tests.integration.test_sse_stream import open_stream
 from tests.servers import ApiServer
 from tests.sse_client import SseClient
+from workers.migrate import upgrade
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def servers(redis_server: RedisServer) -> Iterator[tuple[ApiServer, ApiServer]]:
+def database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('audit') / 'audit.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def servers(redis_server: RedisServer, database: str) -> Iterator[tuple[ApiServer, ApiServer]]:
     url = f"{redis_server.url}/0"
-    first = ApiServer(url, SSE_HEARTBEAT_SECONDS="1")
-    second = ApiServer(url, SSE_HEARTBEAT_SECONDS="1")
+    first = ApiServer(url, SSE_HEARTBEAT_SECONDS="1", DATABASE_URL=database)
+    second = ApiServer(url, SSE_HEARTBEAT_SECONDS="1", DATABASE_URL=database)
     with first, second:
         yield first, second
+
+
+def audited(api: ApiServer, event_id: str) -> dict:
+    rows = httpx.get(f"{api.url}/api/v1/admin/audit", headers=admin(api), timeout=5).json()
+    return next(row for row in rows["events"] if row["event_id"] == event_id)
 
 
 def admin(api: ApiServer) -> dict[str, str]:
@@ -69,6 +82,8 @@ def test_a_user_who_muted_info_gets_warnings_and_criticals_but_never_info(
         assert sent.status_code == 202
         last = notify(api, {"level": "critical", "message": "end"})
         assert last.status_code == 202
+        # journaled in the SQL audit before the push (issue 6), and marked published
+        assert audited(api, last.json()["event_ids"][0])["status"] == "published"
         chatty_stream.wait_for(lambda _: len(notices(chatty_stream)) == 6)
         metrics = httpx.get(f"{api.url}/metrics").text
         assert (
@@ -151,7 +166,7 @@ def test_only_admins_send_and_bad_bodies_are_refused(
 
 
 def test_the_cli_sends_a_notification(
-    servers: tuple[ApiServer, ApiServer], redis_server: RedisServer, user_id: str
+    servers: tuple[ApiServer, ApiServer], redis_server: RedisServer, database: str, user_id: str
 ) -> None:
     api, _ = servers
     stream = open_stream(api, api.jwt(user_id))
@@ -166,7 +181,7 @@ def test_the_cli_sends_a_notification(
                 "--user",
                 user_id,
             ],
-            env={**os.environ, "REDIS_URL": f"{redis_server.url}/0"},
+            env={**os.environ, "REDIS_URL": f"{redis_server.url}/0", "DATABASE_URL": database},
             capture_output=True,
             text=True,
             timeout=30,
@@ -177,6 +192,8 @@ def test_the_cli_sends_a_notification(
         events = stream.wait_for(lambda _: bool(stream.of_type("system.notification")))
         notice = next(e for e in events if e.event == "system.notification").json
         assert (notice["level"], notice["message"]) == ("critical", "Writing is paused")
+        # journaled in the SQL audit before the push (issue 6), and marked published
+        assert audited(api, notice["event_id"])["status"] == "published"
     finally:
         stream.close()
     bad = subprocess.run(
