@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import multiprocessing
 import os
 import secrets
@@ -42,7 +41,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from multiprocessing.connection import Connection as Pipe
-from multiprocessing.connection import wait as wait_pipes
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +52,9 @@ from bench_sse import (
     _code_version,
     _die_with_parent,
     _local_ports_to,
+    _percentile,
     _raise_fd_limit,
+    _receive,
     cpu_seconds,
     machine_busy_seconds,
     rss_kib,
@@ -344,32 +344,6 @@ def _read_responses(sock: Any, count: int) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # One target under one scenario
-
-
-def _percentile(values: Any, q: float) -> float | None:
-    if not len(values):
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))], 2)
-
-
-def _receive(pipes: list[Pipe], kind: str, timeout: float, check: Callable[[], None]) -> list[Any]:
-    got: dict[int, Any] = {}
-    deadline = time.monotonic() + timeout
-    while len(got) < len(pipes):
-        check()
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"clients did not send {kind!r} within {timeout} s")
-        for pipe in wait_pipes([p for i, p in enumerate(pipes) if i not in got], min(left, 1)):
-            index = pipes.index(pipe)  # type: ignore[arg-type]
-            try:
-                message = pipe.recv()  # type: ignore[union-attr]
-            except EOFError:
-                raise RuntimeError(f"client {index} exited before sending {kind!r}") from None
-            if message[0] == kind:
-                got[index] = message[1:] if len(message) > 2 else message[1]
-    return [got[i] for i in range(len(pipes))]
 
 
 def _max_by_second(occurred: Any, latency: Any) -> list[int]:
