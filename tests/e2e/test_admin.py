@@ -3,6 +3,7 @@ back, and sends system notifications that a writer's preferences filter at the s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -144,6 +145,8 @@ def test_a_writer_with_minimum_level_warning_gets_only_the_critical_notice(
     screenshot(writer_page, "21-writer-only-critical")
 
     page.get_by_role("link", name="Notifications").click()
+    # The admin page has a "System" region too: wait until the notification center replaced it.
+    expect(page).to_have_url(re.compile(r"/notifications$"))
     admin_system = page.get_by_role("region", name="System")
     expect(admin_system.get_by_text(critical)).to_be_visible()
     expect(admin_system.get_by_text(info)).to_be_visible()

@@ -100,6 +100,8 @@ def test_the_worker_exports_what_it_emitted_and_throttled(
 
 
 def test_the_outbox_gauge_reads_its_source() -> None:
+    # An in-process worker of another test may have set the process-wide source already.
+    set_outbox_pending_source(None)
     registry = make_registry()
     assert b"progress_outbox_pending" not in generate_latest(registry)
     set_outbox_pending_source(lambda: 42)
