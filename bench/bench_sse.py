@@ -122,6 +122,17 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / CLOCK_TICKS
 
 
+#: Every load client shares 127.0.0.1: per-IP rate limits and bans would refuse the ramp.
+LOOPBACK_LOAD_ENV = {
+    "SSE_RATE_TOKEN_IP_BURST": "1000000",
+    "SSE_RATE_STREAM_IP_BURST": "1000000",
+    "SSE_RATE_TOKEN_IP_PER_SECOND": "1000000",
+    "SSE_RATE_STREAM_IP_PER_SECOND": "1000000",
+    "SSE_BAN_AFTER_STRIKES": "1000000",
+    "SSE_MAX_CONNECTIONS_PER_INSTANCE": "100000",
+}
+
+
 class CpuMeter:
     """CPU share of a set of processes between :meth:`mark` and :meth:`percent`.
 
@@ -276,11 +287,7 @@ class ApiProcess:
             "SSE_HEARTBEAT_SECONDS": "30",
             # tokens are fetched before the ramp; a slow ramp must not outlive them
             "SSE_TOKEN_TTL_SECONDS": "900",
-            # every load client shares 127.0.0.1: per-IP rate limits would refuse the ramp
-            "SSE_RATE_TOKEN_IP_BURST": "1000000",
-            "SSE_RATE_STREAM_IP_BURST": "1000000",
-            "SSE_RATE_TOKEN_IP_PER_SECOND": "1000000",
-            "SSE_RATE_STREAM_IP_PER_SECOND": "1000000",
+            **LOOPBACK_LOAD_ENV,
             **extra_env,
         }
         self._log = tempfile.NamedTemporaryFile(prefix="bench-api-", suffix=".log", delete=False)

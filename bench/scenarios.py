@@ -49,6 +49,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sse import (
+    LOOPBACK_LOAD_ENV,
     _code_version,
     _die_with_parent,
     _local_ports_to,
@@ -124,6 +125,9 @@ class Server:
             "SSE_DEV_TOKENS_ENABLED": "true",
             "SSE_HEARTBEAT_SECONDS": "30",
             "SSE_TOKEN_TTL_SECONDS": "900",
+            **LOOPBACK_LOAD_ENV,
+            # The relay's own capacity is measured: every event must arrive, none coalesced.
+            "SSE_BACKPRESSURE_ENABLED": "false",
             **self.extra_env,
         }
         with self._log.open("wb") as log:
