@@ -34,6 +34,7 @@ from progress.cursor import (
     parse_stream_id,
 )
 from progress.errors import StoreUnavailable
+from progress.events import TERMINAL_TASK_TYPES
 from progress.keys import BROADCAST, user_stream
 from progress.redis_store import AsyncRedisEventStore
 from progress.store import StoredEvent
@@ -144,7 +145,7 @@ class UpdatePacer:
         ``item`` ends it."""
         key = self._key(item)
         held = self._held.pop(key, None)
-        if item.meta.type in TERMINAL_TYPES:
+        if item.meta.type in TERMINAL_TASK_TYPES:
             self._sent_at.pop(key, None)
         return held
 
@@ -161,11 +162,6 @@ class UpdatePacer:
         for key in ready:
             self._sent_at[key] = now
         return [self._held.pop(key) for key in ready]
-
-
-TERMINAL_TYPES = frozenset(
-    {"task.progress-completed", "task.progress-failed", "task.progress-cancelled"}
-)
 
 
 def _now() -> str:
