@@ -41,6 +41,10 @@ class Authorizer(Protocol):
         """True to deliver."""
         ...
 
+    def known(self, user_id: str, event: EventMeta) -> bool | None:
+        """The answer when it needs no I/O (the hub then writes the event at once), else None."""
+        ...
+
     def forget(self, user_id: str, novel_id: str) -> None:
         """Access of ``user_id`` to ``novel_id`` changed: drop what was cached."""
         ...
@@ -93,17 +97,26 @@ class NovelMembershipAuthorizer:
         # Bumped by forget(): an answer read before a revocation must not be cached after it.
         self._generation = 0
 
-    async def may_receive(self, user_id: str, event: EventMeta) -> bool:
-        """True to deliver ``event`` to ``user_id``."""
+    def known(self, user_id: str, event: EventMeta) -> bool | None:
+        """The answer without I/O: own events and broadcasts, non-content events, a fresh
+        cached membership; None when the novel's readers must be read."""
         if event.audience == "broadcast" or event.user_id == user_id:
             return True
         if not event.type.startswith("content.") or event.novel_id is None:
             return False
-        key = (user_id, event.novel_id)
-        cached = self._cache.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
+        cached = self._cache.get((user_id, event.novel_id))
+        if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        return None
+
+    async def may_receive(self, user_id: str, event: EventMeta) -> bool:
+        """True to deliver ``event`` to ``user_id``."""
+        answer = self.known(user_id, event)
+        if answer is not None:
+            return answer
+        assert event.novel_id is not None  # known() answers for events without a novel
+        key = (user_id, event.novel_id)
+        now = time.monotonic()
         generation = self._generation
         allowed = await self._access.may_read(user_id, event.novel_id)
         if generation == self._generation:

@@ -1,9 +1,12 @@
 """One open SSE stream: its bounded queue of live events and the frames it writes.
 
-The hub (``api.fanout``) calls :meth:`Connection.offer` from its one reader task; the stream's
-own generator (:meth:`Connection.frames`) is the only consumer. A full queue first loses
-superseded progress updates of the same task (the newest stays); if still full, the connection
-is closed with a ``reconnect`` hint and the client resumes from its cursor, losing nothing.
+The hub (``api.fanout``) calls :meth:`Connection.offer` from its one reader task. While the
+stream's task is parked with nothing queued, and the event can be decided without I/O, ``offer``
+writes its frame straight to the socket (``api.sse_response.DirectWriter``): no queue, no task
+wake-up, no trip through the ASGI send chain. Otherwise the event is queued and the stream's own
+generator (:meth:`Connection.frames`) writes it. A full queue first loses superseded progress
+updates of the same task (the newest stays); if still full, the connection is closed with a
+``reconnect`` hint and the client resumes from its cursor, losing nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from api.archive import Archive
 from api.authz import Authorizer, EventMeta
 from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
 from api.security import Principal
+from api.sse_response import DirectWriter, current_writer
 from progress.cursor import (
     ZERO_ID,
     Cursor,
@@ -149,6 +153,11 @@ class UpdatePacer:
             self._sent_at.pop(key, None)
         return held
 
+    @property
+    def holding(self) -> bool:
+        """True while some update is held."""
+        return bool(self._held)
+
     def wait(self, now: float) -> float:
         """Seconds until the next held update is due (infinity when none is held)."""
         if not self._held:
@@ -224,6 +233,12 @@ class Connection:
         self._from_archive: set[str] = set()
         self._queue: deque[Delivery | Signal] = deque()
         self._wake = asyncio.Event()
+        #: Set once the response head went out, when the server allows direct writes.
+        self._writer: DirectWriter | None = None
+        #: True while the stream's task waits for work (no send of this stream is under way).
+        self._parked = False
+        self._last_sent = time.time()
+        self._notice_at = principal.expires_at - options.expiry_notice_seconds
         self._overflowed = False
         self._prepared: list[bytes] = []
         self._updates = UpdatePacer(progress_interval)
@@ -242,6 +257,9 @@ class Connection:
         """
         if self._overflowed:
             return
+        if self._parked and not self._queue and isinstance(item, Delivery):
+            if self._deliver_now(item):
+                return
         if isinstance(item, Delivery) and len(self._queue) >= self._options.queue_size:
             self._coalesce()
             if len(self._queue) >= self._options.queue_size:
@@ -272,11 +290,47 @@ class Connection:
         if self.observer is not None and before > len(kept):
             self.observer.coalesced("queue", before - len(kept))
 
-    async def _allowed(self, meta: EventMeta) -> bool:
+    def _deliver_now(self, item: Delivery) -> bool:
+        """Write ``item`` from the hub's call; False when the stream's task must handle it
+        (an access check needing I/O, a lost history, the expiry notice due, a busy socket)."""
+        writer = self._writer
+        if writer is None or not writer.writable:
+            return False
+        now = time.time()
+        if now >= self._notice_at:
+            return False
+        if not self._is_new(item):
+            return True
+        position = self.cursor.positions.get(item.stream)
+        if position is not None and position.epoch != item.epoch:
+            return False
+        allowed = self._allowed_now(item.meta)
+        if allowed is None:
+            return False
+        if not allowed:
+            self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+            return True
+        had_held = self._updates.holding
+        frames = self._frames_of(item, now)
+        if frames:
+            writer.write(b"".join(data for data, _ in frames))
+            self._last_sent = now
+            self._observe(frames)
+        if self._updates.holding and not had_held:
+            self._wake.set()  # the task's timer must now also cover the held update
+        return True
+
+    def _allowed_now(self, meta: EventMeta) -> bool | None:
         if meta.audience == "session" and meta.session_id != self.principal.session_id:
             return False
         if not self.preferences.allows(meta):
             return False
+        return self._authorizer.known(self.principal.user_id, meta)
+
+    async def _allowed(self, meta: EventMeta) -> bool:
+        allowed = self._allowed_now(meta)
+        if allowed is not None:
+            return allowed
         return await self._authorizer.may_receive(self.principal.user_id, meta)
 
     def _is_new(self, item: Delivery) -> bool:
@@ -287,7 +341,7 @@ class Connection:
             return True
         return id_after(item.id, position.last_id)
 
-    async def _event_frame(self, item: StoredEvent | Delivery, meta: EventMeta) -> bytes:
+    def _event_frame(self, item: StoredEvent | Delivery, meta: EventMeta) -> bytes:
         self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
         self.delivered += 1
         return frame(meta.type, item.data, self.cursor.format())
@@ -384,7 +438,7 @@ class Connection:
             if self._from_archive and _event_id(item.data) in self._from_archive:
                 self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
             elif await self._allowed(meta):
-                chunks.append(await self._event_frame(item, meta))
+                chunks.append(self._event_frame(item, meta))
             else:
                 self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
         return chunks
@@ -435,30 +489,41 @@ class Connection:
 
     async def _live(self) -> AsyncIterator[bytes]:
         beat_every = self._options.heartbeat_seconds
-        notice_at = self.principal.expires_at - self._options.expiry_notice_seconds
+        notice_at = self._notice_at
+        self._writer = current_writer.get()
         while True:
             if not self._queue and not self._overflowed:
                 now = time.time()
-                timeout = min(beat_every, max(0.0, notice_at - now), self._updates.wait(now))
+                timeout = min(
+                    self._last_sent + beat_every - now, notice_at - now, self._updates.wait(now)
+                )
                 self._wake.clear()
+                self._parked = True
                 try:
                     # asyncio.timeout, not wait_for: no extra task per wait
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout(max(0.0, timeout)):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
-            if time.time() >= notice_at:
+                finally:
+                    self._parked = False
+            now = time.time()
+            if now >= notice_at:
                 self.close_reason = "token_expiring"
                 yield self._expiring_frame()
                 return
             if not self._queue and not self._overflowed:
-                due = self._updates.due(time.time())
-                for held in due:
-                    yield await self._held_frame(held)
-                    if self.observer is not None:
-                        self.observer.delivered(held.meta)
-                if not due:
+                # A timer or a wake-up with nothing queued: held updates that are due, and a
+                # heartbeat after ``beat_every`` of silence (direct writes count as sound).
+                due = [(self._held_frame(held), held.meta) for held in self._updates.due(now)]
+                if due:
+                    yield b"".join(data for data, _ in due)
+                    self._observe(due)
+                elif now - self._last_sent >= beat_every - 0.001:
                     yield frame("heartbeat", orjson.dumps({"server_time": _now()}))
+                else:
+                    continue
+                self._last_sent = time.time()
                 continue
             while self._queue or self._overflowed:
                 if self._overflowed:
@@ -484,6 +549,7 @@ class Connection:
                     yield chunk
                 if time.time() >= notice_at:
                     break
+            self._last_sent = time.time()
 
     async def _deliver(self, item: Delivery) -> AsyncIterator[bytes]:
         if not self._is_new(item):
@@ -498,20 +564,29 @@ class Connection:
         if not await self._allowed(item.meta):
             self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
             return
-        if item.meta.type == "task.progress-updated":
-            if not self._updates.admit(item, time.time()):
-                return
-        else:
-            held = self._updates.take(item)
-            if held is not None:
-                yield await self._held_frame(held)
-                if self.observer is not None:
-                    self.observer.delivered(held.meta)
-        yield await self._event_frame(item, item.meta)
-        if self.observer is not None:
-            self.observer.delivered(item.meta)
+        frames = self._frames_of(item, time.time())
+        if frames:
+            yield b"".join(data for data, _ in frames)
+            self._observe(frames)
 
-    async def _held_frame(self, item: Delivery) -> bytes:
+    def _frames_of(self, item: Delivery, now: float) -> list[tuple[bytes, EventMeta]]:
+        """The frames an allowed live event turns into: none while the pacer holds it; the
+        task's held update first when one is waiting."""
+        if item.meta.type == "task.progress-updated":
+            if not self._updates.admit(item, now):
+                return []
+            return [(self._event_frame(item, item.meta), item.meta)]
+        held = self._updates.take(item)
+        frames = [] if held is None else [(self._held_frame(held), held.meta)]
+        frames.append((self._event_frame(item, item.meta), item.meta))
+        return frames
+
+    def _observe(self, frames: list[tuple[bytes, EventMeta]]) -> None:
+        if self.observer is not None:
+            for _, meta in frames:
+                self.observer.delivered(meta)
+
+    def _held_frame(self, item: Delivery) -> bytes:
         """A progress update held back by the pacer; no ``id:`` once later events moved the
         cursor past it, so the client's resume point never goes backwards."""
         self.delivered += 1

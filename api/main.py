@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from api.authz import Authorizer
 from api.errors import install_error_handlers
@@ -30,7 +31,17 @@ from api.routes import (
 )
 from api.services import ApiServices
 from api.settings import ApiSettings
-from api.sse_response import supervise_streams
+from api.sse_response import SERVER_SEND, supervise_streams
+
+
+class RealtimeApp(FastAPI):
+    """FastAPI that keeps the server's own ``send`` in the scope, so event streams can write
+    their frames straight to the transport (``api.sse_response.DirectWriter``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -64,7 +75,7 @@ def create_app(
             freezer.cancel()
             await services.close()
 
-    app = FastAPI(
+    app = RealtimeApp(
         title="InfiniteScribe Realtime",
         version="0.1.0",
         description="Live progress of AI creation tasks over Server-Sent Events.",

@@ -15,6 +15,11 @@ a vanished client:
   cleanup runs: detach from the hub, release the lease);
 - HEAD gets the head and an empty body, never a stream.
 
+Frames of live events usually skip all of that: while a stream's task is parked waiting for
+events, the hub writes the next event's frame straight to uvicorn's transport through the
+stream's :class:`DirectWriter` (see ``Connection.offer``); the task only wakes for what needs it
+(heartbeats, control signals, a socket that stopped taking data at once).
+
 Shutdown is watched by the same loop, once per process, not once per stream: when uvicorn
 begins to exit, ``shutdown_event`` is set (the app then sends ``server.restart`` to every
 stream) and streams still open after ``grace`` seconds are cancelled.
@@ -25,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
+from typing import Any
 
 import anyio
 from starlette.responses import Response
@@ -36,6 +43,65 @@ except ImportError:  # pragma: no cover - sse-starlette is a dependency
     AppStatus = None  # type: ignore[assignment,misc]
 
 _MEDIA_TYPE = "text/event-stream"
+
+#: Scope key under which :class:`api.main.RealtimeApp` keeps the server's own ``send``, before
+#: the middleware wrap it: only that one leads to the transport.
+SERVER_SEND = "realtime.server_send"
+
+#: The writer of the response being streamed by the current task (None when the server is not
+#: uvicorn's HTTP/1.1 implementation).
+current_writer: ContextVar[DirectWriter | None] = ContextVar("current_writer", default=None)
+
+# What uvicorn's request cycles (httptools and h11) hold and DirectWriter relies on.
+_CYCLE_FIELDS = ("transport", "flow", "disconnected", "response_complete", "chunked_encoding")
+
+
+class DirectWriter:
+    """Writes frames of one chunked streaming response straight to uvicorn's transport.
+
+    This skips the ASGI ``send`` chain (each middleware's wrapper, uvicorn's checks) and the
+    wake-up of the stream's task: one ``transport.write`` per frame. Callers must use it only
+    while no ``send`` of the same response is under way, and only when :attr:`writable`:
+    otherwise the frame goes through the stream's task, which waits for the socket.
+    """
+
+    __slots__ = ("_cycle", "_transport")
+
+    def __init__(self, cycle: Any) -> None:
+        self._cycle = cycle
+        self._transport: asyncio.Transport = cycle.transport
+
+    @classmethod
+    def of(cls, send: Any) -> DirectWriter | None:
+        """The writer behind uvicorn's ``send`` once the head went out chunked; else None."""
+        cycle = getattr(send, "__self__", None)
+        if cycle is None or not all(hasattr(cycle, name) for name in _CYCLE_FIELDS):
+            return None
+        if cycle.chunked_encoding is not True:
+            return None
+        return cls(cycle)
+
+    @property
+    def writable(self) -> bool:
+        """True when the socket takes a frame now (open, and not paused by flow control)."""
+        cycle = self._cycle
+        return not (
+            cycle.disconnected
+            or cycle.response_complete
+            or cycle.flow.write_paused
+            or self._transport.is_closing()
+        )
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` as one HTTP/1.1 chunk.
+
+        A socket that breaks under the write loses the frame like any frame in flight: the
+        stream ends when the server notices, and the client resumes from its own cursor.
+        """
+        try:
+            self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        except (OSError, RuntimeError):
+            pass
 
 
 class OpenStreams:
@@ -96,6 +162,7 @@ class SseStream(Response):
             writing[task] = loop.time()
             await send(start)
             del writing[task]
+            current_writer.set(DirectWriter.of(scope.get(SERVER_SEND)))
             async for frame in self.frames:
                 writing[task] = loop.time()
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
