@@ -52,6 +52,10 @@ SERVER_SEND = "realtime.server_send"
 #: uvicorn's HTTP/1.1 implementation).
 current_writer: ContextVar[DirectWriter | None] = ContextVar("current_writer", default=None)
 
+# Bytes waiting in the transport beyond which frames go through the stream's task, which
+# waits for the socket (asyncio's and uvloop's default high-water mark).
+_WRITE_BUFFER_LIMIT = 64 * 1024
+
 # What uvicorn's request cycles (httptools and h11) hold and DirectWriter relies on.
 _CYCLE_FIELDS = ("transport", "flow", "disconnected", "response_complete", "chunked_encoding")
 
@@ -90,6 +94,9 @@ class DirectWriter:
             or cycle.response_complete
             or cycle.flow.write_paused
             or self._transport.is_closing()
+            # uvloop pauses the protocol only when its loop turn ends; a burst written within
+            # one turn must not pile up past the mark meanwhile
+            or self._transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT
         )
 
     def write(self, data: bytes) -> None:

@@ -12,10 +12,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from progress.events import TaskCompleted, TaskUpdated
+from progress.events import TaskCompleted, TaskRetrying, TaskUpdated
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
-from tests.integration.test_sse_faults import api_server, big_updates, drain, stuck_stream
+from tests.integration.test_sse_faults import (
+    STUCK_MESSAGE,
+    api_server,
+    big_updates,
+    drain,
+    stuck_stream,
+)
 from tests.integration.test_sse_stream import open_stream
 from tests.servers import ApiServer
 from tests.sse_client import SseClient
@@ -73,6 +79,23 @@ def flood_until(store: RedisEventStore, user: str, done: Callable[[], bool]) -> 
         if done():
             return
     raise AssertionError("3,000 big events did not get there")
+
+
+def big_retries(user: str, start: int, count: int) -> list[tuple[TaskRetrying, tuple[()]]]:
+    """Big retries of distinct tasks: backpressure holds only progress updates."""
+    return [
+        (
+            TaskRetrying(
+                user_id=user,
+                task_id=f"r{n}",
+                error_type="Timeout",
+                message=STUCK_MESSAGE,
+                attempt=1,
+            ),
+            (),
+        )
+        for n in range(start, start + count)
+    ]
 
 
 def percents_of(client: SseClient) -> list[float]:
@@ -246,10 +269,10 @@ def test_a_slow_client_is_counted_and_saturation_is_shown_until_it_is_gone(
             ]
             assert percents_of(watching) == [1, 10]
             assert value(scrape(api), "sse_progress_coalesced_total", where="relay") == 10
-            # distinct tasks, nothing to coalesce: past its queue of 400 it is closed as a
-            # slow client, which it learns once it reads again
+            # events that are never held or coalesced (retries of distinct tasks): past its
+            # queue of 400 it is closed as a slow client, which it learns once it reads again
             for start in range(1000, 1600, 10):
-                store.append_many(big_updates(stuck_user, start, 10))
+                store.append_many(big_retries(stuck_user, start, 10))
                 time.sleep(0.01)
             _, ended = drain(stuck, time.monotonic() + 15)
             assert ended
