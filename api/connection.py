@@ -173,6 +173,15 @@ class UpdatePacer:
         return [self._held.pop(key) for key in ready]
 
 
+#: The pacer of every stream that asked for no pacing: it never holds anything, so one serves all.
+_UNPACED = UpdatePacer(0.0)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -232,7 +241,8 @@ class Connection:
         #: Ids of events replayed from the SQL archive: not sent again from Redis or live.
         self._from_archive: set[str] = set()
         self._queue: deque[Delivery | Signal] = deque()
-        self._wake = asyncio.Event()
+        #: Resolved to wake the stream's task while it is parked (with a timer for beats).
+        self._waiter: asyncio.Future[None] | None = None
         #: Set once the response head went out, when the server allows direct writes.
         self._writer: DirectWriter | None = None
         #: True while the stream's task waits for work (no send of this stream is under way).
@@ -241,7 +251,7 @@ class Connection:
         self._notice_at = principal.expires_at - options.expiry_notice_seconds
         self._overflowed = False
         self._prepared: list[bytes] = []
-        self._updates = UpdatePacer(progress_interval)
+        self._updates = UpdatePacer(progress_interval) if progress_interval > 0 else _UNPACED
         self.delivered = 0
         self.connected_at = time.monotonic()
         self.observer = observer
@@ -265,10 +275,10 @@ class Connection:
             if len(self._queue) >= self._options.queue_size:
                 self._overflowed = True
                 self._queue.clear()
-                self._wake.set()
+                self._wake()
                 return
         self._queue.append(item)
-        self._wake.set()
+        self._wake()
 
     @property
     def queue_depth(self) -> int:
@@ -289,6 +299,26 @@ class Connection:
         self._queue = kept
         if self.observer is not None and before > len(kept):
             self.observer.coalesced("queue", before - len(kept))
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _park(self, timeout: float) -> None:
+        """Wait until woken or ``timeout`` seconds passed; direct writes happen meanwhile."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        # A bare timer and future: an asyncio.Event plus asyncio.timeout cost about 1 KiB
+        # more per idle stream.
+        timer = loop.call_later(timeout, _resolve, waiter)
+        self._parked = True
+        try:
+            await waiter
+        finally:
+            self._parked = False
+            self._waiter = None
+            timer.cancel()
 
     def _deliver_now(self, item: Delivery) -> bool:
         """Write ``item`` from the hub's call; False when the stream's task must handle it
@@ -317,7 +347,7 @@ class Connection:
             self._last_sent = now
             self._observe(frames)
         if self._updates.holding and not had_held:
-            self._wake.set()  # the task's timer must now also cover the held update
+            self._wake()  # the task's timer must now also cover the held update
         return True
 
     def _allowed_now(self, meta: EventMeta) -> bool | None:
@@ -497,16 +527,7 @@ class Connection:
                 timeout = min(
                     self._last_sent + beat_every - now, notice_at - now, self._updates.wait(now)
                 )
-                self._wake.clear()
-                self._parked = True
-                try:
-                    # asyncio.timeout, not wait_for: no extra task per wait
-                    async with asyncio.timeout(max(0.0, timeout)):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
-                finally:
-                    self._parked = False
+                await self._park(max(0.0, timeout))
             now = time.time()
             if now >= notice_at:
                 self.close_reason = "token_expiring"

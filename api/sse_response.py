@@ -28,6 +28,7 @@ stream) and streams still open after ``grace`` seconds are cancelled.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
@@ -122,6 +123,8 @@ class OpenStreams:
         self.tasks: set[asyncio.Task[None]] = set()
         self.writing: dict[asyncio.Task[None], float] = {}
         self.timed_out: set[asyncio.Task[None]] = set()
+        #: Streams whose client disconnected (their cancellation is a normal end).
+        self.gone: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -138,6 +141,18 @@ class OpenStreams:
             task.cancel()
 
 
+@functools.lru_cache(maxsize=32)
+def _response_head(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """The header pairs of a stream response, built once for every stream with these headers
+    (Starlette builds about ten objects per response)."""
+    pairs = (
+        ("connection", "keep-alive"),
+        *headers,
+        ("content-type", f"{_MEDIA_TYPE}; charset=utf-8"),
+    )
+    return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in pairs)
+
+
 class SseStream(Response):
     """Streams ``frames`` (ready-made SSE bytes) to one client."""
 
@@ -150,7 +165,12 @@ class SseStream(Response):
         self.status_code = 200
         self.background = None
         self.streams = streams
-        self.init_headers({"Connection": "keep-alive", **headers})
+        self.head = _response_head(tuple(headers.items()))
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
+        """A fresh list (middleware may edit it) of the shared header pairs."""
+        return list(self.head)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
@@ -161,8 +181,7 @@ class SseStream(Response):
             return
         task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
         loop = asyncio.get_running_loop()
-        gone = asyncio.Event()
-        listener = loop.create_task(_until_disconnect(receive, task, gone))
+        listener = loop.create_task(_until_disconnect(receive, task, self.streams.gone))
         writing = self.streams.writing
         self.streams.tasks.add(task)
         try:
@@ -177,7 +196,7 @@ class SseStream(Response):
             writing[task] = loop.time()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not gone.is_set() and task not in self.streams.timed_out:
+            if task not in self.streams.gone and task not in self.streams.timed_out:
                 raise  # cancelled from outside (shutdown grace over, server stopping)
             # the client went away, or a write stuck for send_timeout (the client resumes
             # from its cursor later): a normal end of a stream
@@ -188,6 +207,7 @@ class SseStream(Response):
             writing.pop(task, None)
             self.streams.tasks.discard(task)
             self.streams.timed_out.discard(task)
+            self.streams.gone.discard(task)
             listener.cancel()
             await self._close_frames()
 
@@ -199,12 +219,12 @@ class SseStream(Response):
 
 
 async def _until_disconnect(
-    receive: Receive, stream: asyncio.Task[None], gone: asyncio.Event
+    receive: Receive, stream: asyncio.Task[None], gone: set[asyncio.Task[None]]
 ) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            gone.set()
+            gone.add(stream)
             stream.cancel()
             return
 
