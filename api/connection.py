@@ -593,6 +593,8 @@ class Connection:
     def _frames_of(self, item: Delivery, now: float) -> list[tuple[bytes, EventMeta]]:
         """The frames an allowed live event turns into: none while the pacer holds it; the
         task's held update first when one is waiting."""
+        if self._updates is _UNPACED:
+            return [(self._event_frame(item, item.meta), item.meta)]
         if item.meta.type == "task.progress-updated":
             if not self._updates.admit(item, now):
                 return []

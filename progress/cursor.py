@@ -12,6 +12,7 @@ silently skipping events.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,9 +36,14 @@ def parse_stream_id(value: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+# The relay compares every live event's id with each recipient's cursor: a broadcast's id is
+# parsed once for all of them, and a cursor's id was the previous event's.
+_cached_stream_id = functools.lru_cache(maxsize=4096)(parse_stream_id)
+
+
 def id_after(a: str, b: str) -> bool:
     """True when stream id ``a`` comes strictly after ``b``."""
-    return parse_stream_id(a) > parse_stream_id(b)
+    return _cached_stream_id(a) > _cached_stream_id(b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,7 @@ class Cursor:
 
     def format(self) -> str:
         """The opaque string sent as the SSE ``id:``."""
-        parts = (f"{name}~{pos.epoch}~{pos.last_id}" for name, pos in self.positions.items())
+        parts = [f"{name}~{pos.epoch}~{pos.last_id}" for name, pos in self.positions.items()]
         return ",".join((_VERSION, *parts))
 
     @classmethod
