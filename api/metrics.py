@@ -68,9 +68,9 @@ class LoadView(Protocol):
 class LatencyTally:
     """A histogram kept as plain numbers, exported at scrape time.
 
-    The relay records one sample per event per recipient (40,000 a second in a broadcast);
-    prometheus-client's ``Histogram.observe`` and ``Counter.inc`` take a lock each and cost
-    about 7 us together, more than writing the frame.
+    The relay records a sample per event read and one per event per recipient (40,000 a
+    second in a broadcast); prometheus-client's ``Histogram.observe`` and ``Counter.inc`` take
+    a lock each and cost about 7 us together, more than writing the frame.
     """
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
@@ -110,6 +110,13 @@ class _DeliveryCollector(Collector):
         for group, tally in sorted(self._metrics.latency_by_group.items()):
             latency.add_metric([group], tally.buckets(), tally.total)
         yield latency
+        lag = self._metrics.fanout_lag
+        yield HistogramMetricFamily(
+            "sse_fanout_lag_seconds",
+            "Event occurred_at to received by this instance's hub",
+            buckets=lag.buckets(),
+            sum_value=lag.total,
+        )
 
 
 class _StateCollector(Collector):
@@ -188,12 +195,6 @@ class ApiMetrics:
             ["instance_id"],
             registry=r,
         ).labels(instance_id)
-        self._fanout_lag = Histogram(
-            "sse_fanout_lag_seconds",
-            "Event occurred_at to received by this instance's hub",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
         self._coalesced = Counter(
             "sse_progress_coalesced",
             "Progress updates not relayed because a newer one of the task replaced them",
@@ -232,6 +233,7 @@ class ApiMetrics:
         self.recent_latency: deque[float] = deque(maxlen=_RECENT_SAMPLES)
         self.relayed_by_type: TypeCounter[str] = TypeCounter()
         self.latency_by_group: dict[str, LatencyTally] = {}
+        self.fanout_lag = LatencyTally(LATENCY_BUCKETS)
         r.register(_DeliveryCollector(self))
 
     def watch(self, view: LoadView) -> None:
@@ -274,7 +276,7 @@ class ApiMetrics:
     def routed(self, meta: EventMeta) -> None:
         """The hub received a live event."""
         if meta.occurred_at is not None:
-            self._fanout_lag.observe(max(0.0, time.time() - meta.occurred_at))
+            self.fanout_lag.observe(max(0.0, time.time() - meta.occurred_at))
 
     def coalesced(self, where: str, count: int = 1) -> None:
         """``count`` progress updates were superseded (``where``: ``relay`` or ``queue``)."""
