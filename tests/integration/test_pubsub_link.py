@@ -13,7 +13,12 @@ import redis
 import uvloop
 
 from api.pubsub_link import LinkLost, PubSubLink, RedisAddress, Replies
+from progress.events import TaskUpdated
+from progress.keys import KeyLayout, user_stream
 from progress.redis_server import RedisServer, find_redis_server
+from progress.redis_store import RedisEventStore, connect
+from tests.integration.test_sse_stream import open_stream, updates
+from tests.servers import ApiServer
 
 pytestmark = pytest.mark.integration
 
@@ -217,3 +222,21 @@ def test_a_unix_socket_url_connects(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(5)
+
+
+def test_the_hub_drops_a_malformed_message_and_the_stream_goes_on(
+    redis_url: str, user_id: str
+) -> None:
+    store = RedisEventStore(connect(redis_url))
+    with ApiServer(redis_url) as api:
+        stream = open_stream(api, api.jwt(user_id))
+        try:
+            channel = KeyLayout("rt").channel(user_stream(user_id))
+            store.client.publish(channel, b"not an event")
+            store.append(TaskUpdated(user_id=user_id, task_id="t", percent=5))
+            events = stream.wait_for(lambda events: updates(events) == [5])
+            assert not [e for e in events if e.event in ("stream.reset", "reconnect")]
+        finally:
+            stream.close()
+        assert "dropped a malformed message" in api.log_text
+    store.client.close()
