@@ -190,6 +190,7 @@ class PubSubLink(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         replies: Replies = []
+        failure = None
         try:
             reply = reader.gets()
             while reply is not False:
@@ -198,19 +199,19 @@ class PubSubLink(asyncio.Protocol):
                 elif self._answer is not None and not self._answer.done():
                     self._answer.set_result(reply)
                 elif isinstance(reply, Exception):
-                    self._fail(f"Redis answered the pub/sub link with an error: {reply}")
-                    return
+                    failure = f"Redis answered the pub/sub link with an error: {reply}"
+                    break
                 reply = reader.gets()
         except hiredis.ProtocolError as exc:
-            self._fail(f"unreadable answer from Redis: {exc}")
-            return
-        if not replies:
-            return
-        try:
-            self._deliver(replies)
-        except Exception:
-            # The hub drops what it cannot route; a failure past that must not end the link.
-            log.exception("the pub/sub listener failed on %d replies", len(replies))
+            failure = f"unreadable answer from Redis: {exc}"
+        if replies:
+            try:
+                self._deliver(replies)
+            except Exception:
+                # The hub drops what it cannot route; a failure past that must not end the link.
+                log.exception("the pub/sub listener failed on %d replies", len(replies))
+        if failure is not None:
+            self._fail(failure)
 
     def _fail(self, reason: str) -> None:
         log.error("%s; closing the link", reason)
