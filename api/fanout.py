@@ -2,9 +2,10 @@
 
 Concurrency (all on the event loop, no threads):
 
-    reader task ── pubsub message ──▶ route ──▶ Backpressure.admit (progress updates held per
-                                                stream while saturated: api/backpressure.py)
-                                          ──▶ Connection.offer (bounded queues)
+    pub/sub link ── a batch per socket read ──▶ route ──▶ Backpressure.admit (progress updates
+    (api/pubsub_link.py)                          held per stream while saturated:
+                                                  api/backpressure.py)
+                                              ──▶ Connection.offer (bounded queues)
                  ◀─ subscribe confirmations resolve attach() waiters
     lease task  ── every lease/3 s, in slices of 100 ──▶ registry.refresh(leases)
     attach()    ── first local stream of a user ──▶ SUBSCRIBE its channel, wait for the ack
@@ -28,7 +29,6 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import orjson
-import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -36,6 +36,7 @@ from api.authz import Authorizer, EventMeta
 from api.backpressure import Backpressure
 from api.connection import Connection, Delivery, Signal, event_meta
 from api.preferences import NotificationPreferences
+from api.pubsub_link import PubSubLink, RedisAddress, Replies
 from api.realtime import ModeRule, RealtimeModeStore, mode_for
 from api.registry import ConnectionRegistry, Lease
 from progress.errors import StoreUnavailable
@@ -50,11 +51,11 @@ _IDLE_PROBE_SECONDS = 10.0
 
 
 class Hub:
-    """Local connections by user, one pub/sub reader, lease refreshing."""
+    """Local connections by user, one pub/sub link, lease refreshing."""
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        address: RedisAddress,
         registry: ConnectionRegistry,
         layout: KeyLayout,
         lease_seconds: float,
@@ -63,7 +64,7 @@ class Hub:
         backpressure: Backpressure | None = None,
         on_routed: Callable[[EventMeta], None] | None = None,
     ) -> None:
-        self._client = client
+        self._address = address
         self._modes = modes
         self.mode_rule = ModeRule()
         self.backpressure = backpressure
@@ -73,7 +74,7 @@ class Hub:
         self._registry = registry
         self._layout = layout
         self._lease_seconds = lease_seconds
-        self._pubsub: redis.asyncio.client.PubSub | None = None
+        self._link: PubSubLink | None = None
         self._by_user: dict[str, set[Connection]] = defaultdict(set)
         self._connections: dict[str, Connection] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
@@ -102,7 +103,7 @@ class Hub:
         return mode_for(user_id, self.mode_rule)
 
     async def start(self) -> None:
-        """Connect the pub/sub link and start the reader and lease tasks."""
+        """Connect the pub/sub link and start its watcher and the lease task."""
         await self._connect()
         await self._load_mode()
         self._tasks = [
@@ -119,9 +120,8 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, *_LINK_ERRORS):
                 await task
-        if self._pubsub is not None:
-            with contextlib.suppress(*_LINK_ERRORS):
-                await self._pubsub.aclose()
+        if self._link is not None:
+            self._link.close()
 
     def broadcast_shutdown(self) -> None:
         """Ask every stream to end with ``server.restart`` (deploys)."""
@@ -129,21 +129,15 @@ class Hub:
             connection.offer(Signal.SHUTDOWN)
 
     async def _connect(self) -> None:
-        if self._pubsub is not None:
+        if self._link is not None:
             # The old link is dead; closing it returns its socket (they would pile up).
-            with contextlib.suppress(*_LINK_ERRORS):
-                await self._pubsub.aclose()
-            self._pubsub = None
-        pubsub = self._client.pubsub(ignore_subscribe_messages=False)
+            self._link.close()
+            self._link = None
+        link = await PubSubLink.open(self._address, self._on_replies)
         channels = [self._layout.channel(BROADCAST), self._layout.control()]
         channels += [self._layout.channel(user_stream(user)) for user in self._by_user]
-        try:
-            await pubsub.subscribe(*channels)
-        except BaseException:
-            with contextlib.suppress(*_LINK_ERRORS):
-                await pubsub.aclose()
-            raise
-        self._pubsub = pubsub
+        link.subscribe(*channels)
+        self._link = link
         self._link_up.set()
 
     async def _load_mode(self) -> None:
@@ -174,9 +168,9 @@ class Hub:
             if first:
                 self._subscribed[user] = asyncio.get_running_loop().create_future()
                 self._waiters[channel].append(self._subscribed[user])
-                if self._pubsub is None or not self.link_up:
+                if self._link is None or not self.link_up:
                     raise StoreUnavailable("the pub/sub link to Redis is down")
-                await self._pubsub.subscribe(channel)
+                self._link.subscribe(channel)
             # A second stream of the user also waits until the channel is really subscribed.
             await asyncio.wait_for(asyncio.shield(self._subscribed[user]), 5.0)
         except (*_LINK_ERRORS, TimeoutError, KeyError, StoreUnavailable) as exc:
@@ -195,9 +189,9 @@ class Hub:
             return
         del self._by_user[user]
         self._subscribed.pop(user, None)
-        if self._pubsub is not None and self.link_up:
+        if self._link is not None and self.link_up:
             with contextlib.suppress(*_LINK_ERRORS):
-                await self._pubsub.unsubscribe(self._layout.channel(user_stream(user)))
+                self._link.unsubscribe(self._layout.channel(user_stream(user)))
 
     async def _read_forever(self) -> None:
         pause = 0.1
@@ -230,37 +224,24 @@ class Hub:
         log.info("pub/sub link back; %d streams catch up", len(self._connections))
 
     async def _read(self) -> None:
-        assert self._pubsub is not None
-        pubsub = self._pubsub
-        loop = asyncio.get_running_loop()
-        last_heard = loop.time()
-        while True:
-            # A bounded wait, then a PING when idle: a half-open TCP link would otherwise
-            # leave the reader waiting forever while every stream goes quiet.
-            message = await pubsub.get_message(timeout=_IDLE_PROBE_SECONDS)
-            if message is None:
-                if loop.time() - last_heard > 2 * _IDLE_PROBE_SECONDS:
-                    raise RedisConnectionError("the pub/sub link did not answer PING")
-                await pubsub.ping()
-                continue
-            last_heard = loop.time()
-            kind = message["type"]
-            if kind == "pong":
-                continue
-            channel = message["channel"].decode()
-            if kind == "message" and channel == self._control:
-                self._on_control(message["data"])
-            elif kind == "message":
+        assert self._link is not None
+        # PINGs an idle link: a half-open TCP link would otherwise leave the hub waiting
+        # forever while every stream goes quiet.
+        await self._link.watch(_IDLE_PROBE_SECONDS)
+
+    def _on_replies(self, replies: Replies) -> None:
+        for kind, channel_bytes, data in replies:
+            channel = channel_bytes.decode()
+            if kind == b"message" and channel == self._control:
+                self._on_control(data)
+            elif kind == b"message":
                 try:
-                    self._route(channel, message["data"])
+                    self._route(channel, data)
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error(
-                        "dropped a malformed message on %s (%s): %r",
-                        channel,
-                        exc,
-                        message["data"][:200],
+                        "dropped a malformed message on %s (%s): %r", channel, exc, data[:200]
                     )
-            elif kind == "subscribe":
+            elif kind == b"subscribe":
                 waiters = self._waiters.get(channel)
                 if waiters:
                     waiter = waiters.pop(0)

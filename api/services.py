@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 
 import anyio
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from api.archive import Archive
 from api.authz import Authorizer, EventMeta, NovelMembershipAuthorizer, RedisNovelAccess
@@ -21,6 +19,7 @@ from api.connection import StreamOptions
 from api.fanout import Hub
 from api.metrics import ApiMetrics
 from api.preferences import PreferenceStore
+from api.pubsub_link import RedisAddress
 from api.ratelimit import AbuseGuard, AbuseLimits, Rate
 from api.realtime import RealtimeModeStore
 from api.redis_batching import BatchingRedis
@@ -44,7 +43,6 @@ class ApiServices:
 
     settings: ApiSettings
     client: redis.asyncio.Redis
-    pubsub_client: redis.asyncio.Redis
     store: AsyncRedisEventStore
     tokens: TokenService
     registry: ConnectionRegistry
@@ -80,15 +78,6 @@ class ApiServices:
             max_connections=settings.redis_pool_size,
             client_class=BatchingRedis,
         )
-        # The hub notices a lost link itself and resyncs every stream; a silent reconnect
-        # inside redis-py would hide the gap, so the pub/sub client never retries.
-        # Large reads: under load the hub takes many messages per event-loop turn.
-        pubsub_client = connect_async(
-            settings.redis_url,
-            retry=Retry(NoBackoff(), 0),
-            socket_timeout=None,
-            socket_read_size=1 << 20,
-        )
         layout = KeyLayout(settings.key_prefix)
         registry = ConnectionRegistry(
             client,
@@ -109,7 +98,7 @@ class ApiServices:
             on_coalesced=lambda n: metrics.coalesced("relay", n),
         )
         hub = Hub(
-            pubsub_client,
+            RedisAddress.from_url(settings.redis_url),
             registry,
             layout,
             settings.lease_seconds,
@@ -123,7 +112,6 @@ class ApiServices:
         return cls(
             settings=settings,
             client=client,
-            pubsub_client=pubsub_client,
             store=store,
             archive=Archive(
                 open_audit_log(settings.database_url, settings.audit_encryption_keys), store
@@ -176,7 +164,6 @@ class ApiServices:
                 await self._probe
         await self.backpressure.stop()
         await self.hub.stop()
-        await self.pubsub_client.aclose()
         await self.client.aclose()
         if self.archive is not None:
             self.archive.close()
