@@ -49,6 +49,14 @@ return 1
 """
 
 
+# KEYS: conns, conn   ARGV: conn id
+RELEASE_LUA = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """One open stream's entry in the registry."""
@@ -75,6 +83,7 @@ class ConnectionRegistry:
         self._prefix = prefix
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._refresh = client.register_script(REFRESH_LUA)
+        self._release = client.register_script(RELEASE_LUA)
 
     def _keys(self, lease: Lease) -> list[str]:
         tag = f"{self._prefix}:{{{user_stream(lease.user_id)}}}"
@@ -110,11 +119,9 @@ class ConnectionRegistry:
 
     async def release(self, lease: Lease) -> None:
         """Give a lease back at once."""
-        conns, conn = self._keys(lease)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zrem(conns, lease.connection_id)
-        pipe.delete(conn)
-        await pipe.execute()
+        # One script, not a pipeline: single commands share the client's batched connections
+        # (thousands of streams closing together must not queue for a pooled connection each).
+        await self._release(self._keys(lease), [lease.connection_id])
 
     async def count(self, user_id: str) -> int:
         """Live leases of ``user_id`` across all instances."""
