@@ -24,6 +24,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 @router.get(
     "/stream",
     response_class=SseStream,
+    status_code=200,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
         400: {"description": "invalid cursor"},
