@@ -132,24 +132,21 @@ class AbuseGuard:
             user_check = asyncio.ensure_future(
                 self._bucket([key, ""], [user_rate.per_second, user_rate.burst])
             )
-        results = []
-        failure: Exception | None = None
         try:
-            results.append(
-                await self._bucket(
-                    [self._ip(ip, f"rl:{action}"), self._ip(ip, "ban")],
-                    [ip_rate.per_second, ip_rate.burst],
-                )
-            )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            failure = exc
-        if user_check is not None:
             try:
-                results.append(await user_check)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                failure = exc
-        if failure is not None:
-            self._failed_open(failure)
+                results = [
+                    await self._bucket(
+                        [self._ip(ip, f"rl:{action}"), self._ip(ip, "ban")],
+                        [ip_rate.per_second, ip_rate.burst],
+                    )
+                ]
+                if user_check is not None:
+                    results.append(await user_check)
+            finally:
+                if user_check is not None:
+                    _settle(user_check)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._failed_open(exc)
             return
         allowed, wait, banned = (int(v) for v in results[0])
         if banned:
@@ -212,6 +209,14 @@ class AbuseGuard:
         log.warning("rate limits not checked, Redis did not answer: %s", exc)
         if self._on_error is not None:
             self._on_error()
+
+
+def _settle(task: asyncio.Future[object]) -> None:
+    """Cancel a check nobody awaits any more, or mark its failure as seen."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 def retry_after_jitter(low: int = 5, high: int = 20) -> dict[str, str]:
