@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -20,7 +21,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from progress.errors import StoreUnavailable
 from progress.keys import user_stream
 
-# KEYS: conns, conn   ARGV: conn id, limit, lease ms, session id, instance id, connected at
+# KEYS: conns, conn[, a key of the same user to read back]
+# ARGV: conn id, limit, lease ms, session id, instance id, connected at
+# Returns 0 (refused), or 1; with a third key, {1, its value or nil}.
 ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -34,6 +37,7 @@ redis.call('PEXPIRE', KEYS[1], lease)
 redis.call('HSET', KEYS[2], 'connection_id', ARGV[1], 'session_id', ARGV[4],
            'instance_id', ARGV[5], 'connected_at', ARGV[6])
 redis.call('PEXPIRE', KEYS[2], lease)
+if KEYS[3] then return {1, redis.call('GET', KEYS[3])} end
 return 1
 """
 
@@ -91,6 +95,19 @@ class ConnectionRegistry:
 
     async def acquire(self, lease: Lease, session_id: str | None) -> bool:
         """Take a lease; False when the user already holds ``limit`` live ones."""
+        return bool(await self._take(self._keys(lease), session_id, lease))
+
+    async def acquire_reading(
+        self, lease: Lease, session_id: str | None, key: str
+    ) -> tuple[bool, bytes | None]:
+        """``acquire``, and the value of ``key`` (a key of the lease's user) when it was taken:
+        a stream open reads the user's preferences in the same round trip."""
+        taken = await self._take([*self._keys(lease), key], session_id, lease)
+        if not taken:
+            return False, None
+        return True, taken[1]
+
+    async def _take(self, keys: list[str], session_id: str | None, lease: Lease) -> Any:
         now = datetime.now(UTC).isoformat()
         args = [
             lease.connection_id,
@@ -101,7 +118,7 @@ class ConnectionRegistry:
             now,
         ]
         try:
-            return bool(await self._acquire(self._keys(lease), args))
+            return await self._acquire(keys, args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
