@@ -26,6 +26,7 @@ import orjson
 from api.archive import Archive
 from api.authz import Authorizer, EventMeta
 from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
+from api.replay_frames import CursorText, MetaCache
 from api.security import Principal
 from api.sse_response import DirectWriter, current_writer
 from progress.cursor import (
@@ -76,6 +77,11 @@ def event_meta(data: bytes) -> EventMeta:
         occurred_at=_epoch(raw.get("occurred_at")),
         level=raw.get("level") or raw.get("severity"),
     )
+
+
+#: Replayed events' routing fields, parsed once per process (a resume storm replays the same
+#: broadcast events to every stream).
+_replay_meta = MetaCache(event_meta)
 
 
 def _event_id(data: bytes) -> str:
@@ -459,7 +465,13 @@ class Connection:
             chunks.append(await self._reset_frame(resets, reason, with_cursor=not archived))
         if self.observer is not None and (gaps or resets):
             self.observer.replayed(sum(len(entries) for entries in gaps), bool(resets))
-        merged = merge_by_stream_id(archived, [item for entries in gaps for item in entries])
+        stored = [item for entries in gaps for item in entries]
+        if not archived:
+            # One stream's gap is in order already; two are merged by id.
+            if sum(1 for entries in gaps if entries) > 1:
+                stored.sort(key=lambda item: parse_stream_id(item.id))
+            return chunks + await self._replay(stored)
+        merged = merge_by_stream_id(archived, stored)
         for index, item in enumerate(merged):
             if isinstance(item, bytes):
                 chunks += await self._archive_frame(item, last=index == len(merged) - 1)
@@ -471,6 +483,21 @@ class Connection:
                 chunks.append(self._event_frame(item, meta))
             else:
                 self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
+        return chunks
+
+    async def _replay(self, items: list[StoredEvent]) -> list[bytes]:
+        """The frames of stored events the client may see; the cursor moves past them all."""
+        chunks = []
+        text = CursorText(self.cursor)
+        for item in items:
+            text.advance(item.stream, item.epoch, item.id)
+            if self._from_archive and _event_id(item.data) in self._from_archive:
+                continue
+            meta = _replay_meta(item.data)
+            if await self._allowed(meta):
+                self.delivered += 1
+                chunks.append(frame(meta.type, item.data, text.text()))
+        self.cursor = text.cursor
         return chunks
 
     async def _replay_archive(

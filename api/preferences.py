@@ -81,22 +81,28 @@ class PreferenceStore:
         self._prefix = prefix
         self._control = KeyLayout(prefix).control()
 
-    def _key(self, user_id: str) -> str:
+    def key(self, user_id: str) -> str:
+        """Where ``user_id``'s preferences are stored."""
         return f"{self._prefix}:{{{user_stream(user_id)}}}:prefs"
+
+    @staticmethod
+    def parse(raw: bytes | None) -> NotificationPreferences:
+        """Preferences as stored under ``key`` (the defaults when never set)."""
+        return NotificationPreferences.model_validate_json(raw) if raw else DEFAULT_PREFERENCES
 
     async def get(self, user_id: str) -> NotificationPreferences:
         """The user's preferences (the defaults when never set)."""
         try:
-            raw = await self._client.get(self._key(user_id))
+            raw = await self._client.get(self.key(user_id))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
-        return NotificationPreferences.model_validate_json(raw) if raw else DEFAULT_PREFERENCES
+        return self.parse(raw)
 
     async def put(self, user_id: str, preferences: NotificationPreferences) -> None:
         """Store the preferences and tell every instance's open streams of the user."""
         try:
             pipe = self._client.pipeline(transaction=False)
-            pipe.set(self._key(user_id), preferences.model_dump_json())
+            pipe.set(self.key(user_id), preferences.model_dump_json())
             pipe.publish(self._control, changed_message(user_id, preferences))
             await pipe.execute()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:

@@ -7,7 +7,8 @@
 
 Actions are ``sse_token`` (token issuance) and ``stream`` (stream opens). An IP that collects
 ``ban_after`` strikes (failed authentications, requests refused for rate) within
-``strike_window`` seconds is banned for ``ban_seconds``. Each check is one pipelined round trip;
+``strike_window`` seconds is banned for ``ban_seconds``. Each check is one round trip (its two
+scripts go out together);
 the IP's keys share its hash tag and the user's bucket its user tag (Redis Cluster safe).
 When Redis does not answer, checks let the request through (and count it): the limits protect
 the tier, they must not take it down with Redis.
@@ -15,6 +16,7 @@ the tier, they must not take it down with Redis.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -120,18 +122,29 @@ class AbuseGuard:
     async def admit(self, action: str, ip: str, user_id: str | None) -> None:
         """Let the request through, or raise ApiError 403 ``ip_banned`` / 429 ``rate_limited``."""
         ip_rate = self._limits.per_ip[action]
-        pipe = self._client.pipeline(transaction=False)
-        await self._bucket(
-            [self._ip(ip, f"rl:{action}"), self._ip(ip, "ban")],
-            [ip_rate.per_second, ip_rate.burst],
-            client=pipe,
-        )
+        # Two single commands, not a pipeline: the client batches commands of one loop turn
+        # on shared connections, where a pipeline holds a pooled connection for its round
+        # trips (and a SCRIPT EXISTS first), which queued bursts of opens behind three of them.
         user_rate = self._limits.per_user.get(action)
+        user_check = None
         if user_id is not None and user_rate is not None:
             key = f"{self._prefix}:{{{user_stream(user_id)}}}:rl:{action}"
-            await self._bucket([key, ""], [user_rate.per_second, user_rate.burst], client=pipe)
+            user_check = asyncio.ensure_future(
+                self._bucket([key, ""], [user_rate.per_second, user_rate.burst])
+            )
         try:
-            results = await pipe.execute()
+            try:
+                results = [
+                    await self._bucket(
+                        [self._ip(ip, f"rl:{action}"), self._ip(ip, "ban")],
+                        [ip_rate.per_second, ip_rate.burst],
+                    )
+                ]
+                if user_check is not None:
+                    results.append(await user_check)
+            finally:
+                if user_check is not None:
+                    _settle(user_check)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._failed_open(exc)
             return
@@ -196,6 +209,14 @@ class AbuseGuard:
         log.warning("rate limits not checked, Redis did not answer: %s", exc)
         if self._on_error is not None:
             self._on_error()
+
+
+def _settle(task: asyncio.Future[object]) -> None:
+    """Cancel a check nobody awaits any more, or mark its failure as seen."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 def retry_after_jitter(low: int = 5, high: int = 20) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -20,7 +21,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from progress.errors import StoreUnavailable
 from progress.keys import user_stream
 
-# KEYS: conns, conn   ARGV: conn id, limit, lease ms, session id, instance id, connected at
+# KEYS: conns, conn[, a key of the same user to read back]
+# ARGV: conn id, limit, lease ms, session id, instance id, connected at
+# Returns 0 (refused), or 1; with a third key, {1, its value or nil}.
 ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -34,6 +37,7 @@ redis.call('PEXPIRE', KEYS[1], lease)
 redis.call('HSET', KEYS[2], 'connection_id', ARGV[1], 'session_id', ARGV[4],
            'instance_id', ARGV[5], 'connected_at', ARGV[6])
 redis.call('PEXPIRE', KEYS[2], lease)
+if KEYS[3] then return {1, redis.call('GET', KEYS[3])} end
 return 1
 """
 
@@ -45,6 +49,14 @@ local lease = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], lease)
 redis.call('PEXPIRE', KEYS[2], lease)
+return 1
+"""
+
+
+# KEYS: conns, conn   ARGV: conn id
+RELEASE_LUA = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
 return 1
 """
 
@@ -75,6 +87,7 @@ class ConnectionRegistry:
         self._prefix = prefix
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._refresh = client.register_script(REFRESH_LUA)
+        self._release = client.register_script(RELEASE_LUA)
 
     def _keys(self, lease: Lease) -> list[str]:
         tag = f"{self._prefix}:{{{user_stream(lease.user_id)}}}"
@@ -82,6 +95,19 @@ class ConnectionRegistry:
 
     async def acquire(self, lease: Lease, session_id: str | None) -> bool:
         """Take a lease; False when the user already holds ``limit`` live ones."""
+        return bool(await self._take(self._keys(lease), session_id, lease))
+
+    async def acquire_reading(
+        self, lease: Lease, session_id: str | None, key: str
+    ) -> tuple[bool, bytes | None]:
+        """``acquire``, and the value of ``key`` (a key of the lease's user) when it was taken:
+        a stream open reads the user's preferences in the same round trip."""
+        taken = await self._take([*self._keys(lease), key], session_id, lease)
+        if not taken:
+            return False, None
+        return True, taken[1]
+
+    async def _take(self, keys: list[str], session_id: str | None, lease: Lease) -> Any:
         now = datetime.now(UTC).isoformat()
         args = [
             lease.connection_id,
@@ -92,7 +118,7 @@ class ConnectionRegistry:
             now,
         ]
         try:
-            return bool(await self._acquire(self._keys(lease), args))
+            return await self._acquire(keys, args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
@@ -110,11 +136,9 @@ class ConnectionRegistry:
 
     async def release(self, lease: Lease) -> None:
         """Give a lease back at once."""
-        conns, conn = self._keys(lease)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zrem(conns, lease.connection_id)
-        pipe.delete(conn)
-        await pipe.execute()
+        # One script, not a pipeline: single commands share the client's batched connections
+        # (thousands of streams closing together must not queue for a pooled connection each).
+        await self._release(self._keys(lease), [lease.connection_id])
 
     async def count(self, user_id: str) -> int:
         """Live leases of ``user_id`` across all instances."""

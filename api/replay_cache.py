@@ -20,6 +20,7 @@ import asyncio
 
 import redis.asyncio
 
+from progress.cursor import StreamState
 from progress.keys import BROADCAST
 from progress.redis_store import AsyncRedisEventStore
 from progress.store import StoredEvent, StoreSettings
@@ -42,6 +43,23 @@ class SharedReplayStore(AsyncRedisEventStore):
         self._size = size
         self._pages: dict[_Key, tuple[float, list[StoredEvent]]] = {}
         self._reading: dict[_Key, asyncio.Task[list[StoredEvent]]] = {}
+        #: The broadcast state read that callers may still join (not sent yet).
+        self._next_state: asyncio.Task[StreamState] | None = None
+
+    async def stream_state(self, stream: str) -> StreamState:
+        """Like the store's; broadcast reads asked for in one loop turn are one call."""
+        if stream != BROADCAST:
+            return await super().stream_state(stream)
+        read = self._next_state
+        if read is None:
+            read = asyncio.get_running_loop().create_task(self._read_state())
+            self._next_state = read
+        return await asyncio.shield(read)
+
+    async def _read_state(self) -> StreamState:
+        # Runs on the loop turn after the first caller's: later callers need a read of their own.
+        self._next_state = None
+        return await super().stream_state(BROADCAST)
 
     async def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
         """Like the store's; broadcast pages read within ``ttl`` s are shared."""

@@ -20,10 +20,10 @@ from api.fanout import Hub
 from api.metrics import ApiMetrics
 from api.preferences import PreferenceStore
 from api.pubsub_link import RedisAddress
-from api.ratelimit import AbuseGuard, AbuseLimits, Rate
+from api.ratelimit import BUCKET_LUA, STRIKE_LUA, AbuseGuard, AbuseLimits, Rate
 from api.realtime import RealtimeModeStore
 from api.redis_batching import BatchingRedis
-from api.registry import ConnectionRegistry
+from api.registry import ACQUIRE_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
 from api.replay_cache import SharedReplayStore
 from api.security import TokenService
 from api.settings import ApiSettings
@@ -31,10 +31,14 @@ from api.sse_response import OpenStreams
 from api.stream_memory import StreamMemory
 from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
-from progress.redis_store import AsyncRedisEventStore, connect_async
+from progress.redis_store import STATE_LUA, AsyncRedisEventStore, connect_async
 from workers.contracts import open_audit_log
 
 log = logging.getLogger("api.services")
+
+#: Scripts every stream open runs: loaded at start, or the first burst of opens would each
+#: fail its EVALSHA (NOSCRIPT) and load the script again.
+_OPEN_SCRIPTS = (BUCKET_LUA, STRIKE_LUA, ACQUIRE_LUA, REFRESH_LUA, RELEASE_LUA, STATE_LUA)
 
 
 @dataclass
@@ -153,6 +157,8 @@ class ApiServices:
     async def start(self) -> None:
         """Connect the hub's pub/sub link; start backpressure sampling and the Redis probe."""
         await self.hub.start()
+        for script in _OPEN_SCRIPTS:
+            await self.client.script_load(script)
         self.backpressure.start()
         self._probe = asyncio.create_task(self._probe_redis_forever(), name="redis-probe")
 

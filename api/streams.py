@@ -57,7 +57,10 @@ async def open_stream(
         archive=services.archive,
     )
     lease = Lease(principal.user_id, connection.id)
-    if not await services.registry.acquire(lease, principal.session_id):
+    acquired, stored_preferences = await services.registry.acquire_reading(
+        lease, principal.session_id, services.preferences.key(principal.user_id)
+    )
+    if not acquired:
         _refused(services, "too_many_connections", client_ip, principal.user_id)
         raise ApiError(
             429,
@@ -67,7 +70,7 @@ async def open_stream(
             retry_after_jitter(),
         )
     try:
-        connection.preferences = await services.preferences.get(principal.user_id)
+        connection.preferences = services.preferences.parse(stored_preferences)
         await services.hub.attach(connection)
         await connection.prepare()
     except Exception as exc:

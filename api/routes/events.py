@@ -13,27 +13,13 @@ from api.health_report import health as health_status
 from api.health_report import report
 from api.history import HistoryPage, read_history
 from api.sse_response import SseStream
+from api.stream_route import MAX_PROGRESS_INTERVAL_MS, STREAM_HEADERS, StreamRoute
 from api.streams import open_stream
 from progress.cursor import Cursor
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=COMMON_ERRORS)
 
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-
-@router.get(
-    "/stream",
-    response_class=SseStream,
-    responses={
-        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
-        400: {"description": "invalid cursor"},
-        401: {"description": "missing, malformed, expired, reused or wrongly signed token"},
-        403: {"description": "this address is banned for a while (see Retry-After)"},
-        409: {"description": "realtime mode is polling for this user"},
-        429: {"description": "rate, per-user or per-instance limit, or overload (Retry-After)"},
-        503: {"description": "Redis unavailable"},
-    },
-)
 async def stream(
     services: Services,
     ip: ClientIp,
@@ -42,7 +28,11 @@ async def stream(
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     progress_interval_ms: Annotated[
         int,
-        Query(ge=0, le=60_000, description="at most one progress update per task this often"),
+        Query(
+            ge=0,
+            le=MAX_PROGRESS_INTERVAL_MS,
+            description="at most one progress update per task this often",
+        ),
     ] = 0,
 ) -> SseStream:
     """Server-Sent Events for the caller: their events, their session's, and broadcasts."""
@@ -58,6 +48,27 @@ async def stream(
         headers=STREAM_HEADERS,
         streams=services.open_streams,
     )
+
+
+# StreamRoute serves ordinary opens without FastAPI's per-request machinery (api/stream_route.py);
+# the endpoint above documents the route and serves the other requests.
+router.add_api_route(
+    "/stream",
+    stream,
+    methods=["GET"],
+    route_class_override=StreamRoute,
+    response_class=SseStream,
+    status_code=200,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
+        400: {"description": "invalid cursor"},
+        401: {"description": "missing, malformed, expired, reused or wrongly signed token"},
+        403: {"description": "this address is banned for a while (see Retry-After)"},
+        409: {"description": "realtime mode is polling for this user"},
+        429: {"description": "rate, per-user or per-instance limit, or overload (Retry-After)"},
+        503: {"description": "Redis unavailable"},
+    },
+)
 
 
 @router.get("/history", response_model=HistoryPage)
