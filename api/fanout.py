@@ -63,8 +63,13 @@ class Hub:
         modes: RealtimeModeStore | None = None,
         backpressure: Backpressure | None = None,
         on_routed: Callable[[EventMeta], None] | None = None,
+        linger_seconds: float = 10.0,
     ) -> None:
         self._address = address
+        #: A user's channel stays subscribed this long after their last local stream ended:
+        #: the reconnects of a deploy, a network blip or a resume storm then skip UNSUBSCRIBE
+        #: and SUBSCRIBE (events meanwhile reach nobody here; a reconnect replays them).
+        self._linger_seconds = linger_seconds
         self._modes = modes
         self.mode_rule = ModeRule()
         self.backpressure = backpressure
@@ -79,6 +84,8 @@ class Hub:
         self._connections: dict[str, Connection] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._subscribed: dict[str, asyncio.Future[None]] = {}
+        #: Users without local streams whose channel is still subscribed, with its end.
+        self._lingering: dict[str, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._link_up = asyncio.Event()
         self.messages = 0
@@ -115,6 +122,8 @@ class Hub:
         """Tell every stream the server stops, then stop the tasks and the link."""
         for connection in list(self._connections.values()):
             connection.offer(Signal.SHUTDOWN)
+        for timer in self._lingering.values():
+            timer.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -133,6 +142,10 @@ class Hub:
             # The old link is dead; closing it returns its socket (they would pile up).
             self._link.close()
             self._link = None
+        for user, timer in self._lingering.items():
+            timer.cancel()  # a new link subscribes only the users with streams
+            self._subscribed.pop(user, None)
+        self._lingering.clear()
         link = await PubSubLink.open(self._address, self._on_replies)
         channels = [self._layout.channel(BROADCAST), self._layout.control()]
         channels += [self._layout.channel(user_stream(user)) for user in self._by_user]
@@ -160,7 +173,10 @@ class Hub:
     async def attach(self, connection: Connection) -> None:
         """Route the user's events to ``connection``; returns once its channel is subscribed."""
         user = connection.principal.user_id
-        first = user not in self._by_user
+        lingering = self._lingering.pop(user, None)
+        if lingering is not None:
+            lingering.cancel()
+        first = user not in self._by_user and lingering is None
         self._by_user[user].add(connection)
         self._connections[connection.id] = connection
         channel = self._layout.channel(user_stream(user))
@@ -172,13 +188,16 @@ class Hub:
                     raise StoreUnavailable("the pub/sub link to Redis is down")
                 self._link.subscribe(channel)
             # A second stream of the user also waits until the channel is really subscribed.
-            await asyncio.wait_for(asyncio.shield(self._subscribed[user]), 5.0)
+            subscribed = self._subscribed[user]
+            if not subscribed.done():
+                await asyncio.wait_for(asyncio.shield(subscribed), 5.0)
         except (*_LINK_ERRORS, TimeoutError, KeyError, StoreUnavailable) as exc:
             await self.detach(connection)
             raise StoreUnavailable(f"could not subscribe: {exc}") from exc
 
     async def detach(self, connection: Connection) -> None:
-        """Stop routing to ``connection``; unsubscribe when it was the user's last here."""
+        """Stop routing to ``connection``; when it was the user's last here, unsubscribe after
+        ``linger_seconds`` unless the user attaches again (at once if never confirmed)."""
         self._connections.pop(connection.id, None)
         user = connection.principal.user_id
         local = self._by_user.get(user)
@@ -188,6 +207,15 @@ class Hub:
         if local:
             return
         del self._by_user[user]
+        subscribed = self._subscribed.get(user)
+        if subscribed is not None and subscribed.done() and self.link_up:
+            loop = asyncio.get_running_loop()
+            self._lingering[user] = loop.call_later(self._linger_seconds, self._unsubscribe, user)
+            return
+        self._unsubscribe(user)
+
+    def _unsubscribe(self, user: str) -> None:
+        self._lingering.pop(user, None)
         self._subscribed.pop(user, None)
         if self._link is not None and self.link_up:
             with contextlib.suppress(*_LINK_ERRORS):

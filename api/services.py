@@ -110,6 +110,7 @@ class ApiServices:
             modes=modes,
             backpressure=backpressure,
             on_routed=lambda meta: _routed(metrics, backpressure, meta),
+            linger_seconds=settings.subscription_linger_seconds,
         )
         backpressure.dispatch = hub.dispatch
         metrics.watch(backpressure)

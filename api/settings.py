@@ -41,6 +41,9 @@ class ApiSettings(BaseSettings):
     max_connections_per_user: int = Field(default=2, ge=1)
     #: A connection's lease in the registry; refreshed at a third of it.
     lease_seconds: float = Field(default=90.0, ge=1)
+    #: A user's channel stays subscribed this long after their last stream here ended, so
+    #: quick reconnects (deploys, network blips) skip the UNSUBSCRIBE/SUBSCRIBE round trip.
+    subscription_linger_seconds: float = Field(default=10.0, ge=0)
     #: Events waiting for one slow client before its updates are coalesced / it is closed.
     queue_size: int = Field(default=1000, ge=10)
     #: A write to a client that takes longer than this ends its stream (it resumes later).
