@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.authz import Authorizer
 from api.errors import install_error_handlers
@@ -32,16 +33,28 @@ from api.routes import (
 from api.services import ApiServices
 from api.settings import ApiSettings
 from api.sse_response import SERVER_SEND, supervise_streams
+from api.stream_route import StreamRoute, StreamShortcut
 
 
 class RealtimeApp(FastAPI):
-    """FastAPI that keeps the server's own ``send`` in the scope, so event streams can write
-    their frames straight to the transport (``api.sse_response.DirectWriter``)."""
+    """FastAPI with two shortcuts for the event stream: the server's own ``send`` is kept in
+    the scope, so streams can write frames straight to the transport
+    (``api.sse_response.DirectWriter``), and ordinary opens skip route matching
+    (``api.stream_route.StreamShortcut``, placed just inside the exception handlers)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope[SERVER_SEND] = send
         await super().__call__(scope, receive, send)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        route = next(r for r in events.router.routes if isinstance(r, StreamRoute))
+        layer: Any = stack
+        while not isinstance(layer, ExceptionMiddleware):
+            layer = layer.app  # each middleware keeps the app it wraps as ``app``
+        layer.app = StreamShortcut(layer.app, route)
+        return stack
 
 
 def create_app(
