@@ -74,6 +74,22 @@ describe("RealtimeHub", () => {
     expect(hub.getSnapshot()).toMatchObject({ received: 3, duplicates: 2 });
   });
 
+  it("remembers a task's events for a view that starts watching after they came", async () => {
+    const b = browser();
+    const first = b.tab("a");
+    await settle();
+    const second = b.tab("b");
+    await settle();
+    b.last().established("c0");
+    const started = { ...event("s1"), type: "task.progress-started", task_name: "workers.revise" };
+    b.last().emit("task.progress-started", started, "c1");
+    b.last().emit("task.progress-updated", event("e1"), "c2");
+    b.last().emit("task.progress-updated", { ...event("x1"), task_id: "other" }, "c3");
+    for (const tab of [first, second]) {
+      expect(tab.hub.taskEvents("t").map((e) => e.event_id)).toEqual(["s1", "e1"]);
+    }
+  });
+
   it("shares one connection between tabs; followers mirror events and state", async () => {
     const b = browser();
     const first = b.tab("a");

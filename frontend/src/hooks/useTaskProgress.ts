@@ -13,7 +13,7 @@ import {
   type TaskView,
 } from "../realtime/taskProgress";
 import { LatestValueThrottle } from "../realtime/throttle";
-import { realClock, type TaskStatus } from "../realtime/types";
+import { type RealtimeEvent, realClock, type TaskStatus } from "../realtime/types";
 import { useToast } from "../components/Toasts";
 import { useRealtime } from "./RealtimeProvider";
 
@@ -89,9 +89,12 @@ export function useTaskProgress(
 
   useEffect(() => {
     if (taskId === null) return;
-    const off = hub.onEvent((event) => {
-      if (event.task_id !== taskId) return;
+    const apply = (event: RealtimeEvent) =>
       push(applyEvent(latest.current ?? emptyView(taskId), event), true);
+    // Events that came before this view watched (its start can beat the request's answer).
+    for (const event of hub.taskEvents(taskId)) apply(event);
+    const off = hub.onEvent((event) => {
+      if (event.task_id === taskId) apply(event);
     });
     const refetch = () => {
       if (!latest.current || !isTerminal(latest.current.status)) void snapshot.refetch();

@@ -63,6 +63,9 @@ export interface HubOptions {
 
 type Listener<T> = (value: T) => void;
 
+/** How many task events `taskEvents` can look back over. */
+const RECENT_TASK_EVENTS = 500;
+
 /**
  * A tab's view of the realtime link. The leader tab owns the one connection and relays what it
  * receives over BroadcastChannel; followers mirror it. Every tab deduplicates by event_id, so a
@@ -93,6 +96,8 @@ export class RealtimeHub {
   private stopped = false;
   /** Ids of received events, newest last (bounded): diagnostics for tests and support. */
   readonly receivedIds: string[] = [];
+  /** Task events received lately, oldest first (bounded): see `taskEvents`. */
+  private readonly recentTaskEvents: RealtimeEvent[] = [];
 
   constructor(private readonly options: HubOptions) {
     this.visible = options.visible;
@@ -125,6 +130,15 @@ export class RealtimeHub {
   onEvent(listener: Listener<RealtimeEvent>): () => void {
     this.eventListeners.add(listener);
     return () => this.eventListeners.delete(listener);
+  }
+
+  /**
+   * The events of `taskId` received lately, oldest first. A view that starts watching a task
+   * after its first events arrived (the stream can be faster than the request that started
+   * it) replays these, so it still learns the task's name and start.
+   */
+  taskEvents(taskId: string): RealtimeEvent[] {
+    return this.recentTaskEvents.filter((event) => event.task_id === taskId);
   }
 
   onResync(listener: Listener<ResetInfo | null>): () => void {
@@ -255,6 +269,10 @@ export class RealtimeHub {
     }
     this.receivedIds.push(event.event_id);
     if (this.receivedIds.length > 10_000) this.receivedIds.shift();
+    if (event.task_id) {
+      this.recentTaskEvents.push(event);
+      if (this.recentTaskEvents.length > RECENT_TASK_EVENTS) this.recentTaskEvents.shift();
+    }
     this.update({ received: this.snapshot.received + 1 });
     this.emit(this.eventListeners, event);
   }
