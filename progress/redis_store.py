@@ -85,8 +85,8 @@ if #KEYS >= 5 then
     redis.call('ZADD', KEYS[4], now, ARGV[arg])
     arg = arg + 2
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
-  redis.call('PEXPIRE', KEYS[3], retention)
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - retention)
+  redis.call('PEXPIRE', KEYS[4], retention)
 end
 return result
 """

@@ -108,3 +108,19 @@ def test_length_cap_keeps_the_newest_events(redis_url: str, user_id: str) -> Non
     entries = store.read_after(user_stream(user_id), "0-0", 10_000)
     assert 100 <= len(entries) <= 200
     assert b'"percent":99.9' in entries[-1].data
+
+
+def test_the_recent_tasks_index_forgets_tasks_past_the_retention_window(
+    redis_url: str, user_id: str
+) -> None:
+    client = connect(redis_url)
+    store = RedisEventStore(client, StoreSettings(retention_seconds=1))
+    store.append(TaskUpdated(user_id=user_id, task_id="old", percent=1))
+    time.sleep(1.1)
+
+    store.append(TaskUpdated(user_id=user_id, task_id="new", percent=1))
+
+    index = KeyLayout().tasks(user_id)
+    assert client.zrange(index, 0, -1) == [b"new"], "the old task left the index"
+    assert 0 < client.pttl(index) <= 1000, "the index expires with the retention window"
+    assert [task.task_id for task in store.recent_tasks(user_id)] == ["new"]
