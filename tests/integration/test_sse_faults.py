@@ -354,3 +354,19 @@ def test_events_pass_through_nginx_at_once(
             client.wait_for(lambda events: updates(events) == [42], timeout=1)
         finally:
             client.close()
+
+
+def test_streams_work_on_a_server_that_allows_no_direct_writes(
+    redis_url: str, store: RedisEventStore, user_id: str
+) -> None:
+    """uvicorn's h11 protocol has no request cycle DirectWriter can use: every frame goes
+    through ASGI ``send``, in order, with heartbeats."""
+    with api_server(redis_url, UVICORN_HTTP="h11") as api:
+        client = open_stream(api, api.jwt(user_id))
+        try:
+            for percent in range(1, 51):
+                store.append(TaskUpdated(user_id=user_id, task_id="t", percent=percent))
+            client.wait_for(lambda events: updates(events) == list(range(1, 51)), timeout=5)
+            client.wait_for(lambda events: any(e.event == "heartbeat" for e in events), timeout=5)
+        finally:
+            client.close()
