@@ -33,7 +33,7 @@ from api.routes import (
 from api.services import ApiServices
 from api.settings import ApiSettings
 from api.sse_response import SERVER_SEND, supervise_streams
-from api.stream_route import StreamRoute, StreamShortcut
+from api.stream_route import StreamShortcut
 
 
 class RealtimeApp(FastAPI):
@@ -49,11 +49,10 @@ class RealtimeApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        route = next(r for r in events.router.routes if isinstance(r, StreamRoute))
         layer: Any = stack
         while not isinstance(layer, ExceptionMiddleware):
             layer = layer.app  # each middleware keeps the app it wraps as ``app``
-        layer.app = StreamShortcut(layer.app, route)
+        layer.app = StreamShortcut(layer.app)
         return stack
 
 

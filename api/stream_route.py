@@ -1,14 +1,15 @@
-"""The event stream's route: FastAPI declares and documents it, a lean handler serves it.
+"""Ordinary stream opens served ahead of FastAPI's routing; the route documents the rest.
 
 Opening a stream is the API's hottest request (thousands at once after a deploy). FastAPI's
-generic handling of one request (a ``Request``, two ``AsyncExitStack``s, dependency solving,
-parameter validation through pydantic, and a wrapper coroutine around every ``send`` of the
-stream's life) cost about as much CPU as opening the stream itself. ``StreamRoute`` is the
-route's class: the OpenAPI schema still comes from the declared endpoint, the app's middleware
-(error translation, response metrics) still wraps it, and its handler reads the few inputs
-itself for an ordinary request: a GET whose ``progress_interval_ms`` is absent or plain digits.
-Any other request (HEAD, an out-of-range or non-numeric interval) goes through FastAPI's own
-handler, so validation errors keep their exact 422 body.
+generic handling of one request (route matching over every pattern, the routers' scope copies,
+two ``AsyncExitStack``s, dependency solving, parameter validation through pydantic, and a
+wrapper coroutine around every ``send`` of the stream's life) cost about as much CPU as opening
+the stream itself, and about 3 KiB held per open stream. ``StreamShortcut`` sits just inside
+the app's exception handling (``api.main.RealtimeApp``), so errors keep their JSON bodies and
+responses are still counted; it serves an ordinary open itself: a GET of ``STREAM_PATH`` whose
+``progress_interval_ms`` is absent or plain digits in range. Any other request (HEAD, an
+out-of-range or non-numeric interval) goes on to the endpoint FastAPI declares and documents
+(``api/routes/events.py``), so validation errors keep their exact 422 body.
 
 The inputs are read as FastAPI reads them: the last value of a repeated query parameter, the
 first ``Last-Event-ID`` header, an empty header falling back to the ``last_event_id`` query.
@@ -18,7 +19,6 @@ Errors (ApiError, InvalidCursor, StoreUnavailable) propagate to the app's except
 
 from __future__ import annotations
 
-from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,6 +28,7 @@ from api.services import ApiServices
 from api.sse_response import SseStream
 from api.streams import open_stream
 
+STREAM_PATH = "/api/v1/events/stream"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: The largest ``progress_interval_ms`` (the endpoint declares it for the schema and FastAPI).
 MAX_PROGRESS_INTERVAL_MS = 60_000
@@ -43,48 +44,37 @@ def plain_interval(value: str | None) -> int | None:
     return interval if interval <= MAX_PROGRESS_INTERVAL_MS else None
 
 
-class StreamRoute(APIRoute):
-    """An ``APIRoute`` whose ordinary GETs skip FastAPI's per-request machinery."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await self.serve(scope, receive, send):
-            await super().handle(scope, receive, send)
-
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Serve an ordinary open (a GET whose interval is absent or plain digits in range);
-        return False, having done nothing, for any other request."""
-        query = QueryParams(scope["query_string"])
-        interval = plain_interval(query.get("progress_interval_ms"))
-        if scope["method"] != "GET" or interval is None:
-            return False
-        services: ApiServices = scope["app"].state.services
-        connection = HTTPConnection(scope)
-        last_event_id = Headers(scope=scope).get("last-event-id") or query.get("last_event_id")
-        frames = await open_stream(
-            services,
-            query.get("sse_token"),
-            last_event_id,
-            client_ip(connection, services.trusted_proxies),
-            interval / 1000,
-        )
-        response = SseStream(frames, headers=STREAM_HEADERS, streams=services.open_streams)
-        await response(scope, receive, send)
-        return True
+async def serve_open(scope: Scope, receive: Receive, send: Send) -> bool:
+    """Serve an ordinary open (a GET whose interval is absent or plain digits in range);
+    return False, having done nothing, for any other request."""
+    query = QueryParams(scope["query_string"])
+    interval = plain_interval(query.get("progress_interval_ms"))
+    if scope["method"] != "GET" or interval is None:
+        return False
+    services: ApiServices = scope["app"].state.services
+    connection = HTTPConnection(scope)
+    last_event_id = Headers(scope=scope).get("last-event-id") or query.get("last_event_id")
+    frames = await open_stream(
+        services,
+        query.get("sse_token"),
+        last_event_id,
+        client_ip(connection, services.trusted_proxies),
+        interval / 1000,
+    )
+    response = SseStream(frames, headers=STREAM_HEADERS, streams=services.open_streams)
+    await response(scope, receive, send)
+    return True
 
 
 class StreamShortcut:
-    """ASGI: ordinary opens of the stream go straight to its route's lean handler, ahead of
-    route matching (every route's pattern tried in turn), the routers' scope copies and
-    FastAPI's per-request exit stack: about 3 KiB held per open stream and part of the CPU of
-    each open. Sits inside the app's exception handling, so errors keep their JSON bodies;
-    every other request passes on unchanged."""
+    """ASGI: ordinary opens of ``STREAM_PATH`` are served by :func:`serve_open`; every other
+    request passes on unchanged."""
 
-    def __init__(self, app: ASGIApp, route: StreamRoute) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self.route.path:
-            if await self.route.serve(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == STREAM_PATH:
+            if await serve_open(scope, receive, send):
                 return
         await self.app(scope, receive, send)

@@ -13,13 +13,29 @@ from api.health_report import health as health_status
 from api.health_report import report
 from api.history import HistoryPage, read_history
 from api.sse_response import SseStream
-from api.stream_route import MAX_PROGRESS_INTERVAL_MS, STREAM_HEADERS, StreamRoute
+from api.stream_route import MAX_PROGRESS_INTERVAL_MS, STREAM_HEADERS, STREAM_PATH
 from api.streams import open_stream
 from progress.cursor import Cursor
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=COMMON_ERRORS)
 
 
+# Ordinary opens are served before routing (api/stream_route.py StreamShortcut); this
+# endpoint documents the route and serves the other requests (HEAD, invalid parameters).
+@router.get(
+    STREAM_PATH.removeprefix(router.prefix),
+    response_class=SseStream,
+    status_code=200,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
+        400: {"description": "invalid cursor"},
+        401: {"description": "missing, malformed, expired, reused or wrongly signed token"},
+        403: {"description": "this address is banned for a while (see Retry-After)"},
+        409: {"description": "realtime mode is polling for this user"},
+        429: {"description": "rate, per-user or per-instance limit, or overload (Retry-After)"},
+        503: {"description": "Redis unavailable"},
+    },
+)
 async def stream(
     services: Services,
     ip: ClientIp,
@@ -48,27 +64,6 @@ async def stream(
         headers=STREAM_HEADERS,
         streams=services.open_streams,
     )
-
-
-# StreamRoute serves ordinary opens without FastAPI's per-request machinery (api/stream_route.py);
-# the endpoint above documents the route and serves the other requests.
-router.add_api_route(
-    "/stream",
-    stream,
-    methods=["GET"],
-    route_class_override=StreamRoute,
-    response_class=SseStream,
-    status_code=200,
-    responses={
-        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
-        400: {"description": "invalid cursor"},
-        401: {"description": "missing, malformed, expired, reused or wrongly signed token"},
-        403: {"description": "this address is banned for a while (see Retry-After)"},
-        409: {"description": "realtime mode is polling for this user"},
-        429: {"description": "rate, per-user or per-instance limit, or overload (Retry-After)"},
-        503: {"description": "Redis unavailable"},
-    },
-)
 
 
 @router.get("/history", response_model=HistoryPage)
