@@ -15,7 +15,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -153,6 +153,8 @@ class UpdatePacer:
     def take(self, item: Delivery) -> Delivery | None:
         """The held update of ``item``'s task, to send before ``item``; forgets the task when
         ``item`` ends it."""
+        if self.interval <= 0:
+            return None  # nothing is ever held
         key = self._key(item)
         held = self._held.pop(key, None)
         if item.meta.type in TERMINAL_TASK_TYPES:
@@ -307,9 +309,8 @@ class Connection:
             self.observer.coalesced("queue", before - len(kept))
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     async def _park(self, timeout: float) -> None:
         """Wait until woken or ``timeout`` seconds passed; direct writes happen meanwhile."""
@@ -466,24 +467,22 @@ class Connection:
         if self.observer is not None and (gaps or resets):
             self.observer.replayed(sum(len(entries) for entries in gaps), bool(resets))
         stored = [item for entries in gaps for item in entries]
-        if not archived:
-            # One stream's gap is in order already; two are merged by id.
-            if sum(1 for entries in gaps if entries) > 1:
-                stored.sort(key=lambda item: parse_stream_id(item.id))
-            return chunks + await self._replay(stored)
-        merged = merge_by_stream_id(archived, stored)
+        merged: Sequence[bytes | StoredEvent]
+        if archived:
+            merged = merge_by_stream_id(archived, stored)
+        elif sum(1 for entries in gaps if entries) > 1:
+            merged = sorted(stored, key=lambda item: parse_stream_id(item.id))
+        else:
+            merged = stored  # one stream's gap is in order already
+        run: list[StoredEvent] = []
         for index, item in enumerate(merged):
             if isinstance(item, bytes):
+                chunks += await self._replay(run)
+                run = []
                 chunks += await self._archive_frame(item, last=index == len(merged) - 1)
-                continue
-            meta = event_meta(item.data)
-            if self._from_archive and _event_id(item.data) in self._from_archive:
-                self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
-            elif await self._allowed(meta):
-                chunks.append(self._event_frame(item, meta))
             else:
-                self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
-        return chunks
+                run.append(item)
+        return chunks + await self._replay(run)
 
     async def _replay(self, items: list[StoredEvent]) -> list[bytes]:
         """The frames of stored events the client may see; the cursor moves past them all."""
@@ -620,8 +619,6 @@ class Connection:
     def _frames_of(self, item: Delivery, now: float) -> list[tuple[bytes, EventMeta]]:
         """The frames an allowed live event turns into: none while the pacer holds it; the
         task's held update first when one is waiting."""
-        if self._updates is _UNPACED:
-            return [(self._event_frame(item, item.meta), item.meta)]
         if item.meta.type == "task.progress-updated":
             if not self._updates.admit(item, now):
                 return []

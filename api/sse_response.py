@@ -57,7 +57,8 @@ current_writer: ContextVar[DirectWriter | None] = ContextVar("current_writer", d
 # waits for the socket (asyncio's and uvloop's default high-water mark).
 _WRITE_BUFFER_LIMIT = 64 * 1024
 
-# What uvicorn's request cycles (httptools and h11) hold and DirectWriter relies on.
+# What uvicorn's httptools request cycle holds and DirectWriter relies on (h11's has no
+# ``chunked_encoding``: there every frame goes through ``send``).
 _CYCLE_FIELDS = ("transport", "flow", "disconnected", "response_complete", "chunked_encoding")
 
 
