@@ -26,6 +26,7 @@ from progress.cursor import StreamState
 from progress.errors import StoreUnavailable
 from progress.events import TERMINAL_TASK_TYPES, EventEnvelope, encode_event
 from progress.keys import KeyLayout, user_of_stream, user_stream
+from progress.redis_pipeline import LuaScript, run_commands
 from progress.snapshot import TaskSnapshot, snapshot_fields
 from progress.store import StoredEvent, StoreSettings, new_epoch, streams_for
 
@@ -103,6 +104,8 @@ if last[1] then last_id = last[1][1] end
 return {epoch, last_id, trimmed}
 """
 
+APPEND = LuaScript(APPEND_LUA)
+
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -116,12 +119,12 @@ class _StreamBatch:
     snapshots: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def call(
-        self, layout: KeyLayout, settings: StoreSettings, stream: str
+        self, layout: KeyLayout, settings: StoreSettings, stream: str, epoch: str
     ) -> tuple[list[str], list[str | bytes | int]]:
-        """KEYS and ARGV of the append script."""
+        """KEYS and ARGV of the append script (``epoch``: the candidate for a new stream)."""
         keys = [layout.events(stream), layout.meta(stream), layout.seen(stream)]
         args: list[str | bytes | int] = [
-            new_epoch(),
+            epoch,
             int(settings.retention_seconds * 1000),
             settings.max_stream_length,
             layout.channel(stream),
@@ -277,7 +280,6 @@ class RedisEventStore:
         self.client = client
         self.settings = settings or StoreSettings()
         self.layout = KeyLayout(self.settings.prefix)
-        self._append = client.register_script(APPEND_LUA)
         self._state = client.register_script(STATE_LUA)
 
     def append(self, event: EventEnvelope, recipients: Sequence[str] = ()) -> list[StoredEvent]:
@@ -289,20 +291,20 @@ class RedisEventStore:
     ) -> list[StoredEvent]:
         """Store several events in one pipelined round trip, in order."""
         streams, placements = group_by_stream(batch)
-        calls = {
-            name: group.call(self.layout, self.settings, name) for name, group in streams.items()
-        }
+        epoch = new_epoch()
+        commands = [
+            APPEND.call(*group.call(self.layout, self.settings, name, epoch))
+            for name, group in streams.items()
+        ]
         alive, ended = running_changes(batch)
+        if ended:
+            commands.append(("ZREM", self.layout.running(), *ended))
+        if alive:
+            scored = [part for member, score in alive.items() for part in (score, member)]
+            commands.append(("ZADD", self.layout.running(), *scored))
         with _translated():
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls.values():
-                self._append(keys, args, client=pipe)
-            if ended:
-                pipe.zrem(self.layout.running(), *ended)
-            if alive:
-                pipe.zadd(self.layout.running(), alive)
-            results = dict(zip(calls, pipe.execute()[: len(calls)], strict=True))
-        return _placed(placements, results)
+            replies = run_commands(self.client, commands, (APPEND,))
+        return _placed(placements, dict(zip(streams, replies[: len(streams)], strict=True)))
 
     def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events of ``stream`` with ids after ``after_id``, oldest first."""
@@ -381,8 +383,10 @@ class AsyncRedisEventStore:
     ) -> list[StoredEvent]:
         """Store several events in one pipelined round trip, in order."""
         streams, placements = group_by_stream(batch)
+        epoch = new_epoch()
         calls = {
-            name: group.call(self.layout, self.settings, name) for name, group in streams.items()
+            name: group.call(self.layout, self.settings, name, epoch)
+            for name, group in streams.items()
         }
         alive, ended = running_changes(batch)
         async with _translated_async():

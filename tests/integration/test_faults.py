@@ -124,3 +124,21 @@ def test_the_recent_tasks_index_forgets_tasks_past_the_retention_window(
     assert client.zrange(index, 0, -1) == [b"new"], "the old task left the index"
     assert 0 < client.pttl(index) <= 1000, "the index expires with the retention window"
     assert [task.task_id for task in store.recent_tasks(user_id)] == ["new"]
+
+
+def test_a_batch_is_stored_once_after_redis_forgot_its_scripts(
+    redis_url: str, user_id: str
+) -> None:
+    client = connect(redis_url)
+    store = RedisEventStore(client)
+    store.append(TaskUpdated(user_id=user_id, task_id="t", percent=0))
+    client.script_flush()  # what a Redis restart does to the script cache
+
+    stored = store.append_many(
+        [(TaskUpdated(user_id=user_id, task_id="t", percent=i), ()) for i in range(1, 6)]
+    )
+
+    assert all(item.id for item in stored)
+    entries = store.read_after(user_stream(user_id), "0-0", 100)
+    assert [item.id for item in entries[1:]] == [item.id for item in stored]
+    assert store.task_snapshot(user_id, "t").percent == 5
