@@ -7,6 +7,7 @@
     python bench/scenarios.py burst      [--streams 2000]   (connection setup: all in 1 s)
       common: --targets ours,naive,nchan  --clients 4  --ramp-rate 1000  --publishers N
               --no-record (do not append to docs/)  --profile FILE (py-spy of our API)
+              --pin (the server under test gets CPU 0 to itself, the rest share the others)
 
 Each target runs in turn on a fresh embedded redis-server: ``ours`` (``uvicorn api.main:app``,
 uvloop + httptools, one process unless ``two-process``), ``naive`` (bench/naive_app.py: one
@@ -69,6 +70,8 @@ HOST = "127.0.0.1"
 JWT_SECRET = "bench-secret-" + "0123456789abcdef" * 2
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 NGINX = Path("/usr/sbin/nginx")
+#: ``--pin``: the server under test runs here, everything the benchmark starts elsewhere.
+SERVER_CPUS = {0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,6 +408,9 @@ class Run:
         self.server = Server(kind, self.url, workers, env)
         stack.callback(self.server.stop)
         self.server.start()
+        if options.pin:
+            for pid in self.server.pids():
+                os.sched_setaffinity(pid, SERVER_CPUS)
         if options.profile and kind == "ours":
             stack.enter_context(_py_spy(self.server.pids()[-1], options.profile))
         tag = secrets.token_hex(3)
@@ -805,6 +811,11 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/")
     parser.add_argument("--profile", metavar="FILE", help="py-spy our API (collapsed stacks)")
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the server under test on CPU 0 alone; Redis, clients and publishers elsewhere",
+    )
+    parser.add_argument(
         "--api-env", action="append", default=[], metavar="NAME=VALUE", help="our API's env"
     )
     options = parser.parse_args()
@@ -822,6 +833,11 @@ def main() -> None:
     if options.scenario == "burst":
         options.ramp_rate = options.streams  # every client connects within one second
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if options.pin:
+        others = os.sched_getaffinity(0) - SERVER_CPUS
+        if not others:
+            parser.error("--pin needs at least two CPUs")
+        os.sched_setaffinity(0, others)  # Redis, clients and publishers start from here
     fd_limit = _raise_fd_limit()
     line: dict[str, Any] = {
         "bench": "scenarios",
@@ -837,6 +853,7 @@ def main() -> None:
         "client_processes": options.clients,
         "publisher_processes": options.publishers,
         "api_workers": options.workers,
+        "server_pinned_to_cpu0": options.pin,
         "fd_limit": fd_limit,
         "results": {},
     }
