@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import hiredis
@@ -30,8 +31,9 @@ import redis.asyncio
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis._parsers.socket import SERVER_CLOSED_CONNECTION_ERROR
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _RETRIES = 3
@@ -65,6 +67,9 @@ class BatchingRedis(redis.asyncio.Redis):
             task.add_done_callback(self._senders.discard)
         return await future
 
+    def register_script(self, script: str | bytes) -> AsyncScript:  # type: ignore[override]
+        return BatchedScript(self, script)
+
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         for task in list(self._senders):
             task.cancel()
@@ -73,11 +78,15 @@ class BatchingRedis(redis.asyncio.Redis):
     async def _sender(self) -> None:
         while True:
             await self._work.wait()
-            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-            if not self._queue:
-                self._work.clear()
+            batch = self._take()
             if batch:
                 await self._run(batch)
+
+    def _take(self) -> list[Pending]:
+        batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        if not self._queue:
+            self._work.clear()
+        return batch
 
     async def _run(self, batch: list[Pending]) -> None:
         pending = [item for item in batch if not item[2].done()]
@@ -100,29 +109,39 @@ class BatchingRedis(redis.asyncio.Redis):
                 raise
 
     async def _send(self, batch: list[Pending]) -> None:
-        """Send ``batch`` on one connection and resolve each future with its reply."""
+        """Send ``batch`` on one connection and resolve each future with its reply; then, on
+        the same connection, what was queued meanwhile (taking and giving back a pooled
+        connection per batch was a visible share of a burst's CPU). What is sent so is added
+        to ``batch``, so a connection error retries it too."""
         await self.initialize()
         pool = self.connection_pool
         conn = await pool.get_connection()
         try:
-            packed = b"".join(_packed(conn, args) for args, _, _ in batch)
-            if not isinstance(conn._parser, _AsyncHiredisParser):
-                await conn.send_packed_command(packed)
-                for args, options, future in batch:
-                    try:
-                        reply = await self.parse_response(conn, args[0], **options)
-                    except ResponseError as exc:
-                        _fail(future, exc)
-                        continue
-                    _resolve(future, reply)
-                return
-            await _write(conn, packed)
-            await self._read_replies(conn, batch)
+            part = batch
+            while part:
+                await self._exchange(conn, part)
+                part = [item for item in self._take() if not item[2].done()]
+                batch.extend(part)
         except BaseException:
             await conn.disconnect()
             raise
         finally:
             await pool.release(conn)
+
+    async def _exchange(self, conn: Any, batch: list[Pending]) -> None:
+        packed = b"".join(_packed(conn, args) for args, _, _ in batch)
+        if not isinstance(conn._parser, _AsyncHiredisParser):
+            await conn.send_packed_command(packed)
+            for args, options, future in batch:
+                try:
+                    reply = await self.parse_response(conn, args[0], **options)
+                except ResponseError as exc:
+                    _fail(future, exc)
+                    continue
+                _resolve(future, reply)
+            return
+        await _write(conn, packed)
+        await self._read_replies(conn, batch)
 
     async def _read_replies(self, conn: Any, batch: list[Pending]) -> None:
         """Resolve the futures of ``batch`` from the connection's replies, read in bulk."""
@@ -168,6 +187,28 @@ class BatchingRedis(redis.asyncio.Redis):
             ) from None
         if conn.health_check_interval:
             conn.next_health_check = asyncio.get_running_loop().time() + conn.health_check_interval
+
+
+class BatchedScript(AsyncScript):
+    """A script run as one queued ``EVALSHA``: redis-py's ``AsyncScript`` goes through three
+    more calls and an import per run (a stream open runs three scripts). Loads itself when
+    Redis does not know it, as ``AsyncScript`` does; run on a pipeline, it is ``AsyncScript``."""
+
+    async def __call__(
+        self,
+        keys: Sequence[Any] | None = None,
+        args: Iterable[Any] | None = None,
+        client: Any = None,
+    ) -> Any:
+        client = self.registered_client if client is None else client
+        if not isinstance(client, BatchingRedis):
+            return await super().__call__(keys, args, client)
+        keys = keys or ()
+        try:
+            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args or ())
+        except NoScriptError:
+            self.sha = await client.script_load(self.script)
+            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args or ())
 
 
 async def _write(conn: Any, packed: bytes) -> None:
