@@ -190,7 +190,8 @@ class Hub:
             # A second stream of the user also waits until the channel is really subscribed.
             subscribed = self._subscribed[user]
             if not subscribed.done():
-                await asyncio.wait_for(asyncio.shield(subscribed), 5.0)
+                async with asyncio.timeout(5.0):  # lighter than wait_for, which opens pay
+                    await asyncio.shield(subscribed)
         except (*_LINK_ERRORS, TimeoutError, KeyError, StoreUnavailable) as exc:
             await self.detach(connection)
             raise StoreUnavailable(f"could not subscribe: {exc}") from exc

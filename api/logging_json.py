@@ -3,11 +3,14 @@
 The ``api`` logger (streams, hub, limits, admin) writes to stderr through this formatter:
 ``ts``, ``level``, ``logger``, ``message``, ``instance_id`` always, and ``connection_id``,
 ``user_id``, ``reason``, ``client_ip``, ``delivered`` when the call passed them in ``extra``.
-Tokens are redacted like every other log line.
+Tokens are redacted like every other log line. Lines logged during one event-loop turn are
+written together when the turn ends (a burst of opens logs thousands of lines a second; a write
+and a flush each was a visible share of an open's CPU).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from datetime import UTC, datetime
@@ -43,6 +46,41 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
+class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose lines from the event loop's thread go out once per loop turn;
+    lines from other threads (or with no loop running) are written at once."""
+
+    def __init__(self, stream: object = None) -> None:
+        super().__init__(stream)  # type: ignore[arg-type]
+        self._lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            super().emit(record)
+            return
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if not self._lines:
+            loop.call_soon(self.flush)
+        self._lines.append(line + self.terminator)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._lines:
+                text = "".join(self._lines)
+                self._lines.clear()
+                try:
+                    self.stream.write(text)
+                except Exception:
+                    self.handleError(logging.makeLogRecord({"msg": text}))
+        super().flush()
+
+
 def install_json_logs(instance_id: str, level: int = logging.INFO) -> None:
     """Send the ``api`` loggers' records to stderr as JSON (once per process)."""
     logger = logging.getLogger("api")
@@ -50,7 +88,7 @@ def install_json_logs(instance_id: str, level: int = logging.INFO) -> None:
         if isinstance(handler.formatter, JsonFormatter):
             handler.formatter.instance_id = instance_id
             return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = TurnBufferedHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(instance_id))
     logger.addHandler(handler)
     logger.setLevel(level)

@@ -97,6 +97,8 @@ class PubSubLink(asyncio.Protocol):
         self._answer: asyncio.Future[Any] | None = None
         #: Loop time of the last bytes from Redis (a read, not a message: cheap to keep).
         self.last_heard = self._loop.time()
+        #: Commands sent during this loop turn, written together when it ends.
+        self._outgoing: list[bytes] = []
 
     @classmethod
     async def open(
@@ -147,6 +149,7 @@ class PubSubLink(asyncio.Protocol):
     def close(self) -> None:
         """Close the socket (idempotent); :meth:`watch` then raises LinkLost."""
         if self._transport is not None:
+            self._flush()
             self._transport.close()
 
     async def watch(self, idle_seconds: float) -> None:
@@ -170,9 +173,21 @@ class PubSubLink(asyncio.Protocol):
                 raise LinkLost(self._lost.result())
 
     def _send(self, data: bytes) -> None:
+        # A burst of opens subscribes thousands of channels a second: the commands of one loop
+        # turn go out in one write (Redis answers each as before), not a syscall each.
         if self._transport is None or self._transport.is_closing():
             raise LinkLost("the pub/sub link is closed")
-        self._transport.write(data)
+        if not self._outgoing:
+            self._loop.call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def _flush(self) -> None:
+        if not self._outgoing:
+            return
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """asyncio: the socket is connected."""

@@ -11,21 +11,34 @@ Semantics stay those of ``redis.asyncio.Redis.execute_command``: same reply pars
 (``ResponseError`` and subclasses such as ``NoScriptError``) raised to the caller of that one
 command, connection errors retried with backoff for the commands not yet answered. Commands are
 not made atomic together (that is what MULTI is for); ``pipeline()`` and pub/sub are unchanged.
+
+A batch's replies are read by feeding each socket read to the connection's own hiredis reader
+and taking every reply it holds, under one read timeout for the batch: redis-py's per-reply
+path (a timeout context, a parser coroutine and ``parse_response`` per reply, a task per
+write) was most of the client's CPU in a burst of opens. redis-py's reply callbacks, error
+classes and decoding still apply (connections without the hiredis parser take its own path).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import hiredis
 import redis.asyncio
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
+from redis._parsers.socket import SERVER_CLOSED_CONNECTION_ERROR
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _RETRIES = 3
 _MAX_BATCH = 1000
+_PARALLEL_AT = 64
 
 Pending = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 
@@ -34,8 +47,11 @@ class BatchingRedis(redis.asyncio.Redis):
     """``redis.asyncio.Redis`` whose single commands are pipelined.
 
     Up to ``max_connections`` sender tasks (started on first use) each take everything queued,
-    send it in one write and read the replies; commands issued meanwhile wait for the next
-    free sender, so the busier Redis is, the bigger the batches get.
+    send it in one write and read the replies; commands issued meanwhile wait for the sender
+    in flight to come back, so the busier Redis is, the bigger the batches get. Another
+    sender starts a round trip alongside only when ``_PARALLEL_AT`` commands wait: a round
+    trip per connection for a handful of commands each cost more CPU (a write, a read and a
+    wake-up per batch) and more latency than one bigger batch.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -43,17 +59,23 @@ class BatchingRedis(redis.asyncio.Redis):
         self._queue: list[Pending] = []
         self._work = asyncio.Event()
         self._senders: set[asyncio.Task[None]] = set()
+        #: Senders between taking a batch and having nothing more to send.
+        self._busy = 0
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((args, options, future))
-        self._work.set()
+        if not self._busy or len(self._queue) >= _PARALLEL_AT:
+            self._work.set()
         if len(self._senders) < getattr(self.connection_pool, "max_connections", 1):
             task = loop.create_task(self._sender())
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)
         return await future
+
+    def register_script(self, script: str | bytes) -> AsyncScript:  # type: ignore[override]
+        return BatchedScript(self, script)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         for task in list(self._senders):
@@ -63,11 +85,22 @@ class BatchingRedis(redis.asyncio.Redis):
     async def _sender(self) -> None:
         while True:
             await self._work.wait()
-            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-            if not self._queue:
-                self._work.clear()
-            if batch:
+            batch = self._take()
+            if not batch:
+                continue
+            self._busy += 1
+            try:
                 await self._run(batch)
+            finally:
+                self._busy -= 1
+            if self._queue:  # queued while this sender gave its connection back
+                self._work.set()
+
+    def _take(self) -> list[Pending]:
+        batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        if not self._queue:
+            self._work.clear()
+        return batch
 
     async def _run(self, batch: list[Pending]) -> None:
         pending = [item for item in batch if not item[2].done()]
@@ -90,26 +123,145 @@ class BatchingRedis(redis.asyncio.Redis):
                 raise
 
     async def _send(self, batch: list[Pending]) -> None:
-        """Send ``batch`` on one connection and resolve each future with its reply."""
+        """Send ``batch`` on one connection and resolve each future with its reply; then, on
+        the same connection, what was queued meanwhile (taking and giving back a pooled
+        connection per batch was a visible share of a burst's CPU). What is sent so is added
+        to ``batch``, so a connection error retries it too."""
         await self.initialize()
         pool = self.connection_pool
         conn = await pool.get_connection()
         try:
-            await conn.send_packed_command(b"".join(_packed(conn, args) for args, _, _ in batch))
-            for args, options, future in batch:
-                try:
-                    reply = await self.parse_response(conn, args[0], **options)
-                except ResponseError as exc:
-                    if not future.done():
-                        future.set_exception(exc)
-                    continue
-                if not future.done():
-                    future.set_result(reply)
+            part = batch
+            while part:
+                await self._exchange(conn, part)
+                part = [item for item in self._take() if not item[2].done()]
+                batch.extend(part)
         except BaseException:
             await conn.disconnect()
             raise
         finally:
             await pool.release(conn)
+
+    async def _exchange(self, conn: Any, batch: list[Pending]) -> None:
+        packed = b"".join(_packed(conn, args) for args, _, _ in batch)
+        if not isinstance(conn._parser, _AsyncHiredisParser):
+            await conn.send_packed_command(packed)
+            for args, options, future in batch:
+                try:
+                    reply = await self.parse_response(conn, args[0], **options)
+                except ResponseError as exc:
+                    _fail(future, exc)
+                    continue
+                _resolve(future, reply)
+            return
+        await _write(conn, packed)
+        await self._read_replies(conn, batch)
+
+    async def _read_replies(self, conn: Any, batch: list[Pending]) -> None:
+        """Resolve the futures of ``batch`` from the connection's replies, read in bulk."""
+        parser = conn._parser
+        reader: hiredis.Reader = parser._reader
+        stream: asyncio.StreamReader = conn._reader
+        callbacks = self.response_callbacks
+        try:
+            async with asyncio.timeout(conn.socket_timeout):
+                for args, options, future in batch:
+                    reply = reader.gets(NEVER_DECODE not in options)
+                    while reply is NOT_ENOUGH_DATA:
+                        data = await stream.read(parser._read_size)
+                        if not data:
+                            raise RedisConnectionError(SERVER_CLOSED_CONNECTION_ERROR)
+                        reader.feed(data)
+                        reply = reader.gets(NEVER_DECODE not in options)
+                    if isinstance(reply, RedisConnectionError):
+                        raise reply
+                    if (
+                        isinstance(reply, list)
+                        and reply
+                        and isinstance(reply[0], RedisConnectionError)
+                    ):
+                        raise reply[0]
+                    if isinstance(reply, ResponseError):
+                        if EMPTY_RESPONSE in options:
+                            _resolve(future, options[EMPTY_RESPONSE])
+                        else:
+                            _fail(future, reply)
+                        continue
+                    callback = callbacks.get(args[0])
+                    if callback is not None:
+                        reply = callback(reply, **_callback_options(options))
+                        if inspect.isawaitable(reply):
+                            reply = await reply
+                    _resolve(future, reply)
+        except TimeoutError:
+            raise RedisTimeoutError(f"Timeout reading from {conn._host_error()}") from None
+        except OSError as exc:
+            raise RedisConnectionError(
+                f"Error while reading from {conn._host_error()} : {exc.args}"
+            ) from None
+        if conn.health_check_interval:
+            conn.next_health_check = asyncio.get_running_loop().time() + conn.health_check_interval
+
+
+class BatchedScript(AsyncScript):
+    """A script run as one queued ``EVALSHA``: redis-py's ``AsyncScript`` goes through three
+    more calls and an import per run (a stream open runs three scripts). Loads itself when
+    Redis does not know it, as ``AsyncScript`` does; run on a pipeline, it is ``AsyncScript``."""
+
+    async def __call__(
+        self,
+        keys: Sequence[Any] | None = None,
+        args: Iterable[Any] | None = None,
+        client: Any = None,
+    ) -> Any:
+        client = self.registered_client if client is None else client
+        if not isinstance(client, BatchingRedis):
+            return await super().__call__(keys, args, client)
+        keys = keys or ()
+        try:
+            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args or ())
+        except NoScriptError:
+            self.sha = await client.script_load(self.script)
+            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args or ())
+
+
+async def _write(conn: Any, packed: bytes) -> None:
+    """Write ``packed`` to the connection, as ``send_packed_command`` does, without its task
+    per write (``asyncio.wait_for``): the wait for a full socket buffer alone has the timeout."""
+    if not conn.is_connected:
+        await conn.connect()
+    await conn.check_health()
+    writer: asyncio.StreamWriter = conn._writer
+    try:
+        writer.write(packed)
+        if writer.transport.get_write_buffer_size():
+            async with asyncio.timeout(conn.socket_timeout):
+                await writer.drain()
+    except TimeoutError:
+        raise RedisTimeoutError("Timeout writing to socket") from None
+    except OSError as exc:
+        raise RedisConnectionError(f"Error while writing to socket: {exc.args}") from None
+
+
+def _callback_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options a response callback takes (``parse_response`` drops these three)."""
+    if not options:
+        return options
+    return {
+        name: value
+        for name, value in options.items()
+        if name not in (NEVER_DECODE, EMPTY_RESPONSE, "keys")
+    }
+
+
+def _resolve(future: asyncio.Future[Any], reply: Any) -> None:
+    if not future.done():
+        future.set_result(reply)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _packed(conn: Any, args: tuple[Any, ...]) -> bytes:

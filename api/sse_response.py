@@ -189,8 +189,14 @@ class SseStream(Response):
             writing[task] = loop.time()
             await send(start)
             del writing[task]
-            current_writer.set(DirectWriter.of(scope.get(SERVER_SEND)))
+            writer = DirectWriter.of(scope.get(SERVER_SEND))
+            current_writer.set(writer)
             async for frame in self.frames:
+                if writer is not None and writer.writable:
+                    # the frames of an open (established, the replayed gap) and heartbeats
+                    # skip the send chain too; a socket that cannot take them now waits below
+                    writer.write(frame)
+                    continue
                 writing[task] = loop.time()
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 del writing[task]

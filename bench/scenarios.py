@@ -384,8 +384,10 @@ class Meter:
             round((cpu_seconds(pid) - before) / wall * 100, 1)
             for pid, before in zip(self.clients, self._clients, strict=True)
         ]
+        server_cpu = self.server.cpu_seconds() - self._server
         return {
-            "server_cpu_percent": round((self.server.cpu_seconds() - self._server) / wall * 100, 1),
+            "server_cpu_seconds": server_cpu,
+            "server_cpu_percent": round(server_cpu / wall * 100, 1),
             "client_cpu_percent_max": max(clients, default=0.0),
             "machine_cpu_percent": round((machine_busy_seconds() - self._machine) / wall * 100, 1),
         }
@@ -474,6 +476,10 @@ class Run:
         r["setup_ms_p99"] = _percentile(setup, 0.99)
         r["setup_ms_max"] = _percentile(setup, 1.0)
         r["server_cpu_percent_ramp"] = ramp["server_cpu_percent"]
+        # the API's CPU per open: comparable across runs, unlike latency on a shared machine
+        r["server_cpu_ms_per_open"] = round(
+            ramp["server_cpu_seconds"] * 1000 / max(1, len(setup)), 3
+        )
         r["client_cpu_percent_max_ramp"] = ramp["client_cpu_percent_max"]
         self.meter.mark()
         time.sleep(self.options.settle)

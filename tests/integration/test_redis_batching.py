@@ -71,3 +71,40 @@ def test_scripts_load_themselves_when_redis_does_not_know_them(redis_url: str) -
             await client.aclose()
 
     assert asyncio.run(scripted()) == [i * 2 for i in range(50)]
+
+
+def test_replies_keep_redis_py_parsing_and_decoding(redis_url: str) -> None:
+    async def parsed() -> list[object]:
+        client = connect_async(
+            redis_url, max_connections=1, client_class=BatchingRedis, decode_responses=True
+        )
+        try:
+            await client.delete("batch:hash", "batch:missing")
+            return await asyncio.gather(
+                client.hset("batch:hash", mapping={"a": "1", "b": "2"}),
+                client.hgetall("batch:hash"),
+                client.set("batch:missing", "x", nx=True),
+                client.set("batch:missing", "y", nx=True),
+                client.exists("batch:hash", "batch:nothing"),
+                client.get("batch:nothing"),
+            )
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(parsed()) == [2, {"a": "1", "b": "2"}, True, None, 1, None]
+
+
+def test_commands_after_redis_dropped_the_connections_get_their_replies(redis_url: str) -> None:
+    monitor = redis.Redis.from_url(redis_url)
+
+    async def across_a_drop() -> list[object]:
+        client = _client(redis_url, 2)
+        try:
+            await asyncio.gather(*(client.set(f"drop:{i}", i) for i in range(200)))
+            monitor.client_kill_filter(_type="normal", skipme=True)
+            return await asyncio.gather(*(client.get(f"drop:{i}") for i in range(200)))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(across_a_drop()) == [str(i).encode() for i in range(200)]
+    monitor.close()

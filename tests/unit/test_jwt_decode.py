@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import time
 from collections.abc import Callable
 
@@ -72,3 +73,11 @@ def test_the_shortcut_takes_the_platforms_own_tokens() -> None:
         assert security._plain_claims(tokens[name], key) is not None, name
     for name in ("expired", "other_secret", "tampered", "kid_header", "audience", "float_exp"):
         assert security._plain_claims(tokens[name], key) is None, name
+
+
+@pytest.mark.parametrize("length", [0, 16, 64, 65, 200])
+def test_the_shortcuts_signature_is_hmac_sha256_for_any_key_length(length: int) -> None:
+    key = bytes(range(length % 256)) * (length // 256 + 1)
+    key = key[:length]
+    message = b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbm4ifQ"
+    assert security._hs256(key, message) == hmac.digest(key, message, "sha256")
