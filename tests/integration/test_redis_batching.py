@@ -14,8 +14,8 @@ from progress.redis_store import connect_async
 pytestmark = pytest.mark.integration
 
 
-def _client(url: str, connections: int) -> BatchingRedis:
-    client = connect_async(url, max_connections=connections, client_class=BatchingRedis)
+def _client(url: str, connections: int, **options: object) -> BatchingRedis:
+    client = connect_async(url, max_connections=connections, client_class=BatchingRedis, **options)
     assert isinstance(client, BatchingRedis)
     return client
 
@@ -98,10 +98,14 @@ def test_commands_after_redis_dropped_the_connections_get_their_replies(redis_ur
     monitor = redis.Redis.from_url(redis_url)
 
     async def across_a_drop() -> list[object]:
-        client = _client(redis_url, 2)
+        client = _client(redis_url, 2, client_name="dropped-by-test")
         try:
             await asyncio.gather(*(client.set(f"drop:{i}", i) for i in range(200)))
-            monitor.client_kill_filter(_type="normal", skipme=True)
+            # only this client's connections: the session's Redis serves other fixtures too
+            ours = [c["id"] for c in monitor.client_list() if c["name"] == "dropped-by-test"]
+            assert ours, "the client's connections are open"
+            for client_id in ours:
+                monitor.client_kill_filter(_id=client_id)
             return await asyncio.gather(*(client.get(f"drop:{i}") for i in range(200)))
         finally:
             await client.aclose()
