@@ -61,12 +61,21 @@ class WorkerProcess:
         if self.beat:
             args += ["--beat", "--schedule", f"{self._log.name}.beat"]
         self._process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=self._log)
+        try:
+            self._await_ping(timeout)
+        except BaseException:
+            self.close()  # a worker that never answered must not outlive the test
+            raise
+        return self
+
+    def _await_ping(self, timeout: float) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"worker exited:\n{self.log_text}")
             if resources.celery_app().control.ping(timeout=0.5):
-                return self
+                return
         raise RuntimeError(f"worker did not answer:\n{self.log_text}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
