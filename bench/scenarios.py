@@ -208,6 +208,16 @@ class Server:
         self._dir.cleanup()
 
 
+def cpu_check_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python loop: this VM's vCPU speed varies by up to half
+    from one minute to the next, so every run records it before and after."""
+    started = time.process_time()
+    total = 0
+    for i in range(1_000_000):
+        total += i * i % 7
+    return round((time.process_time() - started) * 1000, 1)
+
+
 def nchan_available() -> bool:
     return NGINX.exists() and NCHAN_MODULE.exists()
 
@@ -777,7 +787,8 @@ def record(line: dict[str, Any], command: str) -> None:
             )
     text = (
         f"\n### {line['scenario']}, {line['date']} ({line['cores']} cores, load "
-        f"{line['loadavg']}, code {line['code']})\n\n`{command}`\n\n"
+        f"{line['loadavg']}, code {line['code']}, CPU check {line['cpu_check_ms']} / "
+        f"{line['cpu_check_ms_end']} ms)\n\n`{command}`\n\n"
         "| target | streams | events/s | latency p50 / p99 / max ms | lost / dup / out of order "
         "| setup p99 ms | KiB/idle stream | server CPU % idle / run | Redis conns "
         "| client saturated |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
@@ -861,6 +872,7 @@ def main() -> None:
         "api_workers": options.workers,
         "server_pinned_to_cpu0": options.pin,
         "fd_limit": fd_limit,
+        "cpu_check_ms": cpu_check_ms(),
         "results": {},
     }
     for kind in options.targets.split(","):
@@ -873,6 +885,7 @@ def main() -> None:
         except Exception as exc:  # one target failing must not lose the others' figures
             line["results"][kind] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
     line["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    line["cpu_check_ms_end"] = cpu_check_ms()
     line["ratios"] = ratios(line["results"])
     print(json.dumps(line))
     if not options.no_record:
