@@ -32,6 +32,9 @@ class ApiSettings(BaseSettings):
     retention_seconds: float = Field(
         default=24 * 3600, validation_alias=AliasChoices("PROGRESS_RETENTION_SECONDS")
     )
+    streams_per_call: int = Field(
+        default=64, ge=1, validation_alias=AliasChoices("PROGRESS_STREAMS_PER_CALL")
+    )
     instance_id: str = Field(default_factory=lambda: f"api-{secrets.token_hex(4)}")
     #: Seconds an sse_token stays valid.
     token_ttl_seconds: int = Field(default=60, ge=5)
@@ -122,4 +125,8 @@ class ApiSettings(BaseSettings):
 
     def store_settings(self) -> StoreSettings:
         """The store settings shared with the workers."""
-        return StoreSettings(prefix=self.key_prefix, retention_seconds=self.retention_seconds)
+        return StoreSettings(
+            prefix=self.key_prefix,
+            retention_seconds=self.retention_seconds,
+            streams_per_call=self.streams_per_call,
+        )

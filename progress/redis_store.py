@@ -1,4 +1,4 @@
-"""The Redis event store: one Lua call appends, trims, snapshots and publishes an event.
+"""The Redis event store: one Lua call appends, trims, snapshots and publishes a batch.
 
 ``RedisEventStore`` (sync, for workers) and ``AsyncRedisEventStore`` (asyncio, for the API)
 share the scripts and the pure helpers below; only the I/O differs. ``redis.exceptions`` never
@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -30,66 +29,80 @@ from progress.redis_pipeline import LuaScript, run_commands
 from progress.snapshot import TaskSnapshot, snapshot_fields
 from progress.store import StoredEvent, StoreSettings, new_epoch, streams_for
 
-# One call appends every event of a batch that belongs to one stream.
-# KEYS: events, meta, seen ids[, tasks index, task hash...]
-# ARGV: epoch candidate, retention ms, max length, channel, n, payload 1..n,
-#       event id 1..n ('' for events that are not deduplicated),
-#       then per task hash: task id, snapshot fields as a JSON object
+# One call appends the events of up to ``StoreSettings.streams_per_call`` streams: each script
+# call has a fixed cost in Redis, and one call per stream was a sixth of storing an event. The
+# bound keeps any one call short, so other clients never wait long behind it.
+# KEYS, per stream: events, meta, seen ids[, tasks index, task hash...]
+# ARGV: epoch candidate, retention ms, max length, number of streams, then per stream:
+#       channel, n, number of task hashes, payload 1..n, event id 1..n ('' for events that are
+#       not deduplicated), then per task hash: task id, number of field/value items, items
 # An event whose id is already in the stream's seen set (an outbox re-push) is neither added
-# nor published; its slot in the result is ''.
+# nor published; its slot in the stream's result is ''. Result: per stream {epoch, ids...}.
 APPEND_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local retention = tonumber(ARGV[2])
-local epoch = redis.call('HGET', KEYS[2], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[2], 'epoch', epoch)
-end
-local n = tonumber(ARGV[5])
-local result = {epoch}
-local dedupe = false
-for i = 1, n do
-  local payload = ARGV[5 + i]
-  local event_id = ARGV[5 + n + i]
-  if event_id ~= '' and redis.call('ZADD', KEYS[3], 'NX', now, event_id) == 0 then
-    result[i + 1] = ''
-  else
-    local id = redis.call('XADD', KEYS[1], '*', 'e', payload)
-    result[i + 1] = id
-    redis.call('PUBLISH', ARGV[4], epoch .. ' ' .. id .. ' ' .. payload)
+local max_length = ARGV[3]
+local k = 0
+local a = 4
+local out = {}
+for s = 1, tonumber(ARGV[4]) do
+  local events, meta, seen = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  k = k + 3
+  local channel = ARGV[a + 1]
+  local n = tonumber(ARGV[a + 2])
+  local hashes = tonumber(ARGV[a + 3])
+  a = a + 3
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if not epoch then
+    epoch = ARGV[1]
+    redis.call('HSET', meta, 'epoch', epoch)
   end
-  if event_id ~= '' then dedupe = true end
-end
-if dedupe then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
-  redis.call('PEXPIRE', KEYS[3], retention)
-end
-local trimmed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[3])
-trimmed = trimmed + redis.call('XTRIM', KEYS[1], 'MINID', '~', now - retention)
-if trimmed > 0 then
-  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-  redis.call('HSET', KEYS[2], 'trimmed_before', first[1][1])
-end
-redis.call('PEXPIRE', KEYS[1], retention)
-redis.call('PEXPIRE', KEYS[2], retention)
-if #KEYS >= 5 then
-  local arg = 6 + 2 * n
-  for k = 5, #KEYS do
-    local flat = {}
-    for field, value in pairs(cjson.decode(ARGV[arg + 1])) do
-      flat[#flat + 1] = field
-      flat[#flat + 1] = value
+  local result = {epoch}
+  local dedupe = false
+  for i = 1, n do
+    local payload = ARGV[a + i]
+    local event_id = ARGV[a + n + i]
+    if event_id ~= '' and redis.call('ZADD', seen, 'NX', now, event_id) == 0 then
+      result[i + 1] = ''
+    else
+      local id = redis.call('XADD', events, '*', 'e', payload)
+      result[i + 1] = id
+      redis.call('PUBLISH', channel, epoch .. ' ' .. id .. ' ' .. payload)
     end
-    redis.call('HSET', KEYS[k], unpack(flat))
-    redis.call('PEXPIRE', KEYS[k], retention)
-    redis.call('ZADD', KEYS[4], now, ARGV[arg])
-    arg = arg + 2
+    if event_id ~= '' then dedupe = true end
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - retention)
-  redis.call('PEXPIRE', KEYS[4], retention)
+  a = a + 2 * n
+  if dedupe then
+    redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - retention)
+    redis.call('PEXPIRE', seen, retention)
+  end
+  local trimmed = redis.call('XTRIM', events, 'MAXLEN', '~', max_length)
+  trimmed = trimmed + redis.call('XTRIM', events, 'MINID', '~', now - retention)
+  if trimmed > 0 then
+    local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)
+    redis.call('HSET', meta, 'trimmed_before', first[1][1])
+  end
+  redis.call('PEXPIRE', events, retention)
+  redis.call('PEXPIRE', meta, retention)
+  if hashes > 0 then
+    local tasks = KEYS[k + 1]
+    k = k + 1
+    for h = 1, hashes do
+      local task = KEYS[k + h]
+      local items = tonumber(ARGV[a + 2])
+      redis.call('HSET', task, unpack(ARGV, a + 3, a + 2 + items))
+      redis.call('PEXPIRE', task, retention)
+      redis.call('ZADD', tasks, now, ARGV[a + 1])
+      a = a + 2 + items
+    end
+    k = k + hashes
+    redis.call('ZREMRANGEBYSCORE', tasks, '-inf', now - retention)
+    redis.call('PEXPIRE', tasks, retention)
+  end
+  out[s] = result
 end
-return result
+return out
 """
 
 # KEYS: events, meta   ARGV: epoch candidate, retention ms
@@ -118,27 +131,60 @@ class _StreamBatch:
     dedupe_ids: list[str] = field(default_factory=list)
     snapshots: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def call(
-        self, layout: KeyLayout, settings: StoreSettings, stream: str, epoch: str
+    def call_part(
+        self, layout: KeyLayout, stream: str
     ) -> tuple[list[str], list[str | bytes | int]]:
-        """KEYS and ARGV of the append script (``epoch``: the candidate for a new stream)."""
+        """This stream's KEYS and ARGV in an append call."""
         keys = [layout.events(stream), layout.meta(stream), layout.seen(stream)]
+        user = user_of_stream(stream)
+        snapshots = self.snapshots if user is not None else {}
+        args: list[str | bytes | int] = [
+            layout.channel(stream),
+            len(self.payloads),
+            len(snapshots),
+            *self.payloads,
+            *self.dedupe_ids,
+        ]
+        if snapshots and user is not None:
+            keys.append(layout.tasks(user))
+            for task_id, fields in snapshots.items():
+                keys.append(layout.task(user, task_id))
+                args += [task_id, 2 * len(fields)]
+                for item in fields.items():
+                    args += item
+        return keys, args
+
+
+def append_calls(
+    streams: dict[str, _StreamBatch], layout: KeyLayout, settings: StoreSettings
+) -> list[tuple[list[str], list[str | bytes | int]]]:
+    """KEYS and ARGV of the append calls that store ``streams``, in order."""
+    epoch = new_epoch()
+    names = list(streams)
+    calls = []
+    size = settings.streams_per_call
+    for first in range(0, len(names), size):
+        chunk = names[first : first + size]
+        keys: list[str] = []
         args: list[str | bytes | int] = [
             epoch,
             int(settings.retention_seconds * 1000),
             settings.max_stream_length,
-            layout.channel(stream),
-            len(self.payloads),
-            *self.payloads,
-            *self.dedupe_ids,
+            len(chunk),
         ]
-        user = user_of_stream(stream)
-        if self.snapshots and user is not None:
-            keys.append(layout.tasks(user))
-            for task_id, fields in self.snapshots.items():
-                keys.append(layout.task(user, task_id))
-                args += [task_id, orjson.dumps(fields)]
-        return keys, args
+        for name in chunk:
+            part_keys, part_args = streams[name].call_part(layout, name)
+            keys += part_keys
+            args += part_args
+        calls.append((keys, args))
+    return calls
+
+
+def _by_stream(
+    streams: dict[str, _StreamBatch], replies: Sequence[Sequence[Sequence[bytes]]]
+) -> dict[str, Sequence[bytes]]:
+    results = [result for reply in replies for result in reply]
+    return dict(zip(streams, results, strict=True))
 
 
 def group_by_stream(
@@ -291,11 +337,8 @@ class RedisEventStore:
     ) -> list[StoredEvent]:
         """Store several events in one pipelined round trip, in order."""
         streams, placements = group_by_stream(batch)
-        epoch = new_epoch()
-        commands = [
-            APPEND.call(*group.call(self.layout, self.settings, name, epoch))
-            for name, group in streams.items()
-        ]
+        calls = append_calls(streams, self.layout, self.settings)
+        commands = [APPEND.call(keys, args) for keys, args in calls]
         alive, ended = running_changes(batch)
         if ended:
             commands.append(("ZREM", self.layout.running(), *ended))
@@ -304,7 +347,7 @@ class RedisEventStore:
             commands.append(("ZADD", self.layout.running(), *scored))
         with _translated():
             replies = run_commands(self.client, commands, (APPEND,))
-        return _placed(placements, dict(zip(streams, replies[: len(streams)], strict=True)))
+        return _placed(placements, _by_stream(streams, replies[: len(calls)]))
 
     def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events of ``stream`` with ids after ``after_id``, oldest first."""
@@ -383,22 +426,18 @@ class AsyncRedisEventStore:
     ) -> list[StoredEvent]:
         """Store several events in one pipelined round trip, in order."""
         streams, placements = group_by_stream(batch)
-        epoch = new_epoch()
-        calls = {
-            name: group.call(self.layout, self.settings, name, epoch)
-            for name, group in streams.items()
-        }
+        calls = append_calls(streams, self.layout, self.settings)
         alive, ended = running_changes(batch)
         async with _translated_async():
             pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls.values():
+            for keys, args in calls:
                 await self._append(keys, args, client=pipe)
             if ended:
                 pipe.zrem(self.layout.running(), *ended)
             if alive:
                 pipe.zadd(self.layout.running(), alive)
-            results = dict(zip(calls, (await pipe.execute())[: len(calls)], strict=True))
-        return _placed(placements, results)
+            replies = (await pipe.execute())[: len(calls)]
+        return _placed(placements, _by_stream(streams, replies))
 
     async def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
         """Up to ``limit`` events of ``stream`` with ids after ``after_id``, oldest first."""

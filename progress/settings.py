@@ -20,6 +20,8 @@ class ProgressSettings(BaseSettings):
     key_prefix: str = "rt"
     retention_seconds: float = Field(default=24 * 3600, gt=0)
     max_stream_length: int = Field(default=10_000, ge=10)
+    #: Streams appended to in one script call; 1 on Redis Cluster.
+    streams_per_call: int = Field(default=64, ge=1)
     throttle_seconds: float = Field(default=1.0, ge=0)
     heartbeat_seconds: float = Field(default=60.0, gt=0)
     #: Celery task names that report started/completed/failed without the decorator.
@@ -37,4 +39,5 @@ class ProgressSettings(BaseSettings):
             prefix=self.key_prefix,
             retention_seconds=self.retention_seconds,
             max_stream_length=self.max_stream_length,
+            streams_per_call=self.streams_per_call,
         )

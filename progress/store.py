@@ -29,6 +29,9 @@ class StoreSettings(BaseModel):
     prefix: str = "rt"
     retention_seconds: float = Field(default=24 * 3600, gt=0)
     max_stream_length: int = Field(default=10_000, ge=10)
+    #: Streams the Redis store appends to in one script call; 1 on Redis Cluster, where one
+    #: call must touch one user's keys only.
+    streams_per_call: int = Field(default=64, ge=1)
 
 
 @dataclass(frozen=True, slots=True)

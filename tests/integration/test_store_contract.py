@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
 from progress.events import NovelCreated, SystemNotification, TaskStarted, TaskUpdated
 from progress.keys import BROADCAST, user_stream
 from progress.redis_store import RedisEventStore, connect
-from progress.store import MemoryEventStore
+from progress.store import MemoryEventStore, StoreSettings
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +109,28 @@ def test_unimportant_events_are_never_deduplicated(store: Store, user_id: str) -
     store.append_many([(update, ()), (update, ())])
 
     assert len(store.read_after(user_stream(user_id), "0-0", 10)) == 2
+
+
+@pytest.mark.parametrize("streams_per_call", [1, 2, 64])
+def test_a_batch_for_many_users_reaches_each_users_stream_and_snapshot(
+    redis_url: str, user_id: str, streams_per_call: int
+) -> None:
+    client = connect(redis_url)
+    store = RedisEventStore(client, StoreSettings(streams_per_call=streams_per_call))
+    users = [f"{user_id}-{n}" for n in range(5)]
+    batch = [
+        (TaskUpdated(user_id=user, task_id="t", percent=percent, message=user), ())
+        for percent in (10, 20)
+        for user in users
+    ]
+
+    stored = store.append_many(batch)
+
+    assert [s.stream for s in stored] == [user_stream(event.user_id or "") for event, _ in batch]
+    for user in users:
+        history = store.read_after(user_stream(user), "0-0", 10)
+        events = [orjson.loads(entry.data) for entry in history]
+        assert [(e["percent"], e["message"]) for e in events] == [(10, user), (20, user)]
+        snapshot = store.task_snapshot(user, "t")
+        assert snapshot is not None and (snapshot.percent, snapshot.message) == (20, user)
+    client.close()
