@@ -138,15 +138,16 @@ def test_a_writer_with_minimum_level_warning_gets_only_the_critical_notice(
         expect(page.get_by_test_id("notification-sent")).to_contain_text(f"{level}: “{message}”")
     screenshot(page, "20-admin-notification-sent")
 
-    system = writer_page.get_by_role("region", name="System")
+    system = writer_page.get_by_role("region", name="System", exact=True)
     expect(system.get_by_text(critical)).to_be_visible()
     # Both went out on the broadcast stream in this order: the info one was filtered, not late.
     expect(system.get_by_text(info)).to_have_count(0)
     screenshot(writer_page, "21-writer-only-critical")
 
     page.get_by_role("link", name="Notifications").click()
-    # The admin page has a "System" region too: wait until the notification center replaced it.
+    # Region names match as substrings unless exact: "Send a system notification" on the admin
+    # page (its textarea and its "Sent" line both hold the message) would match "System" too.
     expect(page).to_have_url(re.compile(r"/notifications$"))
-    admin_system = page.get_by_role("region", name="System")
+    admin_system = page.get_by_role("region", name="System", exact=True)
     expect(admin_system.get_by_text(critical)).to_be_visible()
     expect(admin_system.get_by_text(info)).to_be_visible()
