@@ -6,7 +6,7 @@
     python bench/scenarios.py two-process [--streams 10000 --rate 2000 --duration 30]
     python bench/scenarios.py burst      [--streams 2000]   (connection setup: all in 1 s)
       common: --targets ours,naive,nchan  --clients 4  --ramp-rate 1000  --publishers N
-              --no-record (do not append to docs/)  --profile FILE (py-spy of our API)
+              --no-record (do not append to the results file)  --profile FILE (py-spy of our API)
               --pin (the server under test gets CPU 0 to itself, the rest share the others)
 
 Each target runs in turn on a fresh embedded redis-server: ``ours`` (``uvicorn api.main:app``,
@@ -19,8 +19,9 @@ client (bench/loadgen.py, several processes) opens N streams, each with its own 
 for Nchan they POST the same JSON to its publisher endpoint). Latency = client parse time minus
 the event's ``occurred_at`` (set just before it is stored; one machine, one clock).
 
-Prints one JSON line (every target's figures and the ratios to ours) and appends it, with the
-command, to docs/performance.md and docs/bench-results.jsonl (bench/plot.py draws those).
+Prints one JSON line (the command, every target's figures and the ratios to ours) and appends
+it to docs/bench-results.jsonl, the one record of dated runs (bench/plot.py draws from it;
+docs/performance.md holds only the current figure per target).
 """
 
 from __future__ import annotations
@@ -760,49 +761,13 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-HIGHEST = "highest_broadcast_deliveries_per_s_p99_ok"
+RESULTS = ROOT / "docs" / "bench-results.jsonl"
 
 
-def record(line: dict[str, Any], command: str) -> None:
-    docs = ROOT / "docs"
-    with (docs / "bench-results.jsonl").open("a") as out:
+def record(line: dict[str, Any]) -> None:
+    """Append the run to docs/bench-results.jsonl, the one record of dated runs."""
+    with RESULTS.open("a") as out:
         out.write(json.dumps(line) + "\n")
-    rows = []
-    for name, result in line["results"].items():
-        if "error" in result:
-            rows.append(f"| {name} | error: {result['error'][:120]} |||||||")
-            continue
-        phases = result.get("phases") or [{}]
-        for phase in phases:
-            rows.append(
-                f"| {name} | {result.get('streams_opened')} | {phase.get('rate_achieved', '')} "
-                f"| {phase.get('latency_ms_p50', '')} / {phase.get('latency_ms_p99', '')} / "
-                f"{phase.get('latency_ms_max', '')} | {phase.get('lost', '')} / "
-                f"{phase.get('duplicated', '')} / {phase.get('out_of_order', '')} "
-                f"| {result.get('setup_ms_p99')} | {result.get('kib_per_idle_stream')} "
-                f"| {result.get('server_cpu_percent_idle')} / "
-                f"{phase.get('server_cpu_percent_run', '')} "
-                f"| {phase.get('server_redis_connections_run', result.get('server_redis_connections_idle'))} "  # noqa: E501
-                f"| {phase.get('client_saturated', '')} |"
-            )
-    text = (
-        f"\n### {line['scenario']}, {line['date']} ({line['cores']} cores, load "
-        f"{line['loadavg']}, code {line['code']}, CPU check {line['cpu_check_ms']} / "
-        f"{line['cpu_check_ms_end']} ms)\n\n`{command}`\n\n"
-        "| target | streams | events/s | latency p50 / p99 / max ms | lost / dup / out of order "
-        "| setup p99 ms | KiB/idle stream | server CPU % idle / run | Redis conns "
-        "| client saturated |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
-    )
-    if line.get("ratios"):
-        text += f"\nRatios (theirs / ours): `{json.dumps(line['ratios'])}`\n"
-    extra = {
-        name: {k: v for k, v in r.items() if k in ("resume", HIGHEST)}
-        for name, r in line["results"].items()
-    }
-    if any(extra.values()):
-        text += f"\nAlso: `{json.dumps(extra)}`\n"
-    with (docs / "performance.md").open("a") as out:
-        out.write(text)
 
 
 def main() -> None:
@@ -825,7 +790,9 @@ def main() -> None:
     parser.add_argument("--max-rate", type=float, default=2000)
     parser.add_argument("--step-duration", type=float, default=10)
     parser.add_argument("--p99-limit", type=float, default=200)
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/")
+    parser.add_argument(
+        "--no-record", action="store_true", help="do not append to docs/bench-results.jsonl"
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy our API (collapsed stacks)")
     parser.add_argument(
         "--pin",
@@ -863,6 +830,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "loadavg": [round(v, 2) for v in os.getloadavg()],
         "code": _code_version(),
+        "command": shlex.join(["python", "bench/scenarios.py", *sys.argv[1:]]),
         "streams": options.streams,
         "rate": options.rate,
         "duration_s": options.duration,
@@ -889,7 +857,7 @@ def main() -> None:
     line["ratios"] = ratios(line["results"])
     print(json.dumps(line))
     if not options.no_record:
-        record(line, shlex.join(["python", "bench/scenarios.py", *sys.argv[1:]]))
+        record(line)
 
 
 if __name__ == "__main__":
