@@ -9,6 +9,9 @@ HTTPException (no route)      -> 404  not_found / 405 method_not_allowed
 
 from __future__ import annotations
 
+import logging
+import random
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from progress.errors import InvalidCursor, StoreUnavailable
 from workers.contracts import NovelNotFound, TaskNotFound
+
+log = logging.getLogger("api.errors")
 
 
 class ErrorDetail(BaseModel):
@@ -78,7 +83,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_cursor", str(exc)), 400)
 
     async def store_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(error_body("store_unavailable", str(exc)), 503)
+        # No details for the client: they name Redis's address.
+        log.info("503 store_unavailable: %s", exc)
+        body = error_body("store_unavailable", "Redis does not answer; retry later")
+        return JSONResponse(body, 503, headers={"Retry-After": str(random.randint(2, 10))})
 
     async def validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

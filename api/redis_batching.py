@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import hiredis
@@ -41,6 +41,11 @@ _MAX_BATCH = 1000
 _PARALLEL_AT = 64
 
 Pending = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+
+
+class RedisUnreachable(RedisConnectionError):
+    """No connection to Redis could be made (the pool's connect retries included): the batch
+    fails at once, as trying again right away would only repeat those retries."""
 
 
 class BatchingRedis(redis.asyncio.Redis):
@@ -61,6 +66,8 @@ class BatchingRedis(redis.asyncio.Redis):
         self._senders: set[asyncio.Task[None]] = set()
         #: Senders between taking a batch and having nothing more to send.
         self._busy = 0
+        #: Called with the error when a batch failed for good (Redis unreachable).
+        self.on_unreachable: Callable[[Exception], None] | None = None
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -110,10 +117,12 @@ class BatchingRedis(redis.asyncio.Redis):
                 return
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 pending = [item for item in pending if not item[2].done()]
-                if attempt == _RETRIES or not pending:
+                if attempt == _RETRIES or not pending or isinstance(exc, RedisUnreachable):
                     for _args, _options, future in pending:
                         if not future.done():
                             future.set_exception(exc)
+                    if pending and self.on_unreachable is not None:
+                        self.on_unreachable(exc)
                     return
                 await asyncio.sleep(min(0.5, 0.05 * 2**attempt))
             except BaseException as exc:
@@ -129,7 +138,10 @@ class BatchingRedis(redis.asyncio.Redis):
         to ``batch``, so a connection error retries it too."""
         await self.initialize()
         pool = self.connection_pool
-        conn = await pool.get_connection()
+        try:
+            conn = await pool.get_connection()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise RedisUnreachable(str(exc)) from exc
         try:
             part = batch
             while part:

@@ -1,14 +1,23 @@
 """The connection registry in Redis: one expiring lease per open stream, a per-user limit.
 
-    rt:{u:<user>}:conns            sorted set: connection id -> lease expiry (ms, Redis time)
+    rt:{u:<user>}:conns            sorted set: <conn id>@<run> -> lease expiry (ms, Redis time)
     rt:{u:<user>}:conn:<conn id>   hash: user_id, session_id, instance_id, connected_at
+    rt:instances                   sorted set: <run> -> alive until (ms, Redis time)
 
-Leases are refreshed while the stream lives and removed when it ends; if an instance dies its
-leases lapse by themselves, so its users can reconnect elsewhere within one lease.
+Leases are refreshed while the stream lives and removed when it ends. A lease names the run
+(this process: its instance id and a random suffix) that holds it. Every run refreshes its
+entry in ``rt:instances`` every ``heartbeat`` seconds, alive for ``ttl``; the same call returns
+the runs whose time has passed, and an open passes that list to the acquire script, which drops
+their leases before it counts. So a crashed instance's streams stop counting within about
+``ttl + heartbeat`` seconds, not a whole lease. The script touches only the user's keys (one
+hash slot on Redis Cluster); the list of dead runs comes from this process's memory, so an open
+stays one round trip. A run nobody has heard of yet counts (new instances are never taken for
+dead); a run is forgotten a lease after its death, when its leases have lapsed anyway.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,20 +28,33 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from progress.errors import StoreUnavailable
-from progress.keys import user_stream
+from progress.keys import KeyLayout, user_stream
 
 # KEYS: conns, conn[, a key of the same user to read back]
-# ARGV: conn id, limit, lease ms, session id, instance id, connected at
+# ARGV: conn id, limit, lease ms, session id, instance id, connected at, run, dead runs...
 # Returns 0 (refused), or 1; with a third key, {1, its value or nil}.
 ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+local limit = tonumber(ARGV[2])
+local held = redis.call('ZCARD', KEYS[1])
+if held >= limit and #ARGV > 7 then
+  local dead = {}
+  for i = 8, #ARGV do dead[ARGV[i]] = true end
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local at = string.find(member, '@', 1, true)
+    if at and dead[string.sub(member, at + 1)] then
+      redis.call('ZREM', KEYS[1], member)
+      held = held - 1
+    end
+  end
+end
+if held >= limit then
   return 0
 end
 local lease = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1] .. '@' .. ARGV[7])
 redis.call('PEXPIRE', KEYS[1], lease)
 redis.call('HSET', KEYS[2], 'connection_id', ARGV[1], 'session_id', ARGV[4],
            'instance_id', ARGV[5], 'connected_at', ARGV[6])
@@ -41,7 +63,7 @@ if KEYS[3] then return {1, redis.call('GET', KEYS[3])} end
 return 1
 """
 
-# KEYS: conns, conn   ARGV: conn id, lease ms
+# KEYS: conns, conn   ARGV: member, lease ms
 REFRESH_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -53,11 +75,23 @@ return 1
 """
 
 
-# KEYS: conns, conn   ARGV: conn id
+# KEYS: conns, conn   ARGV: member
 RELEASE_LUA = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
 return 1
+"""
+
+# KEYS: instances   ARGV: run, alive for ms, forget after ms
+# Returns the runs whose time has passed (not forgotten yet).
+HEARTBEAT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local forget = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - forget)
+redis.call('PEXPIRE', KEYS[1], forget + tonumber(ARGV[2]))
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 """
 
 
@@ -79,19 +113,31 @@ class ConnectionRegistry:
         limit: int,
         lease_seconds: float,
         prefix: str = "rt",
+        alive_seconds: float = 5.0,
     ) -> None:
         self._client = client
         self._instance_id = instance_id
+        #: This process: a restarted instance with the same id is another run, so the leases
+        #: its previous run left behind stop counting as soon as that run is seen dead.
+        self.run = f"{instance_id}.{secrets.token_hex(4)}"
         self._limit = limit
         self._lease_ms = int(lease_seconds * 1000)
+        self._alive_ms = int(alive_seconds * 1000)
         self._prefix = prefix
+        self._instances = KeyLayout(prefix).instances()
+        #: Runs seen dead by the last heartbeat: their leases no longer count.
+        self.dead: tuple[str, ...] = ()
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._refresh = client.register_script(REFRESH_LUA)
         self._release = client.register_script(RELEASE_LUA)
+        self._heartbeat = client.register_script(HEARTBEAT_LUA)
 
     def _keys(self, lease: Lease) -> list[str]:
         tag = f"{self._prefix}:{{{user_stream(lease.user_id)}}}"
         return [f"{tag}:conns", f"{tag}:conn:{lease.connection_id}"]
+
+    def _member(self, lease: Lease) -> str:
+        return f"{lease.connection_id}@{self.run}"
 
     async def acquire(self, lease: Lease, session_id: str | None) -> bool:
         """Take a lease; False when the user already holds ``limit`` live ones."""
@@ -116,6 +162,8 @@ class ConnectionRegistry:
             session_id or "",
             self._instance_id,
             now,
+            self.run,
+            *self.dead,
         ]
         try:
             return await self._acquire(keys, args)
@@ -127,9 +175,8 @@ class ConnectionRegistry:
         pipe = self._client.pipeline(transaction=False)
         count = 0
         for lease in leases:
-            await self._refresh(
-                self._keys(lease), [lease.connection_id, self._lease_ms], client=pipe
-            )
+            args = [self._member(lease), self._lease_ms]
+            await self._refresh(self._keys(lease), args, client=pipe)
             count += 1
         if count:
             await pipe.execute()
@@ -138,9 +185,19 @@ class ConnectionRegistry:
         """Give a lease back at once."""
         # One script, not a pipeline: single commands share the client's batched connections
         # (thousands of streams closing together must not queue for a pooled connection each).
-        await self._release(self._keys(lease), [lease.connection_id])
+        await self._release(self._keys(lease), [self._member(lease)])
+
+    async def heartbeat(self, alive: bool = True) -> tuple[str, ...]:
+        """Say this run is alive for ``alive_seconds`` more (with ``alive=False``: that it has
+        ended) and learn which runs are dead; one round trip."""
+        dead = await self._heartbeat(
+            [self._instances], [self.run, self._alive_ms if alive else 0, self._lease_ms]
+        )
+        runs = tuple(run.decode() if isinstance(run, bytes) else str(run) for run in dead)
+        self.dead = tuple(run for run in runs if run != self.run)
+        return self.dead
 
     async def count(self, user_id: str) -> int:
-        """Live leases of ``user_id`` across all instances."""
+        """Leases of ``user_id`` across all instances (dead runs' included until dropped)."""
         conns, _ = self._keys(Lease(user_id, "-"))
         return int(await self._client.zcount(conns, "-inf", "+inf"))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import redis.asyncio
+from redis.exceptions import RedisError
 
 from api.archive import Archive
 from api.authz import Authorizer, EventMeta, NovelMembershipAuthorizer, RedisNovelAccess
@@ -23,13 +24,13 @@ from api.pubsub_link import RedisAddress
 from api.ratelimit import BUCKET_LUA, STRIKE_LUA, AbuseGuard, AbuseLimits, Rate
 from api.realtime import RealtimeModeStore
 from api.redis_batching import BatchingRedis
-from api.registry import ACQUIRE_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
+from api.redis_health import RedisHealth
+from api.registry import ACQUIRE_LUA, HEARTBEAT_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
 from api.replay_cache import SharedReplayStore
 from api.security import TokenService
 from api.settings import ApiSettings
 from api.sse_response import OpenStreams
 from api.stream_memory import StreamMemory
-from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
 from progress.redis_store import STATE_LUA, AsyncRedisEventStore, connect_async
 from workers.contracts import open_audit_log
@@ -38,7 +39,15 @@ log = logging.getLogger("api.services")
 
 #: Scripts every stream open runs: loaded at start, or the first burst of opens would each
 #: fail its EVALSHA (NOSCRIPT) and load the script again.
-_OPEN_SCRIPTS = (BUCKET_LUA, STRIKE_LUA, ACQUIRE_LUA, REFRESH_LUA, RELEASE_LUA, STATE_LUA)
+_OPEN_SCRIPTS = (
+    BUCKET_LUA,
+    STRIKE_LUA,
+    ACQUIRE_LUA,
+    REFRESH_LUA,
+    RELEASE_LUA,
+    HEARTBEAT_LUA,
+    STATE_LUA,
+)
 
 
 @dataclass
@@ -61,11 +70,14 @@ class ApiServices:
     stream_memory: StreamMemory
     #: The store streams replay from: broadcast pages shared by simultaneous resumes.
     replay_store: SharedReplayStore
+    #: Whether Redis answers: opens and sse_token requests are refused at once while not.
+    redis_health: RedisHealth = field(init=False)
     trusted_proxies: tuple[Network, ...] = ()
     started_at: float = field(default_factory=time.monotonic)
     #: Set when the server begins to shut down (api.sse_response.supervise_streams).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _probe: asyncio.Task[None] | None = None
+    _heartbeat: asyncio.Task[None] | None = None
     #: The tasks writing open streams (stuck writes and the shutdown grace end them).
     open_streams: OpenStreams = field(default_factory=OpenStreams)
     #: The SQL audit of important events (replay beyond Redis, admin audit endpoints).
@@ -81,6 +93,7 @@ class ApiServices:
             settings.redis_url,
             max_connections=settings.redis_pool_size,
             client_class=BatchingRedis,
+            socket_connect_timeout=settings.redis_connect_timeout_seconds,
         )
         layout = KeyLayout(settings.key_prefix)
         registry = ConnectionRegistry(
@@ -89,6 +102,7 @@ class ApiServices:
             settings.max_connections_per_user,
             settings.lease_seconds,
             settings.key_prefix,
+            settings.instance_alive_seconds,
         )
         authorizer = authorizer or NovelMembershipAuthorizer(
             RedisNovelAccess(client, settings.key_prefix)
@@ -155,41 +169,59 @@ class ApiServices:
             replay_store=SharedReplayStore(client, settings.store_settings()),
         )
 
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.redis_health = RedisHealth(
+            self.store.ping,
+            settings.redis_probe_seconds,
+            settings.redis_down_probe_seconds,
+            settings.redis_ping_timeout_seconds,
+            on_ping=self.metrics.redis_ping,
+        )
+        if isinstance(self.client, BatchingRedis):
+            self.client.on_unreachable = self.redis_health.failed
+
     async def start(self) -> None:
-        """Connect the hub's pub/sub link; start backpressure sampling and the Redis probe."""
+        """Connect the hub's pub/sub link; start backpressure sampling, the Redis probe and
+        this instance's heartbeat."""
         await self.hub.start()
         for script in _OPEN_SCRIPTS:
             await self.client.script_load(script)
+        await self.registry.heartbeat()
         self.backpressure.start()
-        self._probe = asyncio.create_task(self._probe_redis_forever(), name="redis-probe")
+        self._probe = asyncio.create_task(self.redis_health.run(), name="redis-probe")
+        self._heartbeat = asyncio.create_task(self._heartbeat_forever(), name="heartbeat")
 
     async def close(self) -> None:
         """End every stream and close the clients."""
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        for task in (self._probe, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.backpressure.stop()
         await self.hub.stop()
+        if self.redis_health.up:
+            # This run's leases stop counting now, not when its heartbeat would have lapsed.
+            with contextlib.suppress(RedisError, OSError):
+                await self.registry.heartbeat(alive=False)
         await self.client.aclose()
         if self.archive is not None:
             self.archive.close()
 
     async def ping_redis(self) -> float:
-        """One PING, recorded in the metrics; StoreUnavailable when Redis does not answer."""
-        try:
-            seconds = await self.store.ping()
-        except StoreUnavailable:
-            self.metrics.redis_ping(None)
-            raise
-        self.metrics.redis_ping(seconds)
-        return seconds
+        """One PING (bounded by SSE_REDIS_PING_TIMEOUT_SECONDS), recorded in the metrics;
+        StoreUnavailable at once while Redis is taken for down, or when it does not answer."""
+        self.redis_health.check()
+        return await self.redis_health.probe()
 
-    async def _probe_redis_forever(self) -> None:
+    async def _heartbeat_forever(self) -> None:
         while True:
-            with contextlib.suppress(StoreUnavailable):
-                await self.ping_redis()
-            await asyncio.sleep(self.settings.redis_probe_seconds)
+            await asyncio.sleep(self.settings.instance_heartbeat_seconds)
+            try:
+                await self.registry.heartbeat()
+            except (RedisError, OSError) as exc:
+                log.debug("heartbeat failed: %s", exc)
 
 
 def _backpressure_settings(settings: ApiSettings) -> BackpressureSettings:

@@ -44,6 +44,11 @@ class ApiSettings(BaseSettings):
     max_connections_per_user: int = Field(default=2, ge=1)
     #: A connection's lease in the registry; refreshed at a third of it.
     lease_seconds: float = Field(default=90.0, ge=1)
+    #: This process says it is alive (``rt:instances``) every ``instance_heartbeat_seconds``,
+    #: for ``instance_alive_seconds``: that long after a crash its streams stop counting
+    #: against their users' limit (plus a heartbeat, for the others to hear of it).
+    instance_alive_seconds: float = Field(default=5.0, gt=0)
+    instance_heartbeat_seconds: float = Field(default=1.5, gt=0)
     #: A user's channel stays subscribed this long after their last stream here ended, so
     #: quick reconnects (deploys, network blips) skip the UNSUBSCRIBE/SUBSCRIBE round trip.
     subscription_linger_seconds: float = Field(default=10.0, ge=0)
@@ -111,6 +116,13 @@ class ApiSettings(BaseSettings):
     backpressure_max_progress_interval_seconds: float = Field(default=8.0, gt=0)
     #: Every this often the API pings Redis (sse_redis_rtt_seconds, sse_redis_up).
     redis_probe_seconds: float = Field(default=5.0, gt=0)
+    #: ... and this often while Redis is down: opens and sse_token requests are refused at
+    #: once (503) until a PING answers again.
+    redis_down_probe_seconds: float = Field(default=0.5, gt=0)
+    #: A PING (probe, health) that takes longer counts as Redis down.
+    redis_ping_timeout_seconds: float = Field(default=1.0, gt=0)
+    #: Connecting to Redis (each attempt of the command pool) gives up after this.
+    redis_connect_timeout_seconds: float = Field(default=0.5, gt=0)
     #: Log lines as JSON objects (one per line) on stderr.
     log_json: bool = True
 
@@ -120,6 +132,15 @@ class ApiSettings(BaseSettings):
             raise ValueError(
                 "JWT_SECRET is not set: set it (32+ characters), or set "
                 "SSE_DEV_TOKENS_ENABLED=true for a development server"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_within_alive(self) -> Self:
+        if self.instance_heartbeat_seconds >= self.instance_alive_seconds:
+            raise ValueError(
+                "SSE_INSTANCE_HEARTBEAT_SECONDS must be shorter than SSE_INSTANCE_ALIVE_SECONDS "
+                "(a live instance would be taken for dead between two heartbeats)"
             )
         return self
 

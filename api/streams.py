@@ -32,6 +32,7 @@ async def open_stream(
     """
     cursor = Cursor.parse(last_event_id) if last_event_id else None
     _refuse_when_loaded(services, client_ip)
+    services.redis_health.check()
     guard = services.guard
     principal = await guard.authenticated(
         "stream", client_ip, lambda: services.tokens.spend_sse_token(sse_token)

@@ -68,6 +68,11 @@ class KeyLayout:
         """Hash: the operators' realtime mode (``mode``, ``percent``, ``updated_at``)."""
         return f"{self.prefix}:realtime"
 
+    def instances(self) -> str:
+        """Sorted set of the API's runs (processes) scored by the time they are alive until
+        (ms); stream leases name their run, and a dead run's leases stop counting."""
+        return f"{self.prefix}:instances"
+
     def cancel(self, task_id: str) -> str:
         """Flag asking a running task to stop."""
         return f"{self.prefix}:cancel:{task_id}"
