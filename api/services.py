@@ -32,7 +32,7 @@ from api.stream_memory import StreamMemory
 from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
 from progress.redis_store import STATE_LUA, AsyncRedisEventStore, connect_async
-from workers.contracts import open_audit_log
+from workers.contracts import SchemaOutdated, ensure_schema, open_audit_log
 
 log = logging.getLogger("api.services")
 
@@ -66,6 +66,7 @@ class ApiServices:
     #: Set when the server begins to shut down (api.sse_response.supervise_streams).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _probe: asyncio.Task[None] | None = None
+    _database_probe: asyncio.Task[None] | None = None
     #: The tasks writing open streams (stuck writes and the shutdown grace end them).
     open_streams: OpenStreams = field(default_factory=OpenStreams)
     #: The SQL audit of important events (replay beyond Redis, admin audit endpoints).
@@ -156,19 +157,30 @@ class ApiServices:
         )
 
     async def start(self) -> None:
-        """Connect the hub's pub/sub link; start backpressure sampling and the Redis probe."""
+        """Check the database schema (SchemaOutdated: do not serve); connect the hub's pub/sub
+        link; start backpressure sampling and the Redis and database probes."""
+        try:
+            await anyio.to_thread.run_sync(ensure_schema, self.settings.database_url)
+        except SchemaOutdated as exc:
+            log.critical("not starting: %s", exc)
+            raise
         await self.hub.start()
         for script in _OPEN_SCRIPTS:
             await self.client.script_load(script)
         self.backpressure.start()
         self._probe = asyncio.create_task(self._probe_redis_forever(), name="redis-probe")
+        if self.archive is not None:
+            self._database_probe = asyncio.create_task(
+                self._probe_database_forever(self.archive), name="database-probe"
+            )
 
     async def close(self) -> None:
         """End every stream and close the clients."""
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        for probe in (self._probe, self._database_probe):
+            if probe is not None:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
         await self.backpressure.stop()
         await self.hub.stop()
         await self.client.aclose()
@@ -184,6 +196,31 @@ class ApiServices:
             raise
         self.metrics.redis_ping(seconds)
         return seconds
+
+    async def ping_database(self) -> float | None:
+        """Seconds a ``SELECT 1`` took (recorded in the metrics); None when the database did
+        not answer within ``SSE_DATABASE_PING_TIMEOUT_SECONDS`` or none is configured."""
+        if self.archive is None:
+            return None
+        seconds = await self.archive.ping(self.settings.database_ping_timeout_seconds)
+        self.metrics.database_ping(seconds)
+        return seconds
+
+    async def _probe_database_forever(self, archive: Archive) -> None:
+        # Workers spill journal records while the database is down and drain them on their
+        # own schedule; the API drains as soon as it sees the database (back) up.
+        spilled_since_drain = True
+        while True:
+            if await self.ping_database() is None:
+                spilled_since_drain = True
+            elif spilled_since_drain:
+                try:
+                    settings = self.settings
+                    await archive.drain_spill(settings.redis_url, settings.store_settings())
+                    spilled_since_drain = False
+                except Exception:
+                    log.exception("could not write the journal spill; trying again")
+            await asyncio.sleep(self.settings.database_probe_seconds)
 
     async def _probe_redis_forever(self) -> None:
         while True:

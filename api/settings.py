@@ -111,6 +111,11 @@ class ApiSettings(BaseSettings):
     backpressure_max_progress_interval_seconds: float = Field(default=8.0, gt=0)
     #: Every this often the API pings Redis (sse_redis_rtt_seconds, sse_redis_up).
     redis_probe_seconds: float = Field(default=5.0, gt=0)
+    #: Every this often the API runs ``SELECT 1`` on the database (sse_database_up); when it
+    #: answers again after an outage, the journal spill is written to the audit table.
+    database_probe_seconds: float = Field(default=5.0, gt=0)
+    #: Health and the probe call the database down when ``SELECT 1`` takes longer than this.
+    database_ping_timeout_seconds: float = Field(default=1.0, gt=0)
     #: Log lines as JSON objects (one per line) on stderr.
     log_json: bool = True
 

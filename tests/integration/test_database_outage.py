@@ -1,0 +1,224 @@
+"""Issue 15, items 10 and 13: PostgreSQL stopped while tasks fail and an admin sends a notice;
+an API or worker started on a database that was never migrated.
+
+Real PostgreSQL (this module's own cluster: stopping the session's would break other tests),
+real Redis, real uvicorn, a real Celery worker.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import text
+
+import progress
+from progress.keys import user_stream
+from progress.redis_server import RedisServer
+from progress.redis_store import RedisEventStore, connect
+from progress.settings import ProgressSettings
+from tests.postgres_server import PostgresServer
+from tests.servers import ApiServer
+from tests.workers import WorkerProcess
+from workers import resources
+from workers.db import make_engine
+from workers.migrate import upgrade
+from workers.settings import WorkerSettings
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+def until(probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 30) -> T:
+    """Call ``probe`` until ``done`` holds for its answer (or the deadline passes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if done(answer) or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
+def stored_events(store: RedisEventStore, user: str) -> list[dict]:
+    return [orjson.loads(e.data) for e in store.read_after(user_stream(user), "0-0", 10_000)]
+
+
+def journaled(database_url: str, user: str) -> list[tuple[str, str]]:
+    """(event id, status) of every audit row of ``user``."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT event_id, status FROM sse_event_audit WHERE user_id = :u"),
+                {"u": user},
+            )
+            return [(row.event_id, row.status) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def health(api: ApiServer) -> httpx.Response:
+    return httpx.get(f"{api.url}/api/v1/events/health", timeout=5)
+
+
+def assert_database_unavailable(response: httpx.Response, server: PostgresServer) -> None:
+    assert response.status_code == 503, response.text
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.json()["error"]["code"] == "database_unavailable"
+    for detail in (str(server.port), server.host, "psycopg", "connection"):
+        assert detail not in response.json()["error"]["message"]
+
+
+def test_a_database_outage_answers_503_and_every_important_event_reaches_the_journal_once(
+    own_postgres: PostgresServer, own_redis: RedisServer, user_id: str
+) -> None:
+    database_url = own_postgres.create_database(f"outage_{uuid.uuid4().hex[:12]}")
+    upgrade(database_url)
+    redis_url = f"{own_redis.url}/0"
+    resources.configure(
+        WorkerSettings(redis_url=redis_url, database_url=database_url, broker_db=1, result_db=2)
+    )
+    progress.configure(ProgressSettings(redis_url=redis_url))
+    env = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "WORKER_BROKER_DB": "1",
+        "WORKER_RESULT_DB": "2",
+    }
+    api = ApiServer(redis_url, DATABASE_URL=database_url, SSE_DATABASE_PROBE_SECONDS="0.3")
+    worker = WorkerProcess(env, concurrency=2)
+    store = RedisEventStore(connect(redis_url))
+    outage = False
+    try:
+        api.start()
+        worker.start()
+        writer = {"Authorization": f"Bearer {api.jwt(user_id)}"}
+        ops = {"Authorization": f"Bearer {api.jwt('ops-admin', roles=('admin',))}"}
+        notice = {
+            "level": "critical",
+            "message": "Writing is paused",
+            "target": {"audience": "users", "user_ids": [user_id]},
+        }
+        novel = {"title": "Tide", "premise": "a premise", "chapter_count": 1}
+
+        own_postgres.stop()
+        outage = True
+        with progress.acting_as(user_id, None):
+            for _ in range(10):
+                resources.celery_app().send_task(
+                    "workers.create_novel", args=["no-such-novel"], ignore_result=True
+                )
+        down = until(lambda: health(api), lambda r: not r.json()["database"]["reachable"])
+        assert down.status_code == 200
+        assert down.json()["status"] == "degraded"
+
+        v1 = f"{api.url}/api/v1"
+        assert_database_unavailable(httpx.get(f"{v1}/novels", headers=writer), own_postgres)
+        assert_database_unavailable(httpx.get(f"{v1}/novels/n1", headers=writer), own_postgres)
+        assert_database_unavailable(
+            httpx.post(f"{v1}/novels", json=novel, headers=writer), own_postgres
+        )
+        assert_database_unavailable(httpx.get(f"{v1}/admin/audit", headers=ops), own_postgres)
+        refused = httpx.post(f"{v1}/admin/notifications", json=notice, headers=ops)
+        assert_database_unavailable(refused, own_postgres)
+
+        failed = until(
+            lambda: stored_events(store, user_id),
+            lambda events: sum(e["type"] == "task.progress-failed" for e in events) == 10,
+        )
+        assert sum(e["type"] == "task.progress-failed" for e in failed) == 10, worker.log_text
+        assert not [e for e in failed if e["type"] == "system.notification"]
+
+        own_postgres.start()
+        outage = False
+        up = until(lambda: health(api), lambda r: r.json()["database"]["reachable"])
+        assert (up.status_code, up.json()["status"]) == (200, "ok")
+        sent = httpx.post(f"{v1}/admin/notifications", json=notice, headers=ops)
+        assert sent.status_code == 202, sent.text
+
+        events = until(
+            lambda: stored_events(store, user_id),
+            lambda found: any(e["type"] == "system.notification" for e in found),
+        )
+        assert [e["type"] for e in events].count("system.notification") == 1
+        important = {e["event_id"] for e in events if e["important"]}
+        assert len(important) == 11
+        rows = until(
+            lambda: journaled(database_url, user_id),
+            lambda found: {event_id for event_id, _ in found} >= important,
+        )
+        assert sorted(event_id for event_id, _ in rows) == sorted(important)
+        assert {status for _, status in rows} == {"published"}
+    finally:
+        if outage:
+            own_postgres.start()
+        store.close()
+        worker.close()
+        api.close()
+        progress.configure(None)
+        resources.configure(None)
+
+
+def test_an_api_or_worker_on_an_unmigrated_database_refuses_to_start_and_says_why(
+    own_postgres: PostgresServer, redis_server: RedisServer
+) -> None:
+    database_url = own_postgres.create_database(f"bare_{uuid.uuid4().hex[:12]}")
+    redis_url = f"{redis_server.url}/0"
+    api = ApiServer(redis_url, DATABASE_URL=database_url)
+    resources.configure(
+        WorkerSettings(redis_url=redis_url, database_url=database_url, broker_db=5, result_db=6)
+    )
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "WORKER_BROKER_DB": "5"}
+    worker = WorkerProcess({**env, "WORKER_RESULT_DB": "6"})
+    try:
+        with pytest.raises(RuntimeError, match="run python -m workers.migrate"):
+            api.start()
+        assert "database schema is at no revision (empty database), expected" in api.log_text
+        with pytest.raises(RuntimeError, match="run python -m workers.migrate"):
+            worker.start()
+    finally:
+        worker.close()
+        api.close()
+        resources.configure(None)
+
+
+def test_an_api_on_the_default_sqlite_database_migrates_it_and_answers(
+    redis_server: RedisServer, tmp_path: Path, user_id: str
+) -> None:
+    api = ApiServer(f"{redis_server.url}/0", cwd=tmp_path)
+    api.env.pop("DATABASE_URL", None)
+    try:
+        api.start()
+        writer = {"Authorization": f"Bearer {api.jwt(user_id)}"}
+        listed = httpx.get(f"{api.url}/api/v1/novels", headers=writer, timeout=5)
+        assert (listed.status_code, listed.json()) == (200, [])
+        ops = {"Authorization": f"Bearer {api.jwt('ops-admin', roles=('admin',))}"}
+        notice = {
+            "level": "info",
+            "message": "hello",
+            "target": {"audience": "users", "user_ids": [user_id]},
+        }
+        sent = httpx.post(f"{api.url}/api/v1/admin/notifications", json=notice, headers=ops)
+        assert sent.status_code == 202, sent.text
+        assert (tmp_path / "infinitescribe.db").exists()
+    finally:
+        api.close()
