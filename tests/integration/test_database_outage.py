@@ -19,7 +19,10 @@ import pytest
 from sqlalchemy import text
 
 import progress
+from progress.events import TaskCompleted
+from progress.journal_spill import RedisJournalSpill
 from progress.keys import user_stream
+from progress.outbox import placements_of
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
@@ -27,8 +30,10 @@ from tests.postgres_server import PostgresServer
 from tests.servers import ApiServer
 from tests.workers import WorkerProcess
 from workers import resources
-from workers.db import make_engine
+from workers.audit import AuditLog
+from workers.db import make_engine, make_sessions
 from workers.migrate import upgrade
+from workers.sealing import DEV_AUDIT_KEY, Sealer
 from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
@@ -222,3 +227,41 @@ def test_an_api_on_the_default_sqlite_database_migrates_it_and_answers(
         assert (tmp_path / "infinitescribe.db").exists()
     finally:
         api.close()
+
+
+def test_a_starting_worker_writes_the_spill_to_the_journal_once_and_pushes_what_was_not_pushed(
+    own_redis: RedisServer, tmp_path: Path, user_id: str
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'journal.db'}"
+    upgrade(database_url)
+    redis_url = f"{own_redis.url}/0"
+    store = RedisEventStore(connect(redis_url))
+    spill = RedisJournalSpill(store.client)
+    pushed = [TaskCompleted(user_id=user_id, task_id=f"t{n}", duration_seconds=n) for n in (1, 2)]
+    placed = store.append_many([(event, ()) for event in pushed])
+    stranded = TaskCompleted(user_id=user_id, task_id="t3", duration_seconds=3)
+    spill.keep([(event, ()) for event in pushed], placements_of([(e, ()) for e in pushed], placed))
+    spill.keep([(stranded, ())])
+    audit = AuditLog(make_sessions(make_engine(database_url)), Sealer([DEV_AUDIT_KEY]))
+    audit.record([(pushed[0], ())])  # the first one's journal write did commit after all
+    resources.configure(WorkerSettings(redis_url=redis_url, database_url=database_url))
+    worker = WorkerProcess({"REDIS_URL": redis_url, "DATABASE_URL": database_url}, concurrency=1)
+    try:
+        worker.start()
+        rows = until(
+            lambda: journaled(database_url, user_id),
+            lambda found: {status for _, status in found} == {"published"} and len(found) == 3,
+        )
+        expected = {str(e.event_id) for e in [*pushed, stranded]}
+        assert sorted(event_id for event_id, _ in rows) == sorted(expected), worker.log_text
+        assert {status for _, status in rows} == {"published"}
+        assert spill.size() == 0
+        ids = [e["event_id"] for e in stored_events(store, user_id)]
+        assert sorted(ids) == sorted(expected)  # the stranded one pushed, nothing twice
+        replayed = audit.replay(user_stream(user_id), "0-0", 10)
+        assert [stream_id is not None for stream_id, _ in replayed] == [True, True, True]
+    finally:
+        worker.close()
+        audit.dispose()
+        store.close()
+        resources.configure(None)
