@@ -218,8 +218,10 @@ class ApiServices:
                     settings = self.settings
                     await archive.drain_spill(settings.redis_url, settings.store_settings())
                     spilled_since_drain = False
-                except Exception:
-                    log.exception("could not write the journal spill; trying again")
+                except Exception as exc:  # Redis or the database failed again: next probe
+                    log.warning(
+                        "could not write the journal spill (%s: %s)", type(exc).__name__, exc
+                    )
             await asyncio.sleep(self.settings.database_probe_seconds)
 
     async def _probe_redis_forever(self) -> None:
