@@ -5,14 +5,18 @@ a worker thread so the event loop never blocks on the database.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 
 from progress.outbox import Outgoing, placements_of
 from progress.redis_store import AsyncRedisEventStore
-from workers.contracts import AuditLog, AuditRecord
+from progress.store import StoreSettings
+from workers.contracts import AuditLog, AuditRecord, drain_journal_spill
 
 log = logging.getLogger("api.archive")
 
@@ -23,6 +27,7 @@ class Archive:
     def __init__(self, audit: AuditLog, store: AsyncRedisEventStore) -> None:
         self.audit = audit
         self._store = store
+        self._ping: asyncio.Future[float] | None = None
 
     async def replay(
         self, stream: str, after_id: str, limit: int
@@ -64,27 +69,55 @@ class Archive:
         """Journal the important events of ``batch`` in SQL, then push the batch to Redis and
         record the outcome: the API's own outbox, for what it sends (system notifications).
 
-        A journal that fails is logged and the batch is pushed anyway (as the workers do).
-        Raises StoreUnavailable when Redis is down; the journaled rows are then marked failed,
-        and the dispatcher or an operator's resend pushes them later.
+        Journal first: when the journal cannot be written, the database error propagates and
+        nothing is pushed, so the sender may retry without sending twice. Raises
+        StoreUnavailable when Redis is down; the journaled rows are then marked failed, and the
+        dispatcher or an operator's resend pushes them later. Once pushed, a failure to mark
+        the rows published is only logged: the dispatcher's re-push of such a row is refused
+        by the store as a duplicate.
         """
         important = [(event, recipients) for event, recipients in batch if event.important]
         if important:
-            try:
-                await anyio.to_thread.run_sync(self.audit.record, important)
-            except Exception:
-                log.exception("could not journal %d important events; pushing anyway", len(batch))
+            await anyio.to_thread.run_sync(self.audit.record, important)
         event_ids = [event.event_id for event, _ in important]
         try:
             stored = await self._store.append_many(batch)
         except Exception as exc:
             if event_ids:
                 reason = f"{type(exc).__name__}: {exc}"
-                await anyio.to_thread.run_sync(self.audit.mark_failed, event_ids, reason)
+                await self._report(self.audit.mark_failed, event_ids, reason)
             raise
         if event_ids:
             placements = placements_of(batch, stored)
-            await anyio.to_thread.run_sync(self.audit.mark_published, event_ids, placements)
+            await self._report(self.audit.mark_published, event_ids, placements)
+
+    async def ping(self, timeout: float) -> float | None:
+        """Seconds a ``SELECT 1`` took, or None when the database did not answer within
+        ``timeout``. Callers while a ping runs share it, so a hung database holds one thread."""
+        if self._ping is None or self._ping.done():
+            self._ping = asyncio.ensure_future(anyio.to_thread.run_sync(self._timed_ping))
+            self._ping.add_done_callback(_retrieve)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._ping), timeout)
+        except Exception:
+            return None
+
+    def _timed_ping(self) -> float:
+        started = time.perf_counter()
+        self.audit.ping()
+        return time.perf_counter() - started
+
+    async def drain_spill(self, redis_url: str, settings: StoreSettings) -> int:
+        """Write the journal records workers spilled while the database was down; how many."""
+        return await anyio.to_thread.run_sync(drain_journal_spill, self.audit, redis_url, settings)
+
+    @staticmethod
+    async def _report(call: Callable[..., None], *args: Any) -> None:
+        # The push already happened (or failed): a journal error must not undo that.
+        try:
+            await anyio.to_thread.run_sync(call, *args)
+        except Exception:
+            log.exception("could not record the outcome of a push in the audit")
 
     async def _push(self, records: list[AuditRecord]) -> int:
         if not records:
@@ -105,3 +138,9 @@ class Archive:
     def close(self) -> None:
         """Close the engine's pooled connections."""
         self.audit.dispose()
+
+
+def _retrieve(done: asyncio.Future[float]) -> None:
+    # A ping nobody waited for to the end: read its outcome so asyncio does not log it.
+    if not done.cancelled():
+        done.exception()

@@ -3,6 +3,8 @@
 ApiError(status, code, message)       raised by services and dependencies
 progress.InvalidCursor        -> 400  invalid_cursor
 progress.StoreUnavailable     -> 503  store_unavailable
+database errors (contracts.DATABASE_UNAVAILABLE)
+                              -> 503  database_unavailable, Retry-After
 RequestValidationError        -> 422  validation_error (fields named)
 HTTPException (no route)      -> 404  not_found / 405 method_not_allowed
 """
@@ -19,7 +21,12 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from progress.errors import InvalidCursor, StoreUnavailable
-from workers.contracts import NovelNotFound, TaskNotFound
+from workers.contracts import DATABASE_UNAVAILABLE, NovelNotFound, TaskNotFound
+
+log = logging.getLogger("api.errors")
+
+#: Seconds a client is told to wait before retrying a request the database could not serve.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger("api.errors")
 
@@ -42,7 +49,7 @@ class ErrorBody(BaseModel):
 COMMON_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "missing, malformed, expired or bad token"},
     422: {"model": ErrorBody, "description": "invalid input; `fields` names each field"},
-    503: {"model": ErrorBody, "description": "Redis unavailable"},
+    503: {"model": ErrorBody, "description": "Redis or the database unavailable (Retry-After)"},
 }
 
 
@@ -88,6 +95,15 @@ def install_error_handlers(app: FastAPI) -> None:
         body = error_body("store_unavailable", "Redis does not answer; retry later")
         return JSONResponse(body, 503, headers={"Retry-After": str(random.randint(2, 10))})
 
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # The driver's message names hosts and ports: log it, never send it.
+        log.warning("database unavailable: %s", exc)
+        return JSONResponse(
+            error_body("database_unavailable", "the database is unavailable; retry shortly"),
+            503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
     async def validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         fields = {
@@ -113,3 +129,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidCursor, invalid_cursor)
     app.add_exception_handler(StoreUnavailable, store_unavailable)
     app.add_exception_handler(RequestValidationError, validation)
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, database_unavailable)

@@ -4,6 +4,7 @@ slowest clients, backpressure)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -12,7 +13,12 @@ from progress.errors import StoreUnavailable
 
 
 async def health(services: ApiServices) -> tuple[dict[str, Any], int]:
-    """The public status and its HTTP status (503 when Redis does not answer)."""
+    """The public status and its HTTP status (503 when Redis does not answer).
+
+    A database that does not answer makes the status ``degraded``, not 503: streams, history
+    and tasks still work without it, and a 503 would take every instance out of rotation (or
+    get it restarted) for an outage no instance can fix.
+    """
     body: dict[str, Any] = {
         "instance_id": services.settings.instance_id,
         "uptime_seconds": round(time.monotonic() - services.started_at, 1),
@@ -20,13 +26,22 @@ async def health(services: ApiServices) -> tuple[dict[str, Any], int]:
         "subscribed_users": len(services.hub.subscribed_users()),
         "pubsub_link": "up" if services.hub.link_up else "down",
     }
+    database_ping = asyncio.ensure_future(services.ping_database())  # alongside Redis's
     try:
         latency = await services.ping_redis()
     except StoreUnavailable as exc:
-        body |= {"status": "unavailable", "redis": {"reachable": False, "error": str(exc)}}
+        latency, redis_error = None, exc
+    database = await database_ping
+    body["database"] = (
+        {"reachable": False}
+        if database is None
+        else {"reachable": True, "latency_ms": round(database * 1000, 2)}
+    )
+    if latency is None:
+        body |= {"status": "unavailable", "redis": {"reachable": False, "error": str(redis_error)}}
         return body, 503
     body |= {
-        "status": "ok" if services.hub.link_up else "degraded",
+        "status": "ok" if services.hub.link_up and database is not None else "degraded",
         "redis": {"reachable": True, "latency_ms": round(latency * 1000, 2)},
     }
     return body, 200

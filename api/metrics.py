@@ -205,6 +205,9 @@ class ApiMetrics:
             "sse_redis_rtt_seconds", "Redis PING round trip", buckets=RTT_BUCKETS, registry=r
         )
         self.redis_up = Gauge("sse_redis_up", "1 when the last Redis PING answered", registry=r)
+        self.database_up = Gauge(
+            "sse_database_up", "1 when the last SELECT 1 on the database answered", registry=r
+        )
         self._replays = Counter(
             "sse_history_replays", "Catch-ups from history, by outcome", ["outcome"], registry=r
         )
@@ -292,6 +295,10 @@ class ApiMetrics:
         self.redis_up.set(0 if seconds is None else 1)
         if seconds is not None:
             self.redis_rtt.observe(seconds)
+
+    def database_ping(self, seconds: float | None) -> None:
+        """A SELECT 1 took ``seconds``; None when the database did not answer."""
+        self.database_up.set(0 if seconds is None else 1)
 
     def notification_sent(self, event_type: str, level: str) -> None:
         """An operator sent a system notification or error."""

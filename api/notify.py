@@ -6,7 +6,8 @@
     python -m api.notify --error high "Generation is slow" --scope "chapter generation"
 
 Journals the events in the audit table of ``DATABASE_URL`` (the outbox), then writes them to the
-Redis in ``REDIS_URL`` with the key prefix in ``PROGRESS_KEY_PREFIX``.
+Redis in ``REDIS_URL`` with the key prefix in ``PROGRESS_KEY_PREFIX``. When the journal cannot
+be written nothing is sent (exit status 1): running the command again sends it once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pydantic import ValidationError
 
 from api.notifications import ErrorRequest, NotificationRequest, Target, build_events
-from workers import resources
+from workers import contracts
 
 
 def parse(argv: list[str]) -> NotificationRequest | ErrorRequest:
@@ -52,13 +53,12 @@ def parse(argv: list[str]) -> NotificationRequest | ErrorRequest:
 def main(argv: list[str] | None = None) -> int:
     """Store and push the events; print their ids."""
     request = parse(sys.argv[1:] if argv is None else argv)
-    writer = resources.outbox_writer()  # journaled in SQL before the push, as workers do
+    events = build_events(request)
     try:
-        events = build_events(request)
-        writer.append_many([(event, ()) for event in events])
+        # Journal first: if the database is down, nothing is sent and running it again is safe.
+        contracts.send_journaled([(event, ()) for event in events])
     finally:
-        writer.close()
-        resources.close()
+        contracts.close()
     for event in events:
         sys.stdout.write(f"{event.type} {event.event_id}\n")
     return 0

@@ -33,7 +33,7 @@ from api.sse_response import OpenStreams
 from api.stream_memory import StreamMemory
 from progress.keys import KeyLayout
 from progress.redis_store import STATE_LUA, AsyncRedisEventStore, connect_async
-from workers.contracts import open_audit_log
+from workers.contracts import SchemaOutdated, ensure_schema, open_audit_log
 
 log = logging.getLogger("api.services")
 
@@ -78,6 +78,7 @@ class ApiServices:
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _probe: asyncio.Task[None] | None = None
     _heartbeat: asyncio.Task[None] | None = None
+    _database_probe: asyncio.Task[None] | None = None
     #: The tasks writing open streams (stuck writes and the shutdown grace end them).
     open_streams: OpenStreams = field(default_factory=OpenStreams)
     #: The SQL audit of important events (replay beyond Redis, admin audit endpoints).
@@ -182,8 +183,14 @@ class ApiServices:
             self.client.on_unreachable = self.redis_health.failed
 
     async def start(self) -> None:
-        """Connect the hub's pub/sub link; start backpressure sampling, the Redis probe and
-        this instance's heartbeat."""
+        """Check the database schema (SchemaOutdated: do not serve); connect the hub's pub/sub
+        link; start backpressure sampling, the Redis and database probes and this instance's
+        heartbeat."""
+        try:
+            await anyio.to_thread.run_sync(ensure_schema, self.settings.database_url)
+        except SchemaOutdated as exc:
+            log.critical("not starting: %s", exc)
+            raise
         await self.hub.start()
         for script in _OPEN_SCRIPTS:
             await self.client.script_load(script)
@@ -191,10 +198,14 @@ class ApiServices:
         self.backpressure.start()
         self._probe = asyncio.create_task(self.redis_health.run(), name="redis-probe")
         self._heartbeat = asyncio.create_task(self._heartbeat_forever(), name="heartbeat")
+        if self.archive is not None:
+            self._database_probe = asyncio.create_task(
+                self._probe_database_forever(self.archive), name="database-probe"
+            )
 
     async def close(self) -> None:
         """End every stream and close the clients."""
-        for task in (self._probe, self._heartbeat):
+        for task in (self._probe, self._heartbeat, self._database_probe):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -214,6 +225,33 @@ class ApiServices:
         StoreUnavailable at once while Redis is taken for down, or when it does not answer."""
         self.redis_health.check()
         return await self.redis_health.probe()
+
+    async def ping_database(self) -> float | None:
+        """Seconds a ``SELECT 1`` took (recorded in the metrics); None when the database did
+        not answer within ``SSE_DATABASE_PING_TIMEOUT_SECONDS`` or none is configured."""
+        if self.archive is None:
+            return None
+        seconds = await self.archive.ping(self.settings.database_ping_timeout_seconds)
+        self.metrics.database_ping(seconds)
+        return seconds
+
+    async def _probe_database_forever(self, archive: Archive) -> None:
+        # Workers spill journal records while the database is down and drain them on their
+        # own schedule; the API drains as soon as it sees the database (back) up.
+        spilled_since_drain = True
+        while True:
+            if await self.ping_database() is None:
+                spilled_since_drain = True
+            elif spilled_since_drain:
+                try:
+                    settings = self.settings
+                    await archive.drain_spill(settings.redis_url, settings.store_settings())
+                    spilled_since_drain = False
+                except Exception as exc:  # Redis or the database failed again: next probe
+                    log.warning(
+                        "could not write the journal spill (%s: %s)", type(exc).__name__, exc
+                    )
+            await asyncio.sleep(self.settings.database_probe_seconds)
 
     async def _heartbeat_forever(self) -> None:
         while True:

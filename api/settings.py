@@ -123,6 +123,11 @@ class ApiSettings(BaseSettings):
     redis_ping_timeout_seconds: float = Field(default=1.0, gt=0)
     #: Connecting to Redis (each attempt of the command pool) gives up after this.
     redis_connect_timeout_seconds: float = Field(default=0.5, gt=0)
+    #: Every this often the API runs ``SELECT 1`` on the database (sse_database_up); when it
+    #: answers again after an outage, the journal spill is written to the audit table.
+    database_probe_seconds: float = Field(default=5.0, gt=0)
+    #: Health and the probe call the database down when ``SELECT 1`` takes longer than this.
+    database_ping_timeout_seconds: float = Field(default=1.0, gt=0)
     #: Log lines as JSON objects (one per line) on stderr.
     log_json: bool = True
 

@@ -77,6 +77,11 @@ class KeyLayout:
         """Flag asking a running task to stop."""
         return f"{self.prefix}:cancel:{task_id}"
 
+    def journal_pending(self) -> str:
+        """Hash: important events pushed while the SQL journal was unreachable (event id ->
+        spilled record), written to the journal once it is back (``progress.journal_spill``)."""
+        return f"{self.prefix}:journal-pending"
+
     def tasks(self, user_id: str) -> str:
         """Sorted set of the user's task ids, scored by last update (ms)."""
         return f"{self.prefix}:{{{user_stream(user_id)}}}:tasks"

@@ -9,9 +9,12 @@
    failed (``failed``), then re-raises so the caller's retry policy applies.
 
 A journal that cannot record (its database is down) does not stop the push: the event still
-goes live, it just is not durable; that is logged. Pushing a recorded event again (a dispatcher
-after a crash) is harmless: the store refuses an important event id it already appended.
-The SQL journal lives in ``workers.outbox``; this module knows no database.
+goes live, and its journal record is kept in a :class:`Spill` (``progress.journal_spill``: a
+Redis hash) together with where it landed; :func:`drain_spill` writes what the spill holds to
+the journal once it is reachable again (exactly once: the journal skips ids it has). Pushing a
+recorded event again (a dispatcher after a crash) is harmless: the store refuses an important
+event id it already appended. The SQL journal lives in ``workers.outbox``; this module knows
+no database.
 """
 
 from __future__ import annotations
@@ -57,6 +60,32 @@ class Journal(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SpilledEvent:
+    """A journal record kept aside while the journal was unreachable: the event, its other
+    recipients, and where it landed (empty until the push succeeded)."""
+
+    event: EventEnvelope
+    recipients: list[str]
+    placements: list[Placement]
+
+
+class Spill(Protocol):
+    """Where journal records wait while the journal is unreachable."""
+
+    def keep(self, batch: Sequence[Outgoing], placements: Sequence[Placement] = ()) -> None:
+        """Keep a record of each event of ``batch`` (replacing one kept earlier)."""
+        ...
+
+    def pending(self, limit: int) -> list[SpilledEvent]:
+        """Up to ``limit`` kept records, in no particular order."""
+        ...
+
+    def forget(self, event_ids: Sequence[uuid.UUID]) -> None:
+        """Drop these records (they are in the journal now)."""
+        ...
+
+
 def placements_of(batch: Sequence[Outgoing], stored: Sequence[StoredEvent]) -> list[Placement]:
     """Where each important event of ``batch`` landed, from the writer's answer (same order)."""
     found: list[Placement] = []
@@ -76,9 +105,10 @@ def placements_of(batch: Sequence[Outgoing], stored: Sequence[StoredEvent]) -> l
 class OutboxWriter:
     """An EventWriter that journals important events before pushing them."""
 
-    def __init__(self, inner: EventWriter, journal: Journal) -> None:
+    def __init__(self, inner: EventWriter, journal: Journal, spill: Spill | None = None) -> None:
         self.inner = inner
         self.journal = journal
+        self.spill = spill
         #: Events whose push failed here and was journaled: the caller's retries of the same
         #: batch (the sender retries for a few seconds) count as one attempt, not one each.
         self._failing: set[uuid.UUID] = set()
@@ -91,17 +121,13 @@ class OutboxWriter:
         """Journal the important events of ``batch``, push the batch, record the outcome."""
         important = [(event, recipients) for event, recipients in batch if event.important]
         ids = [event.event_id for event, _ in important]
-        if important:
-            try:
-                self.journal.record(important)
-            except Exception:
-                log.exception("could not journal %d important events; pushing anyway", len(ids))
+        spilled = bool(important) and not self._journal(important)
         try:
             stored = self.inner.append_many(batch)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             fresh = [event_id for event_id in ids if event_id not in self._failing]
-            if fresh:
+            if fresh and not spilled:
                 self._report(lambda: self.journal.failed(fresh, reason))
                 if len(self._failing) > _MAX_REMEMBERED_FAILURES:
                     self._failing.clear()
@@ -109,8 +135,36 @@ class OutboxWriter:
             raise
         if important:
             self._failing.difference_update(ids)
-            self._report(lambda: self.journal.published(ids, placements_of(batch, stored)))
+            placements = placements_of(batch, stored)
+            if spilled:
+                self._keep(important, placements)
+            else:
+                self._report(lambda: self.journal.published(ids, placements))
         return stored
+
+    def _journal(self, important: Sequence[Outgoing]) -> bool:
+        """Record ``important`` in the journal, else keep it in the spill; False if spilled."""
+        try:
+            self.journal.record(important)
+            return True
+        except Exception as exc:
+            log.warning(
+                "could not journal %d important events (%s); keeping them in the spill",
+                len(important),
+                type(exc).__name__,
+            )
+        self._keep(important, ())
+        return False
+
+    def _keep(self, important: Sequence[Outgoing], placements: Sequence[Placement]) -> None:
+        # Called before the push (not pushed yet) and again after it (where it landed).
+        if self.spill is None:
+            log.error("no spill: %d important events are pushed unjournaled", len(important))
+            return
+        try:
+            self.spill.keep(important, placements)
+        except Exception:
+            log.exception("could not spill %d important events either", len(important))
 
     @staticmethod
     def _report(call: Callable[[], None]) -> None:
@@ -123,3 +177,25 @@ class OutboxWriter:
     def close(self) -> None:
         """Close the wrapped writer."""
         self.inner.close()
+
+
+def drain_spill(spill: Spill, journal: Journal, batch_size: int = 500) -> int:
+    """Write what ``spill`` holds to ``journal`` (records already there are skipped), mark
+    those that were pushed as published, then drop them from the spill; how many.
+
+    A record leaves the spill only after the journal took it, so a failure (the journal is
+    still down; a concurrent drain wrote the same rows first) loses nothing: the exception
+    propagates and the next drain tries again.
+    """
+    drained = 0
+    while records := spill.pending(batch_size):
+        records.sort(key=lambda r: r.event.occurred_at)
+        journal.record([(r.event, r.recipients) for r in records])
+        pushed = [r for r in records if r.placements]
+        if pushed:
+            journal.published(
+                [r.event.event_id for r in pushed], [p for r in pushed for p in r.placements]
+            )
+        spill.forget([r.event.event_id for r in records])
+        drained += len(records)
+    return drained

@@ -30,8 +30,13 @@ LOOPBACK_SWARM_LIMITS = {
 class ApiServer:
     """``uvicorn api.main:app`` with the given environment; start, stop, restart."""
 
-    def __init__(self, redis_url: str, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, redis_url: str, port: int | None = None, *, cwd: Path | None = None, **env: str
+    ) -> None:
         self.port = port or free_port()
+        #: The working directory (relative paths in the settings, such as the default SQLite
+        #: database, resolve there); None: this process's.
+        self.cwd = cwd
         self.env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -67,7 +72,9 @@ class ApiServer:
             "--timeout-graceful-shutdown",
             "5",
         ]
-        self._process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=self._log)
+        self._process = subprocess.Popen(
+            args, env=self.env, stdout=self._log, stderr=self._log, cwd=self.cwd
+        )
         process = self._process
         health = f"{self.url}/api/v1/events/health"
         if wait_until_up(health, timeout, lambda: process.poll() is None):

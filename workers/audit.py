@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from progress.cursor import parse_stream_id
@@ -74,6 +74,11 @@ class AuditLog:
         bind = self._sessions.kw.get("bind")
         if bind is not None:
             bind.dispose()
+
+    def ping(self) -> None:
+        """One ``SELECT 1``; raises what the database layer raises when it does not answer."""
+        with self._sessions() as session:
+            session.execute(text("SELECT 1"))
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -8,32 +8,53 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from celery import Celery
+from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 import progress
 from progress.events import NovelCreated
+from progress.journal_spill import RedisJournalSpill
+from progress.outbox import Outgoing
+from progress.redis_store import connect
+from progress.store import StoreSettings
 from workers import resources
 from workers.audit import AuditLog, AuditRecord
 from workers.db import Novel, make_engine, make_sessions
+from workers.migrate import SchemaOutdated, ensure_schema
 from workers.notify import move_novel
 from workers.novels import NovelNotFound
+from workers.outbox import drain_spill
 from workers.sealing import DEV_AUDIT_KEY, Sealer, parse_keys
 from workers.tasks import limits
 
 __all__ = [
+    "DATABASE_UNAVAILABLE",
     "DEV_AUDIT_KEY",
     "AuditLog",
     "AuditRecord",
     "Novel",
     "NovelNotFound",
+    "SchemaOutdated",
     "TaskNotFound",
     "cancel_task",
+    "close",
+    "drain_journal_spill",
+    "ensure_schema",
     "get_novel",
     "list_novels",
     "open_audit_log",
     "revise_chapter",
+    "send_journaled",
     "start_novel",
 ]
+
+#: What the database layer raises when the database does not answer (refused, dropped,
+#: timed out, pool exhausted): the API answers 503 for these, never 500.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.TimeoutError,
+)
 
 
 class TaskNotFound(LookupError):
@@ -136,3 +157,25 @@ def open_audit_log(database_url: str, encryption_keys: str) -> AuditLog:
     """The audit log on a new engine (connects on first use); keys newest first, comma-separated."""
     keys = parse_keys(encryption_keys) or [DEV_AUDIT_KEY]
     return AuditLog(make_sessions(make_engine(database_url)), Sealer(keys))
+
+
+def drain_journal_spill(audit: AuditLog, redis_url: str, settings: StoreSettings) -> int:
+    """Write the journal records spilled while the database was down (by any process) to
+    ``audit``; how many. Raises what the database or Redis raise (nothing is lost then)."""
+    client = connect(redis_url)
+    try:
+        return drain_spill(audit, RedisJournalSpill(client, settings))
+    finally:
+        client.close()
+
+
+def send_journaled(batch: Sequence[Outgoing]) -> None:
+    """Journal the important events of ``batch``, then push it (journal first: if the journal
+    fails, nothing is pushed and the error propagates, so sending again is safe)."""
+    resources.journal().record([item for item in batch if item[0].important])
+    resources.outbox_store().append_many(batch)
+
+
+def close() -> None:
+    """Close the connections the functions above opened in this process."""
+    resources.close()

@@ -167,6 +167,10 @@ class EventAuditStream(Base):
     audit: Mapped[EventAudit] = relationship(back_populates="streams")
 
 
+#: Seconds to wait for a PostgreSQL connection before the call fails.
+CONNECT_TIMEOUT_SECONDS = 3
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys and a busy timeout for concurrent writers."""
     if url.startswith("sqlite"):
@@ -180,7 +184,10 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A database that does not answer must fail a request in seconds (503), not hang it.
+    postgres = url.startswith("postgres")
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if postgres else {}
+    return create_engine(url, pool_pre_ping=True, pool_timeout=10, connect_args=connect_args)
 
 
 def make_sessions(engine: Engine) -> sessionmaker:

@@ -4,6 +4,8 @@ what is still pending (after a crash, a restart, or a failed push).
     task / publish ─▶ OutboxWriter ─▶ SqlJournal.record ─▶ (group) commit ─▶ push ─▶ published
                                                        └─ crash here: row stays pending
     worker start, beat every outbox_dispatch_seconds ─▶ dispatch_pending ─▶ push ─▶ published
+    record fails (database down) ─▶ journal spill (Redis) ─▶ push ─▶ spill notes the placements
+    worker start, beat, the API seeing its database back ─▶ drain_spill ─▶ rows (deduplicated)
 
 A re-push is harmless: the Redis store refuses an important event id it already appended.
 """
@@ -17,7 +19,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-from progress.outbox import Outgoing, Placement, placements_of
+from progress.outbox import Outgoing, Placement, Spill, placements_of
+from progress.outbox import drain_spill as drain_into
 from progress.store import EventWriter
 from workers.audit import AuditLog, AuditRecord
 from workers.db import utcnow_naive
@@ -140,3 +143,12 @@ def resend(audit: AuditLog, writer: EventWriter, ids: Sequence[int] | None = Non
     for start in range(0, len(targets), 500):
         pushed += push_records(audit, writer, audit.get(targets[start : start + 500]))
     return pushed
+
+
+def drain_spill(audit: AuditLog, spill: Spill) -> int:
+    """Write the journal records spilled while the database was down to the audit table
+    (without group commit: each batch is committed before it leaves the spill); how many."""
+    drained = drain_into(spill, SqlJournal(audit))
+    if drained:
+        log.warning("outbox: wrote %d spilled journal records to the audit table", drained)
+    return drained

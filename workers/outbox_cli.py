@@ -21,7 +21,7 @@ import orjson
 
 from workers import resources
 from workers.db import utcnow_naive
-from workers.outbox import dispatch_pending, resend
+from workers.outbox import dispatch_pending, drain_spill, resend
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     one = commands.add_parser("resend", help="push these audit rows again")
     one.add_argument("ids", type=int, nargs="+")
     commands.add_parser("resend-all", help="push every failed row again")
-    commands.add_parser("dispatch", help="push rows still pending or failed (with attempts left)")
+    commands.add_parser(
+        "dispatch",
+        help="write the journal spill, then push rows still pending or failed (attempts left)",
+    )
     commands.add_parser("rotate-keys", help="re-seal sensitive fields under the newest key")
     commands.add_parser("purge", help="delete rows older than the retention")
     return parser
@@ -50,7 +53,8 @@ def run(argv: list[str]) -> dict[str, Any]:
         return {"resent": resend(audit, store)}
     if args.command == "dispatch":
         grace, attempts = current.outbox_grace_seconds, current.outbox_max_attempts
-        return {"pushed": dispatch_pending(audit, store, grace, attempts)}
+        drained = drain_spill(audit, resources.journal_spill())
+        return {"drained": drained, "pushed": dispatch_pending(audit, store, grace, attempts)}
     if args.command == "rotate-keys":
         return {"rotated": audit.rotate_keys()}
     cutoff = utcnow_naive() - timedelta(days=current.audit_retention_days)

@@ -1,5 +1,8 @@
-"""Worker hooks of the outbox: journal important events in this worker, and push what a
-previous (crashed) process left pending as soon as the worker is ready."""
+"""Worker hooks of the database and the outbox: at start, check the schema (the embedded
+SQLite default migrates itself; a worker refuses to run on an unmigrated database); journal
+important events in this worker; as soon as the worker is ready, write what the journal spill
+holds (events pushed while the database was down) and push what a previous (crashed) process
+left pending."""
 
 from __future__ import annotations
 
@@ -11,9 +14,19 @@ from celery import signals
 
 import progress
 from workers import resources
-from workers.outbox import dispatch_pending
+from workers.migrate import SchemaOutdated, ensure_schema
+from workers.outbox import dispatch_pending, drain_spill
 
 log = logging.getLogger("workers.outbox")
+
+
+def _check_schema(**_: Any) -> None:
+    try:
+        ensure_schema(resources.settings().database_url)
+    except SchemaOutdated as exc:
+        log.critical("%s", exc)
+        # SystemExit, not an Exception: Celery logs and swallows those raised by receivers.
+        raise SystemExit(f"worker not started: {exc}") from None
 
 
 def _use_outbox(**_: Any) -> None:
@@ -22,6 +35,7 @@ def _use_outbox(**_: Any) -> None:
 
 def _dispatch_left_over() -> None:
     try:
+        drain_spill(resources.audit_log(), resources.journal_spill())
         pushed = dispatch_pending(
             resources.audit_log(),
             resources.progress_store(),
@@ -40,5 +54,6 @@ def _dispatch_on_ready(**_: Any) -> None:
 
 def connect_outbox_signals() -> None:
     """Connect the hooks (idempotent)."""
+    signals.worker_init.connect(_check_schema, weak=False, dispatch_uid="outbox.schema")
     signals.worker_init.connect(_use_outbox, weak=False, dispatch_uid="outbox.use")
     signals.worker_ready.connect(_dispatch_on_ready, weak=False, dispatch_uid="outbox.ready")

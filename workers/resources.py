@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 import redis
 from celery import Celery
 
+from progress.journal_spill import RedisJournalSpill
 from progress.keys import KeyLayout
 from progress.outbox import OutboxWriter
 from progress.redis_store import RedisEventStore, connect
@@ -116,16 +117,21 @@ def journal() -> SqlJournal:
 def outbox_writer() -> OutboxWriter:
     """A new event writer that journals important events before pushing them to Redis."""
     progress_settings = get_progress_settings()
-    store = RedisEventStore(
-        connect(progress_settings.redis_url), progress_settings.store_settings()
-    )
-    return OutboxWriter(store, journal())
+    client = connect(progress_settings.redis_url)
+    store = RedisEventStore(client, progress_settings.store_settings())
+    return OutboxWriter(store, journal(), RedisJournalSpill(client, store.settings))
 
 
 @_Resource
 def outbox_store() -> OutboxWriter:
     """This process's outbox writer for synchronous publishing."""
     return outbox_writer()
+
+
+def journal_spill() -> RedisJournalSpill:
+    """The journal spill (on the event store's Redis), for draining it."""
+    store = progress_store()
+    return RedisJournalSpill(store.client, store.settings)
 
 
 @_Resource

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The embedded SQLite database used when ``DATABASE_URL`` is unset (it migrates itself).
+DEFAULT_DATABASE_URL = "sqlite:///infinitescribe.db"
+
 
 class WorkerSettings(BaseSettings):
     """Broker, result backend, database, and the text generator."""
@@ -15,7 +18,7 @@ class WorkerSettings(BaseSettings):
         default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
     )
     database_url: str = Field(
-        default="sqlite:///infinitescribe.db", validation_alias=AliasChoices("DATABASE_URL")
+        default=DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL")
     )
     broker_db: int = 1
     result_db: int = 2

@@ -27,7 +27,7 @@ from workers.batching import ChapterUpdateBatcher
 from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
-from workers.outbox import dispatch_pending
+from workers.outbox import dispatch_pending, drain_spill
 from workers.pipeline import percent, plan_chapters, summarize
 from workers.watchdog import watch_running_tasks
 
@@ -220,15 +220,17 @@ def watchdog() -> dict[str, int]:
 
 @shared_task(name="workers.outbox_dispatch")
 def outbox_dispatch() -> dict[str, int]:
-    """Celery beat: push outbox rows still pending (a crashed pusher) or failed (retry)."""
+    """Celery beat: write spilled journal records (pushed while the database was down), then
+    push outbox rows still pending (a crashed pusher) or failed (retry)."""
     current = resources.settings()
+    drained = drain_spill(resources.audit_log(), resources.journal_spill())
     pushed = dispatch_pending(
         resources.audit_log(),
         resources.progress_store(),
         current.outbox_grace_seconds,
         current.outbox_max_attempts,
     )
-    return {"pushed": pushed}
+    return {"drained": drained, "pushed": pushed}
 
 
 @shared_task(name="workers.audit_retention")

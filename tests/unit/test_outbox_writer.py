@@ -10,7 +10,7 @@ import pytest
 
 from progress.errors import StoreUnavailable
 from progress.events import TaskCompleted, TaskUpdated
-from progress.outbox import OutboxWriter, Outgoing, Placement
+from progress.outbox import OutboxWriter, Outgoing, Placement, SpilledEvent, drain_spill
 from progress.store import MemoryEventStore, StoredEvent
 
 pytestmark = pytest.mark.unit
@@ -104,3 +104,43 @@ def test_retries_of_a_failing_batch_count_as_one_failed_attempt() -> None:
             writer.append(done)
 
     assert [name for name, _ in journal.calls] == ["record", "failed", "record", "record"]
+
+
+class MemorySpill:
+    """The spill as a dict, as the Redis hash holds it (event id -> record)."""
+
+    def __init__(self) -> None:
+        self.records: dict[uuid.UUID, SpilledEvent] = {}
+
+    def keep(self, batch: Sequence[Outgoing], placements: Sequence[Placement] = ()) -> None:
+        for event, recipients in batch:
+            landed = [p for p in placements if p.event_id == event.event_id]
+            self.records[event.event_id] = SpilledEvent(event, list(recipients), landed)
+
+    def pending(self, limit: int) -> list[SpilledEvent]:
+        return list(self.records.values())[:limit]
+
+    def forget(self, event_ids: Sequence[uuid.UUID]) -> None:
+        for event_id in event_ids:
+            self.records.pop(event_id, None)
+
+
+def test_an_event_the_journal_could_not_take_is_spilled_with_its_placement_and_drained_once() -> (
+    None
+):
+    store = MemoryEventStore()
+    journal, spill = RecordingJournal(store, broken=True), MemorySpill()
+    done = TaskCompleted(user_id="u1", task_id="t", duration_seconds=1)
+
+    OutboxWriter(store, journal, spill).append_many([(done, ["u2"])])
+    assert [p.stream for p in spill.records[done.event_id].placements] == ["u:u1", "u:u2"]
+
+    with pytest.raises(OSError):
+        drain_spill(spill, journal)  # still down: nothing leaves the spill
+    assert list(spill.records) == [done.event_id]
+
+    journal.broken = False
+    assert drain_spill(spill, journal) == 1
+    assert drain_spill(spill, journal) == 0
+    assert [name for name, _ in journal.calls] == ["record", "published"]
+    assert journal.calls[1] == ("published", ([done.event_id], ["u:u1", "u:u2"]))
