@@ -5,6 +5,7 @@ progress.InvalidCursor        -> 400  invalid_cursor
 progress.StoreUnavailable     -> 503  store_unavailable
 RequestValidationError        -> 422  validation_error (fields named)
 HTTPException (no route)      -> 404  not_found / 405 method_not_allowed
+HTTPException (body limit)    -> 413  body_too_large (api.body_limit)
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+BODY_TOO_LARGE = "body_too_large"
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: BODY_TOO_LARGE}
 
 
 def install_error_handlers(app: FastAPI) -> None:

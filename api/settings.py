@@ -83,6 +83,9 @@ class ApiSettings(BaseSettings):
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
     #: Streams this process accepts; beyond it new ones get 429 ``instance_full``.
     max_connections_per_instance: int = Field(default=10_000, ge=1)
+    #: Larger request bodies get 413 ``body_too_large`` before authentication or parsing
+    #: (the largest legitimate body, a notification to 1,000 users, is about 70 KB).
+    max_body_bytes: int = Field(default=128 * 1024, ge=1024)
     #: Proxies (addresses or networks) whose X-Forwarded-For names the client.
     trusted_proxies: list[str] = Field(default_factory=list)
     #: Token buckets, per second and burst: per IP and per user, for sse_token and stream.
