@@ -25,6 +25,7 @@ from api.routes import (
     admin_audit,
     auth,
     events,
+    invitations,
     metrics,
     novels,
     preferences,
@@ -98,7 +99,18 @@ def create_app(
     # Inside the response counter (a 413 is counted), outside everything that reads a body.
     app.add_middleware(BodyLimit, max_bytes=resolved.max_body_bytes)
     app.add_middleware(CountResponses)
-    routers = (auth, events, tasks, novels, metrics, admin, preferences, realtime, admin_audit)
+    routers = (
+        auth,
+        events,
+        tasks,
+        novels,
+        invitations,
+        metrics,
+        admin,
+        preferences,
+        realtime,
+        admin_audit,
+    )
     for module in routers:
         app.include_router(module.router)
     spa = frontend_app(resolved.frontend_dir)

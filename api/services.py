@@ -20,7 +20,7 @@ from api.fanout import Hub
 from api.metrics import ApiMetrics
 from api.preferences import PreferenceStore
 from api.pubsub_link import RedisAddress
-from api.ratelimit import BUCKET_LUA, STRIKE_LUA, AbuseGuard, AbuseLimits, Rate
+from api.ratelimit import BUCKET_LUA, STRIKE_LUA, WRITE, AbuseGuard, AbuseLimits, Rate
 from api.realtime import RealtimeModeStore
 from api.redis_batching import BatchingRedis
 from api.registry import ACQUIRE_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
@@ -61,6 +61,8 @@ class ApiServices:
     stream_memory: StreamMemory
     #: The store streams replay from: broadcast pages shared by simultaneous resumes.
     replay_store: SharedReplayStore
+    #: Who may read which novel, in Redis (kept in step with accepted memberships).
+    novel_access: RedisNovelAccess
     trusted_proxies: tuple[Network, ...] = ()
     started_at: float = field(default_factory=time.monotonic)
     #: Set when the server begins to shut down (api.sse_response.supervise_streams).
@@ -90,9 +92,8 @@ class ApiServices:
             settings.lease_seconds,
             settings.key_prefix,
         )
-        authorizer = authorizer or NovelMembershipAuthorizer(
-            RedisNovelAccess(client, settings.key_prefix)
-        )
+        novel_access = RedisNovelAccess(client, settings.key_prefix)
+        authorizer = authorizer or NovelMembershipAuthorizer(novel_access)
         store = AsyncRedisEventStore(client, settings.store_settings())
         modes = RealtimeModeStore(client, settings.key_prefix)
         metrics = ApiMetrics(settings.instance_id, settings.max_connections_per_instance)
@@ -153,6 +154,7 @@ class ApiServices:
             stream_memory=StreamMemory(client, settings.key_prefix),
             trusted_proxies=parse_networks(settings.trusted_proxies),
             replay_store=SharedReplayStore(client, settings.store_settings()),
+            novel_access=novel_access,
         )
 
     async def start(self) -> None:
@@ -219,6 +221,7 @@ def _abuse_limits(settings: ApiSettings) -> AbuseLimits:
         per_user={
             "sse_token": Rate(s.rate_token_user_per_second, s.rate_token_user_burst),
             "stream": Rate(s.rate_stream_user_per_second, s.rate_stream_user_burst),
+            WRITE: Rate(s.rate_write_user_per_second, s.rate_write_user_burst),
         },
         ban_after=s.ban_after_strikes,
         strike_window_seconds=s.ban_strike_window_seconds,
@@ -229,6 +232,6 @@ def _abuse_limits(settings: ApiSettings) -> AbuseLimits:
 def _log_refusal(metrics: ApiMetrics, action: str, reason: str, ip: str) -> None:
     if action == "stream":
         metrics.refused(reason)
-    else:
+    elif action == "sse_token":
         metrics.token_refused(reason)
     log.warning(f"{action} refused: {reason}", extra={"reason": reason, "client_ip": ip})

@@ -97,6 +97,12 @@ class ApiSettings(BaseSettings):
     rate_stream_ip_burst: int = Field(default=50, ge=1)
     rate_stream_user_per_second: float = Field(default=1.0, gt=0)
     rate_stream_user_burst: int = Field(default=10, ge=1)
+    #: Every write request (POST/PUT/PATCH/DELETE under /api/v1) of one user: 429 beyond it.
+    rate_write_user_per_second: float = Field(default=1.0, gt=0)
+    rate_write_user_burst: int = Field(default=20, ge=1)
+    #: Chapters a user's unfinished novels may hold at once (queued or being written); a
+    #: novel that would pass it gets 429 ``too_many_active_chapters``.
+    max_active_chapters_per_user: int = Field(default=60, ge=1)
     #: An IP with this many strikes (auth failures, rate refusals) in the window is banned.
     ban_after_strikes: int = Field(default=20, ge=1)
     ban_strike_window_seconds: float = Field(default=60.0, gt=0)

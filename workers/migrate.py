@@ -13,12 +13,17 @@ from workers.settings import WorkerSettings
 _ROOT = Path(__file__).resolve().parent
 
 
-def upgrade(url: str) -> None:
-    """Run every migration not yet applied to ``url``."""
+def alembic_config(url: str) -> Config:
+    """The Alembic configuration of the migrations in ``workers/migrations`` for ``url``."""
     config = Config()
     config.set_main_option("script_location", str(_ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Run every migration not yet applied to ``url``, up to ``revision``."""
+    command.upgrade(alembic_config(url), revision)
 
 
 if __name__ == "__main__":
