@@ -4,7 +4,7 @@ novel's readers in Redis follow, which is what the relay authorizes against."""
 
 from __future__ import annotations
 
-from anyio import to_thread
+from anyio import from_thread, to_thread
 
 from api.authz import RedisNovelAccess
 from workers import contracts
@@ -12,10 +12,13 @@ from workers import contracts
 
 async def accept(access: RedisNovelAccess, novel_id: str, user_id: str) -> None:
     """``user_id`` accepts the invitation to ``novel_id`` (NovelNotFound when not invited)."""
-    await to_thread.run_sync(contracts.accept_invitation, novel_id, user_id)
-    # After the commit: a failure here leaves an accepted member who is not yet a reader,
-    # and accepting again (idempotent) completes it.
-    await access.grant(user_id, novel_id)
+
+    # The relay must already let the novel's events through when the commit makes the user a
+    # recipient: an event written in between would be filtered from their live stream.
+    def grant() -> None:
+        from_thread.run(access.grant, user_id, novel_id)
+
+    await to_thread.run_sync(contracts.accept_invitation, novel_id, user_id, grant)
 
 
 async def leave(access: RedisNovelAccess, novel_id: str, user_id: str) -> None:

@@ -5,7 +5,7 @@ Every function is synchronous (database, broker); the API calls them from its th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from celery import Celery
 from sqlalchemy.orm import Session
@@ -112,10 +112,10 @@ def list_invitations(user_id: str) -> list[Invitation]:
     return resources.novels().invitations(user_id)
 
 
-def accept_invitation(novel_id: str, user_id: str) -> None:
-    """The invited user becomes a reader (NovelNotFound when not invited). The caller adds
-    them to the novel's readers in Redis (``api.authz.RedisNovelAccess.grant``)."""
-    resources.novels().accept(novel_id, user_id)
+def accept_invitation(novel_id: str, user_id: str, grant: Callable[[], None] | None = None) -> None:
+    """The invited user becomes a reader (NovelNotFound when not invited). ``grant`` (the
+    caller adding them to the novel's readers in Redis) runs before the membership commits."""
+    resources.novels().accept(novel_id, user_id, grant)
 
 
 def leave_novel(novel_id: str, user_id: str) -> bool:

@@ -133,10 +133,15 @@ class NovelRepository:
             )
             return [Invitation(*row) for row in session.execute(query)]
 
-    def accept(self, novel_id: str, user_id: str) -> None:
-        """The invited user accepts (again: no change); NovelNotFound when not invited."""
+    def accept(
+        self, novel_id: str, user_id: str, before_commit: Callable[[], None] | None = None
+    ) -> None:
+        """The invited user accepts (again: no change); NovelNotFound when not invited.
+        ``before_commit`` runs once the invitation is found; if it raises, nothing changes."""
         with self._sessions.begin() as session:
             member = _membership(session, novel_id, user_id)
+            if before_commit is not None:
+                before_commit()
             if member.accepted_at is None:
                 member.accepted_at = utcnow_naive()
 
