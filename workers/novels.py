@@ -73,7 +73,8 @@ class NovelRepository:
         ``content.novel-created`` row there, so both exist or neither).
         """
         with self._sessions.begin() as session:
-            _serialize_owner(session, owner_id)
+            if max_active_chapters is not None:
+                _serialize_owner(session, owner_id)
             novel = Novel(
                 owner_id=owner_id, title=title, premise=premise, chapter_count=chapter_count
             )
