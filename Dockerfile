@@ -45,4 +45,7 @@ ENV SSE_FRONTEND_DIR=/home/app/frontend
 USER app
 
 EXPOSE 8000 5555
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# Idle keep-alive sockets closed after 5 s; past 11,000 sockets (above the 10,000 streams an
+# instance accepts) new requests get 503. Slow request heads are the front proxy's job
+# (deploy/nginx/realtime.conf): uvicorn has no timeout for them.
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-keep-alive", "5", "--limit-concurrency", "11000"]

@@ -63,6 +63,11 @@ def revocation_message(user_id: str, novel_id: str) -> bytes:
     return orjson.dumps({"kind": "access-revoked", "user_id": user_id, "novel_id": novel_id})
 
 
+def grant_message(user_id: str, novel_id: str) -> bytes:
+    """What ``KeyLayout.control`` carries when ``user_id`` gains access to ``novel_id``."""
+    return orjson.dumps({"kind": "access-granted", "user_id": user_id, "novel_id": novel_id})
+
+
 class RedisNovelAccess:
     """Readers of each novel as a Redis set, kept by the domain (``KeyLayout.readers``)."""
 
@@ -75,8 +80,10 @@ class RedisNovelAccess:
         return bool(await self._client.sismember(self._layout.readers(novel_id), user_id))
 
     async def grant(self, user_id: str, novel_id: str) -> None:
-        """Let ``user_id`` read ``novel_id``."""
+        """Let ``user_id`` read ``novel_id``; every API instance drops a cached refusal (one
+        from before a revocation would otherwise hide the novel's events for a while)."""
         await self._client.sadd(self._layout.readers(novel_id), user_id)
+        await self._client.publish(self._layout.control(), grant_message(user_id, novel_id))
 
     async def revoke(self, user_id: str, novel_id: str) -> None:
         """Take access away and tell every API instance to stop relaying at once."""

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.clientip import client_ip
 from api.errors import ApiError
+from api.ratelimit import WRITE
 from api.security import Principal
 from api.services import ApiServices
 
@@ -57,6 +58,16 @@ async def current_principal(
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 
+async def writing_principal(principal: CurrentUser, services: Services, ip: ClientIp) -> Principal:
+    """The caller of a write request, charged to their write budget; 429 once it is spent."""
+    await services.guard.admit_user(WRITE, ip, principal.user_id)
+    return principal
+
+
+#: What every POST/PUT/PATCH/DELETE route takes instead of ``CurrentUser``.
+WritingUser = Annotated[Principal, Depends(writing_principal)]
+
+
 ADMIN_ROLE = "admin"
 
 
@@ -68,3 +79,13 @@ async def admin_principal(principal: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(admin_principal)]
+
+
+async def admin_writer(admin: AdminUser, services: Services, ip: ClientIp) -> Principal:
+    """An admin's write request, charged to their write budget like anyone's."""
+    await services.guard.admit_user(WRITE, ip, admin.user_id)
+    return admin
+
+
+#: What admin POST/PUT/PATCH/DELETE routes take instead of ``AdminUser``.
+AdminWriter = Annotated[Principal, Depends(admin_writer)]

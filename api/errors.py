@@ -7,6 +7,8 @@ database errors (contracts.DATABASE_UNAVAILABLE)
                               -> 503  database_unavailable, Retry-After
 RequestValidationError        -> 422  validation_error (fields named)
 HTTPException (no route)      -> 404  not_found / 405 method_not_allowed
+HTTPException (body limit)    -> 413  body_too_large (api.body_limit)
+TooManyActiveChapters         -> 429  too_many_active_chapters (Retry-After)
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from progress.errors import InvalidCursor, StoreUnavailable
-from workers.contracts import DATABASE_UNAVAILABLE, NovelNotFound, TaskNotFound
+from workers.contracts import (
+    DATABASE_UNAVAILABLE,
+    NovelNotFound,
+    TaskNotFound,
+    TooManyActiveChapters,
+)
 
 log = logging.getLogger("api.errors")
 
 #: Seconds a client is told to wait before retrying a request the database could not serve.
 DATABASE_RETRY_AFTER_SECONDS = 5
-
-log = logging.getLogger("api.errors")
 
 
 class ErrorDetail(BaseModel):
@@ -76,7 +81,10 @@ def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+BODY_TOO_LARGE = "body_too_large"
+#: Seconds a client refused for active chapters is told to wait (a chapter takes about this).
+ACTIVE_CHAPTERS_RETRY = 30
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: BODY_TOO_LARGE}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -117,6 +125,10 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = "task" if isinstance(exc, TaskNotFound) else "novel"
         return JSONResponse(error_body(f"{kind}_not_found", f"no such {kind}"), 404)
 
+    async def too_many_chapters(_: Request, exc: Exception) -> JSONResponse:
+        body = error_body("too_many_active_chapters", str(exc))
+        return JSONResponse(body, 429, headers={"Retry-After": str(ACTIVE_CHAPTERS_RETRY)})
+
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
@@ -126,6 +138,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(NovelNotFound, not_found)
     app.add_exception_handler(TaskNotFound, not_found)
+    app.add_exception_handler(TooManyActiveChapters, too_many_chapters)
     app.add_exception_handler(InvalidCursor, invalid_cursor)
     app.add_exception_handler(StoreUnavailable, store_unavailable)
     app.add_exception_handler(RequestValidationError, validation)

@@ -282,7 +282,7 @@ class Hub:
     def _on_control(self, payload: bytes) -> None:
         try:
             command = orjson.loads(payload)
-            if command.get("kind") == "access-revoked":
+            if command.get("kind") in ("access-revoked", "access-granted"):
                 self._authorizer.forget(command["user_id"], command["novel_id"])
             elif command.get("kind") == "realtime-mode":
                 self._apply_mode(ModeRule.model_validate(command["rule"]))

@@ -13,6 +13,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.authz import Authorizer
+from api.body_limit import BodyLimit
 from api.errors import install_error_handlers
 from api.frontend import frontend_app
 from api.gc_tuning import freeze_long_lived
@@ -24,6 +25,7 @@ from api.routes import (
     admin_audit,
     auth,
     events,
+    invitations,
     metrics,
     novels,
     preferences,
@@ -94,8 +96,21 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Inside the response counter (a 413 is counted), outside everything that reads a body.
+    app.add_middleware(BodyLimit, max_bytes=resolved.max_body_bytes)
     app.add_middleware(CountResponses)
-    routers = (auth, events, tasks, novels, metrics, admin, preferences, realtime, admin_audit)
+    routers = (
+        auth,
+        events,
+        tasks,
+        novels,
+        invitations,
+        metrics,
+        admin,
+        preferences,
+        realtime,
+        admin_audit,
+    )
     for module in routers:
         app.include_router(module.router)
     spa = frontend_app(resolved.frontend_dir)

@@ -5,7 +5,9 @@
     rt:{ip:<ip>}:strikes        string: counter             auth failures and refusals
     rt:{ip:<ip>}:ban            string: "1"                 the IP is banned while it exists
 
-Actions are ``sse_token`` (token issuance) and ``stream`` (stream opens). An IP that collects
+Actions are ``sse_token`` (token issuance), ``stream`` (stream opens) and ``write`` (every
+POST/PUT/PATCH/DELETE under /api/v1 of an authenticated user: a per-user bucket only, see
+``admit_user``). An IP that collects
 ``ban_after`` strikes (failed authentications, requests refused for rate) within
 ``strike_window`` seconds is banned for ``ban_seconds``. Each check is one round trip (its two
 scripts go out together);
@@ -73,6 +75,10 @@ if n >= tonumber(ARGV[2]) then
 end
 return 0
 """
+
+
+#: The action every write request of a user is charged to.
+WRITE = "write"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +161,21 @@ class AbuseGuard:
         if waits:
             await self.strike(ip)
             self._refuse(action, ip, "rate_limited", max(waits))
+
+    async def admit_user(self, action: str, ip: str, user_id: str) -> None:
+        """Charge one request to ``user_id``'s ``action`` bucket; ApiError 429 ``rate_limited``
+        (with Retry-After) when it is empty. No strike: the user, not the address, is over."""
+        rate = self._limits.per_user[action]
+        key = f"{self._prefix}:{{{user_stream(user_id)}}}:rl:{action}"
+        try:
+            allowed, wait, _ = (
+                int(v) for v in await self._bucket([key, ""], [rate.per_second, rate.burst])
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._failed_open(exc)
+            return
+        if not allowed:
+            self._refuse(action, ip, "rate_limited", wait)
 
     async def strike(self, ip: str) -> int:
         """Count one strike against ``ip``; ms of ban left (0 when not banned)."""

@@ -21,7 +21,7 @@ from api.fanout import Hub
 from api.metrics import ApiMetrics
 from api.preferences import PreferenceStore
 from api.pubsub_link import RedisAddress
-from api.ratelimit import BUCKET_LUA, STRIKE_LUA, AbuseGuard, AbuseLimits, Rate
+from api.ratelimit import BUCKET_LUA, STRIKE_LUA, WRITE, AbuseGuard, AbuseLimits, Rate
 from api.realtime import RealtimeModeStore
 from api.redis_batching import BatchingRedis
 from api.redis_health import RedisHealth
@@ -70,6 +70,8 @@ class ApiServices:
     stream_memory: StreamMemory
     #: The store streams replay from: broadcast pages shared by simultaneous resumes.
     replay_store: SharedReplayStore
+    #: Who may read which novel, in Redis (kept in step with accepted memberships).
+    novel_access: RedisNovelAccess
     #: Whether Redis answers: opens and sse_token requests are refused at once while not.
     redis_health: RedisHealth = field(init=False)
     trusted_proxies: tuple[Network, ...] = ()
@@ -105,9 +107,8 @@ class ApiServices:
             settings.key_prefix,
             settings.instance_alive_seconds,
         )
-        authorizer = authorizer or NovelMembershipAuthorizer(
-            RedisNovelAccess(client, settings.key_prefix)
-        )
+        novel_access = RedisNovelAccess(client, settings.key_prefix)
+        authorizer = authorizer or NovelMembershipAuthorizer(novel_access)
         store = AsyncRedisEventStore(client, settings.store_settings())
         modes = RealtimeModeStore(client, settings.key_prefix)
         metrics = ApiMetrics(settings.instance_id, settings.max_connections_per_instance)
@@ -168,6 +169,7 @@ class ApiServices:
             stream_memory=StreamMemory(client, settings.key_prefix),
             trusted_proxies=parse_networks(settings.trusted_proxies),
             replay_store=SharedReplayStore(client, settings.store_settings()),
+            novel_access=novel_access,
         )
 
     def __post_init__(self) -> None:
@@ -289,6 +291,7 @@ def _abuse_limits(settings: ApiSettings) -> AbuseLimits:
         per_user={
             "sse_token": Rate(s.rate_token_user_per_second, s.rate_token_user_burst),
             "stream": Rate(s.rate_stream_user_per_second, s.rate_stream_user_burst),
+            WRITE: Rate(s.rate_write_user_per_second, s.rate_write_user_burst),
         },
         ban_after=s.ban_after_strikes,
         strike_window_seconds=s.ban_strike_window_seconds,
@@ -299,6 +302,6 @@ def _abuse_limits(settings: ApiSettings) -> AbuseLimits:
 def _log_refusal(metrics: ApiMetrics, action: str, reason: str, ip: str) -> None:
     if action == "stream":
         metrics.refused(reason)
-    else:
+    elif action == "sse_token":
         metrics.token_refused(reason)
     log.warning(f"{action} refused: {reason}", extra={"reason": reason, "client_ip": ip})

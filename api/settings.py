@@ -88,6 +88,9 @@ class ApiSettings(BaseSettings):
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
     #: Streams this process accepts; beyond it new ones get 429 ``instance_full``.
     max_connections_per_instance: int = Field(default=10_000, ge=1)
+    #: Larger request bodies get 413 ``body_too_large`` before authentication or parsing
+    #: (the largest legitimate body, a notification to 1,000 users, is about 70 KB).
+    max_body_bytes: int = Field(default=128 * 1024, ge=1024)
     #: Proxies (addresses or networks) whose X-Forwarded-For names the client.
     trusted_proxies: list[str] = Field(default_factory=list)
     #: Token buckets, per second and burst: per IP and per user, for sse_token and stream.
@@ -99,6 +102,12 @@ class ApiSettings(BaseSettings):
     rate_stream_ip_burst: int = Field(default=50, ge=1)
     rate_stream_user_per_second: float = Field(default=1.0, gt=0)
     rate_stream_user_burst: int = Field(default=10, ge=1)
+    #: Every write request (POST/PUT/PATCH/DELETE under /api/v1) of one user: 429 beyond it.
+    rate_write_user_per_second: float = Field(default=1.0, gt=0)
+    rate_write_user_burst: int = Field(default=20, ge=1)
+    #: Chapters a user's unfinished novels may hold at once (queued or being written); a
+    #: novel that would pass it gets 429 ``too_many_active_chapters``.
+    max_active_chapters_per_user: int = Field(default=60, ge=1)
     #: An IP with this many strikes (auth failures, rate refusals) in the window is banned.
     ban_after_strikes: int = Field(default=20, ge=1)
     ban_strike_window_seconds: float = Field(default=60.0, gt=0)

@@ -165,7 +165,7 @@ class TaskStalled(_TaskEvent):
 
 
 class NovelCreated(EventEnvelope):
-    """A novel exists; sent to its owner and members."""
+    """A novel exists; sent to its owner (members are invited then, and see nothing yet)."""
 
     important_by_default: ClassVar[bool] = True
     type: Literal["content.novel-created"] = "content.novel-created"

@@ -1,4 +1,6 @@
-"""Debian's nginx as a plain reverse proxy in front of a test server, on a loopback port."""
+"""Debian's nginx in front of a test server, on a loopback port: a plain reverse proxy, or
+the production front shipped in deploy/nginx/realtime.conf (only its port and upstream
+changed)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from progress.redis_server import free_port
 from tests.processes import stop_process
 
 NGINX = "/usr/sbin/nginx"
+SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "realtime.conf"
 
 CONFIG = """\
 daemon off;
@@ -41,11 +44,46 @@ http {{
 """
 
 
-class NginxProxy:
-    """``nginx -c <conf>`` proxying every path to ``upstream``; start, stop, read its log."""
+SHIPPED_MAIN = """\
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log info;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log {root}/access.log;
+    client_body_temp_path {root}/client_body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    include {root}/realtime.conf;
+}}
+"""
 
-    def __init__(self, upstream: str, port: int | None = None) -> None:
+
+def shipped_config(port: int, upstream: str) -> str:
+    """deploy/nginx/realtime.conf listening on 127.0.0.1:``port``, proxying to ``upstream``
+    (``host:port``); nothing else changed."""
+    text = SHIPPED.read_text()
+    for old, new in (
+        ("listen 8080;", f"listen 127.0.0.1:{port};"),
+        ("server api:8000;", f"server {upstream};"),
+    ):
+        assert text.count(old) == 1, f"{SHIPPED} no longer has exactly one {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+class NginxProxy:
+    """``nginx -c <conf>`` proxying every path to ``upstream``; start, stop, read its log.
+    ``shipped=True`` runs the production front (``upstream`` then is ``host:port``)."""
+
+    def __init__(self, upstream: str, port: int | None = None, shipped: bool = False) -> None:
         self.upstream = upstream
+        self.shipped = shipped
         self.port = port or free_port()
         self._root = Path(tempfile.mkdtemp(prefix="nginx-"))
         # nginx's workers run as an unprivileged user when started as root; let them in.
@@ -71,7 +109,11 @@ class NginxProxy:
                 "(scripts/install-system-deps.sh does, as root)"
             )
         conf = self._root / "nginx.conf"
-        conf.write_text(CONFIG.format(root=self._root, port=self.port, upstream=self.upstream))
+        if self.shipped:
+            (self._root / "realtime.conf").write_text(shipped_config(self.port, self.upstream))
+            conf.write_text(SHIPPED_MAIN.format(root=self._root))
+        else:
+            conf.write_text(CONFIG.format(root=self._root, port=self.port, upstream=self.upstream))
         args = [NGINX, "-c", str(conf), "-p", str(self._root), "-e", str(self._root / "error.log")]
         with open(self._root / "stderr.log", "wb") as stderr:
             self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)

@@ -5,7 +5,7 @@ Every function is synchronous (database, broker); the API calls them from its th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from celery import Celery
 from sqlalchemy import exc
@@ -22,7 +22,7 @@ from workers.audit import AuditLog, AuditRecord
 from workers.db import Novel, make_engine, make_sessions
 from workers.migrate import SchemaOutdated, ensure_schema
 from workers.notify import move_novel
-from workers.novels import NovelNotFound
+from workers.novels import Invitation, NovelNotFound, TooManyActiveChapters
 from workers.outbox import drain_spill
 from workers.sealing import DEV_AUDIT_KEY, Sealer, parse_keys
 from workers.tasks import limits
@@ -32,15 +32,20 @@ __all__ = [
     "DEV_AUDIT_KEY",
     "AuditLog",
     "AuditRecord",
+    "Invitation",
     "Novel",
     "NovelNotFound",
     "SchemaOutdated",
     "TaskNotFound",
+    "TooManyActiveChapters",
+    "accept_invitation",
     "cancel_task",
     "close",
     "drain_journal_spill",
     "ensure_schema",
     "get_novel",
+    "leave_novel",
+    "list_invitations",
     "list_novels",
     "open_audit_log",
     "revise_chapter",
@@ -72,8 +77,13 @@ def start_novel(
     premise: str,
     chapter_count: int,
     members: Sequence[str] = (),
+    max_active_chapters: int | None = None,
 ) -> tuple[Novel, str]:
-    """Create the novel, tell its readers, and start its workflow; (novel, task id).
+    """Create the novel, tell its owner, and start its workflow; (novel, task id).
+
+    ``members`` are invited: they receive nothing and read nothing until they accept
+    (``accept_invitation``). TooManyActiveChapters when the owner's unfinished novels would
+    hold more than ``max_active_chapters`` chapters (nothing is created or queued then).
 
     The ``content.novel-created`` outbox row commits in the novel's own transaction; it is
     pushed right after (or by the dispatcher, should this process die first).
@@ -93,7 +103,9 @@ def start_novel(
         announced.append((event, novel.readers()[1:]))
         resources.audit_log().add(session, announced)
 
-    novel = repo.create(owner_id, title, premise, chapter_count, members, announce)
+    novel = repo.create(
+        owner_id, title, premise, chapter_count, members, announce, max_active_chapters
+    )
     readers = novel.readers()
     resources.redis_client().sadd(resources.layout().readers(novel.id), *readers)
     resources.outbox_store().append_many(announced)
@@ -114,6 +126,23 @@ def list_novels(user_id: str) -> list[Novel]:
 def get_novel(novel_id: str, user_id: str) -> Novel:
     """One novel the user may read; NovelNotFound otherwise."""
     return resources.novels().get_readable(novel_id, user_id)
+
+
+def list_invitations(user_id: str) -> list[Invitation]:
+    """Novels the user was invited to and has not accepted, newest first."""
+    return resources.novels().invitations(user_id)
+
+
+def accept_invitation(novel_id: str, user_id: str, grant: Callable[[], None] | None = None) -> None:
+    """The invited user becomes a reader (NovelNotFound when not invited). ``grant`` (the
+    caller adding them to the novel's readers in Redis) runs before the membership commits."""
+    resources.novels().accept(novel_id, user_id, grant)
+
+
+def leave_novel(novel_id: str, user_id: str) -> bool:
+    """Decline an invitation or stop reading; whether the user was a reader (then the caller
+    revokes their access in Redis). NovelNotFound when neither invited nor a member."""
+    return resources.novels().leave(novel_id, user_id)
 
 
 def revise_chapter(

@@ -64,12 +64,18 @@ class Novel(Base):
     )
 
     def readers(self) -> list[str]:
-        """The owner, then every member: who may read this novel."""
-        return [self.owner_id, *(m.user_id for m in self.members)]
+        """The owner, then every member who accepted: who may read this novel and receives
+        its content events. Invited users who have not accepted are not readers."""
+        return [self.owner_id, *(m.user_id for m in self.members if m.accepted_at is not None)]
+
+
+#: Statuses of a novel whose workflow is over; any other counts against the active cap.
+FINISHED_STATUSES = ("done", "failed", "cancelled")
 
 
 class NovelMember(Base):
-    """A user other than the owner who may read the novel."""
+    """A user other than the owner invited to read the novel: a reader once ``accepted_at``
+    is set (by that user), a pending invitation until then."""
 
     __tablename__ = "novel_members"
     __table_args__ = (UniqueConstraint("novel_id", "user_id"),)
@@ -77,6 +83,7 @@ class NovelMember(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     novel_id: Mapped[str] = mapped_column(ForeignKey("novels.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(String(64), index=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(), default=None)
 
     novel: Mapped[Novel] = relationship(back_populates="members")
 

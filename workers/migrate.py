@@ -27,21 +27,22 @@ class SchemaOutdated(RuntimeError):
     """The database's schema is not the one this code expects."""
 
 
-def _config(url: str) -> Config:
+def alembic_config(url: str) -> Config:
+    """The Alembic configuration of the migrations in ``workers/migrations`` for ``url``."""
     config = Config()
     config.set_main_option("script_location", str(_ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
-def upgrade(url: str) -> None:
-    """Run every migration not yet applied to ``url``."""
-    command.upgrade(_config(url), "head")
+def upgrade(url: str, revision: str = "head") -> None:
+    """Run every migration not yet applied to ``url``, up to ``revision``."""
+    command.upgrade(alembic_config(url), revision)
 
 
 def revisions(url: str) -> tuple[str | None, str | None]:
     """(the revision ``url`` is at, None for an empty database; the newest revision)."""
-    head = ScriptDirectory.from_config(_config(url)).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     engine = make_engine(url)
     try:
         with engine.connect() as connection:

@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from workers.db import Chapter, Novel, NovelMember
+from workers.db import FINISHED_STATUSES, Chapter, Novel, NovelMember, utcnow_naive
 from workers.pipeline import ChapterPlan
+
+#: Most pending invitations listed for one user (newest first).
+MAX_INVITATIONS_LISTED = 100
 
 
 class NovelNotFound(LookupError):
     """No such novel (or not one the caller may read)."""
+
+
+class TooManyActiveChapters(Exception):
+    """The owner's novels still in progress would hold more chapters than allowed."""
+
+    def __init__(self, active: int, requested: int, limit: int) -> None:
+        super().__init__(
+            f"{active} chapters of your novels are still being written and {requested} more "
+            f"would pass the limit of {limit}; wait for a novel to finish or cancel one"
+        )
+        self.active, self.requested, self.limit = active, requested, limit
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """A novel someone invited the user to read, not accepted yet."""
+
+    novel_id: str
+    title: str
+    owner_id: str
+    created_at: datetime
 
 
 class NovelRepository:
@@ -35,13 +61,20 @@ class NovelRepository:
         chapter_count: int,
         members: Sequence[str],
         in_same_transaction: Callable[[Session, Novel], None] | None = None,
+        max_active_chapters: int | None = None,
     ) -> Novel:
-        """A new queued novel with empty chapters.
+        """A new queued novel with empty chapters; ``members`` are invited, not readers yet.
 
+        With ``max_active_chapters``, TooManyActiveChapters (and nothing stored) when the
+        owner's unfinished novels, this one included, would hold more chapters. The count and
+        the insert are one transaction serialized per owner, so simultaneous requests cannot
+        both slip under the limit.
         ``in_same_transaction(session, novel)`` runs before the commit (the outbox adds the
         ``content.novel-created`` row there, so both exist or neither).
         """
         with self._sessions.begin() as session:
+            if max_active_chapters is not None:
+                _serialize_owner(session, owner_id)
             novel = Novel(
                 owner_id=owner_id, title=title, premise=premise, chapter_count=chapter_count
             )
@@ -50,8 +83,14 @@ class NovelRepository:
             ]
             novel.chapters = [Chapter(number=n) for n in range(1, chapter_count + 1)]
             session.add(novel)
+            session.flush()
+            if max_active_chapters is not None:
+                active = _active_chapters(session, owner_id)
+                if active > max_active_chapters:
+                    raise TooManyActiveChapters(
+                        active - chapter_count, chapter_count, max_active_chapters
+                    )
             if in_same_transaction is not None:
-                session.flush()
                 in_same_transaction(session, novel)
         return self.get(novel.id)
 
@@ -71,16 +110,50 @@ class NovelRepository:
         return novel
 
     def list_readable(self, user_id: str) -> list[Novel]:
-        """Novels the user owns or is a member of, newest first."""
+        """Novels the user owns or accepted to read, newest first."""
         with self._sessions() as session:
+            accepted = and_(NovelMember.user_id == user_id, NovelMember.accepted_at.is_not(None))
             query = (
                 select(Novel)
                 .outerjoin(NovelMember)
-                .where(or_(Novel.owner_id == user_id, NovelMember.user_id == user_id))
+                .where(or_(Novel.owner_id == user_id, accepted))
                 .order_by(Novel.created_at.desc())
                 .distinct()
             )
             return list(session.scalars(query))
+
+    def invitations(self, user_id: str) -> list[Invitation]:
+        """The user's pending invitations, newest novel first (at most 100)."""
+        with self._sessions() as session:
+            query = (
+                select(Novel.id, Novel.title, Novel.owner_id, Novel.created_at)
+                .join(NovelMember)
+                .where(NovelMember.user_id == user_id, NovelMember.accepted_at.is_(None))
+                .order_by(Novel.created_at.desc())
+                .limit(MAX_INVITATIONS_LISTED)
+            )
+            return [Invitation(*row) for row in session.execute(query)]
+
+    def accept(
+        self, novel_id: str, user_id: str, before_commit: Callable[[], None] | None = None
+    ) -> None:
+        """The invited user accepts (again: no change); NovelNotFound when not invited.
+        ``before_commit`` runs once the invitation is found; if it raises, nothing changes."""
+        with self._sessions.begin() as session:
+            member = _membership(session, novel_id, user_id)
+            if before_commit is not None:
+                before_commit()
+            if member.accepted_at is None:
+                member.accepted_at = utcnow_naive()
+
+    def leave(self, novel_id: str, user_id: str) -> bool:
+        """Decline an invitation or stop reading; whether the user was a reader.
+        NovelNotFound when the user was neither invited nor a member."""
+        with self._sessions.begin() as session:
+            member = _membership(session, novel_id, user_id)
+            was_reader = member.accepted_at is not None
+            session.delete(member)
+            return was_reader
 
     def set_status(self, novel_id: str, status: str) -> str:
         """Move the novel to ``status``; return the status it had."""
@@ -147,3 +220,29 @@ class NovelRepository:
                 select(Chapter).where(Chapter.novel_id == novel_id, Chapter.number == number)
             ).one()
             chapter.status = status
+
+
+def _membership(session: Session, novel_id: str, user_id: str) -> NovelMember:
+    member = session.scalars(
+        select(NovelMember).where(NovelMember.novel_id == novel_id, NovelMember.user_id == user_id)
+    ).first()
+    if member is None:
+        raise NovelNotFound(novel_id)
+    return member
+
+
+def _serialize_owner(session: Session, owner_id: str) -> None:
+    """Make one owner's creations run one at a time until the commit. SQLite needs nothing:
+    the novel's insert takes its single write lock before the count reads."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(owner_id, 0))))
+
+
+def _active_chapters(session: Session, owner_id: str) -> int:
+    """Chapters of the owner's novels whose workflow has not finished."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Novel.chapter_count), 0)).where(
+            Novel.owner_id == owner_id, Novel.status.not_in(FINISHED_STATUSES)
+        )
+    )
+    return int(total or 0)

@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, status
 from pydantic import BaseModel
 
-from api.deps import AdminUser, Services
+from api.deps import AdminUser, AdminWriter, Services
 from api.errors import COMMON_ERRORS
 from api.notifications import ErrorRequest, NotificationRequest, build_events, level_of
 
@@ -47,13 +47,13 @@ async def _send(
 
 @router.post("/notifications", status_code=status.HTTP_202_ACCEPTED, response_model=Sent)
 async def send_notification(
-    body: NotificationRequest, admin: AdminUser, services: Services
+    body: NotificationRequest, admin: AdminWriter, services: Services
 ) -> Sent:
     """Send a ``system.notification`` (info, warning, critical) to everyone, users or a session."""
     return await _send(services, admin, body)
 
 
 @router.post("/errors", status_code=status.HTTP_202_ACCEPTED, response_model=Sent)
-async def send_error(body: ErrorRequest, admin: AdminUser, services: Services) -> Sent:
+async def send_error(body: ErrorRequest, admin: AdminWriter, services: Services) -> Sent:
     """Send a ``system.error`` (severity, affected scope) to everyone, users or a session."""
     return await _send(services, admin, body)

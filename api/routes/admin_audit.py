@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.archive import Archive
-from api.deps import AdminUser, Services
+from api.deps import AdminUser, AdminWriter, Services
 from api.errors import COMMON_ERRORS, ApiError
 
 router = APIRouter(
@@ -49,7 +49,7 @@ async def list_audit(
 
 
 @router.post("/resend-failed", response_model=Resent)
-async def resend_failed(_: AdminUser, services: Services) -> Resent:
+async def resend_failed(_: AdminWriter, services: Services) -> Resent:
     """Push every failed event again (503 if Redis is still down)."""
     return Resent(resent=await _archive(services).resend(None))
 
@@ -59,7 +59,7 @@ async def resend_failed(_: AdminUser, services: Services) -> Resent:
     response_model=Resent,
     responses={404: {"description": "no such audit row"}},
 )
-async def resend_one(audit_id: int, _: AdminUser, services: Services) -> Resent:
+async def resend_one(audit_id: int, _: AdminWriter, services: Services) -> Resent:
     """Push one audited event again, whatever its status (duplicates are refused by Redis)."""
     resent = await _archive(services).resend([audit_id])
     if resent == 0:

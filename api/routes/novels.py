@@ -1,5 +1,6 @@
-"""Novels: start one, list them, read one, revise a chapter. Sync routes (thread pool): the
-domain behind ``workers.contracts`` talks to the database and the broker synchronously."""
+"""Novels: start one, list them, read one, revise a chapter, accept or leave a membership.
+Sync routes (thread pool): the domain behind ``workers.contracts`` talks to the database and
+the broker synchronously."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from datetime import datetime
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentUser
-from api.errors import COMMON_ERRORS
+from api import membership
+from api.deps import CurrentUser, Services, WritingUser
+from api.errors import COMMON_ERRORS, ErrorBody
 from progress.events import Identifier
 from workers import contracts
 
@@ -22,6 +24,7 @@ class NovelRequest(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     premise: str = Field(min_length=1, max_length=5000)
     chapter_count: int = Field(ge=1, le=30)
+    #: Invited, not added: each must accept before anything of the novel reaches them.
     members: list[Identifier] = Field(default_factory=list, max_length=50)
 
 
@@ -73,9 +76,21 @@ class TaskStarted(BaseModel):
     task_id: str
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=NovelStarted)
-def start_novel(body: NovelRequest, principal: CurrentUser) -> NovelStarted:
-    """Create a novel and start writing it; progress arrives on the event stream."""
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=NovelStarted,
+    responses={
+        429: {
+            "model": ErrorBody,
+            "description": "write budget spent (`rate_limited`) or too many chapters still "
+            "being written (`too_many_active_chapters`); see Retry-After",
+        }
+    },
+)
+def start_novel(body: NovelRequest, principal: WritingUser, services: Services) -> NovelStarted:
+    """Create a novel and start writing it; progress arrives on the event stream. ``members``
+    are invited: nothing of the novel reaches them until they accept."""
     novel, task_id = contracts.start_novel(
         principal.user_id,
         principal.session_id,
@@ -83,6 +98,7 @@ def start_novel(body: NovelRequest, principal: CurrentUser) -> NovelStarted:
         body.premise,
         body.chapter_count,
         body.members,
+        services.settings.max_active_chapters_per_user,
     )
     return NovelStarted(novel_id=novel.id, task_id=task_id)
 
@@ -106,10 +122,41 @@ def get_novel(novel_id: str, principal: CurrentUser) -> NovelOut:
     responses={404: {"description": "no such novel or chapter"}},
 )
 def revise_chapter(
-    novel_id: str, number: int, body: ReviseRequest, principal: CurrentUser
+    novel_id: str, number: int, body: ReviseRequest, principal: WritingUser
 ) -> TaskStarted:
     """Rewrite one chapter of the caller's novel."""
     task_id = contracts.revise_chapter(
         novel_id, number, principal.user_id, principal.session_id, body.instructions
     )
     return TaskStarted(task_id=task_id)
+
+
+class Membership(BaseModel):
+    """The caller reads the novel from now on."""
+
+    novel_id: str
+    status: str = "accepted"
+
+
+@router.post(
+    "/{novel_id}/membership",
+    response_model=Membership,
+    responses={404: {"description": "no invitation to this novel"}},
+)
+async def accept_invitation(
+    novel_id: str, principal: WritingUser, services: Services
+) -> Membership:
+    """Accept an invitation: the novel's content events reach the caller from now on, and
+    they may read it (accepting again changes nothing)."""
+    await membership.accept(services.novel_access, novel_id, principal.user_id)
+    return Membership(novel_id=novel_id)
+
+
+@router.delete(
+    "/{novel_id}/membership",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "neither invited to nor a member of this novel"}},
+)
+async def leave_novel(novel_id: str, principal: WritingUser, services: Services) -> None:
+    """Decline an invitation, or stop reading the novel (its events stop at once)."""
+    await membership.leave(services.novel_access, novel_id, principal.user_id)

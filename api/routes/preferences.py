@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, Services
+from api.deps import CurrentUser, Services, WritingUser
 from api.errors import COMMON_ERRORS
 from api.preferences import NotificationPreferences
 
@@ -19,7 +19,7 @@ async def get_preferences(principal: CurrentUser, services: Services) -> Notific
 
 @router.put("/notification-preferences", response_model=NotificationPreferences)
 async def put_preferences(
-    body: NotificationPreferences, principal: CurrentUser, services: Services
+    body: NotificationPreferences, principal: WritingUser, services: Services
 ) -> NotificationPreferences:
     """Replace the caller's preferences; open streams apply them at once, on every instance."""
     await services.preferences.put(principal.user_id, body)

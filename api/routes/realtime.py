@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import AdminUser, CurrentUser, Services
+from api.deps import AdminWriter, CurrentUser, Services
 from api.errors import COMMON_ERRORS
 from api.realtime import Mode, ModeRule, mode_for
 
@@ -43,6 +43,6 @@ async def realtime_config(principal: CurrentUser, services: Services) -> Realtim
 
 
 @router.put("/config", response_model=ModeRule, responses={403: {"description": "not an admin"}})
-async def change_realtime_mode(body: ModeChange, _: AdminUser, services: Services) -> ModeRule:
+async def change_realtime_mode(body: ModeChange, _: AdminWriter, services: Services) -> ModeRule:
     """Store a new rule; every instance moves the affected streams at once."""
     return await services.modes.set(body.mode, body.percent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from pydantic import BaseModel
 
-from api.deps import CurrentUser, Services
+from api.deps import CurrentUser, Services, WritingUser
 from api.errors import COMMON_ERRORS, ApiError
 from progress.snapshot import TaskSnapshot
 from workers import contracts
@@ -37,7 +37,7 @@ class Cancelling(BaseModel):
     response_model=Cancelling,
     responses={404: {"description": "no such task"}},
 )
-def cancel_task(task_id: str, principal: CurrentUser) -> Cancelling:
+def cancel_task(task_id: str, principal: WritingUser) -> Cancelling:
     """Stop one of the caller's tasks (a novel's workflow task stops the whole workflow)."""
     contracts.cancel_task(principal.user_id, task_id)
     return Cancelling(task_id=task_id)

@@ -219,3 +219,26 @@ def test_a_slow_network_gets_coarser_progress_without_losing_the_stream(
     assert len(got) == len(set(got))
     stored = novel_events(store, user_id, novel_id, skip="task.progress-updated")
     assert in_order(stored, got), "only superseded progress updates may be left out"
+
+
+def test_an_invited_writer_accepts_in_the_browser_and_then_reads_the_novel(
+    api: ApiServer, page: Page, user_id: str
+) -> None:
+    invitee = f"{user_id}-invitee"
+    body = {"title": "The Shared Tide", "premise": "Written for two", "chapter_count": 1}
+    created = httpx.post(
+        f"{api.url}/api/v1/novels",
+        json={**body, "members": [invitee]},
+        headers={"Authorization": f"Bearer {api.jwt(user_id)}"},
+    )
+    novel_id = created.json()["novel_id"]
+    sign_in(page, api, invitee)
+    novels = page.get_by_role("list", name="Novels")
+    expect(novels.get_by_role("link", name="The Shared Tide")).to_have_count(0)
+    invitation = page.get_by_role("list", name="Invitations").get_by_role("listitem")
+    expect(invitation).to_contain_text("The Shared Tide")
+    expect(invitation).to_contain_text(f"from {user_id}")
+    invitation.get_by_role("button", name="Accept").click()
+    expect(page.get_by_role("heading", name="Invitations")).to_have_count(0)
+    novels.get_by_role("link", name="The Shared Tide").click()
+    expect(page).to_have_url(re.compile(f"/novels/{novel_id}$"))

@@ -5,6 +5,7 @@ Validated with Debian's ``docker-compose`` (v1.29): ``config`` needs no Docker e
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +18,15 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = "docker-compose.yml"
-LONG_RUNNING = {"redis", "postgres", "api", "worker", "beat", "flower"}
+#: What an operator sets in production (docs/security.md): given, so the check does not depend
+#: on the file's development defaults.
+OPERATOR_ENV = {
+    "JWT_SECRET": "compose-check-secret-0123456789abcdef-0123456789",
+    "POSTGRES_PASSWORD": "compose-check-password",
+    "FLOWER_BASIC_AUTH": "admin:compose-check-password",
+    "AUDIT_ENCRYPTION_KEYS": "Y29tcG9zZS1jaGVjay1rZXktMDEyMzQ1Njc4OWFiY2Q=",
+}
+LONG_RUNNING = {"redis", "postgres", "api", "nginx", "worker", "beat", "flower"}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +51,7 @@ def run_compose(docker_compose: str, *args: str) -> subprocess.CompletedProcess[
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **OPERATOR_ENV},
     )
 
 
@@ -86,3 +96,25 @@ def test_processes_share_the_environment(services: dict[str, dict[str, Any]]) ->
         for variable in ("REDIS_URL", "DATABASE_URL", "JWT_SECRET"):
             assert env.get(variable), f"service {name} lacks {variable}"
         assert len(env["JWT_SECRET"]) >= 32, name
+
+
+def test_nginx_is_the_only_public_port_and_the_api_trusts_only_it(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert "ports" not in services["api"], "the API must be reached through nginx only"
+    public = {
+        name
+        for name, service in services.items()
+        for port in service.get("ports", [])
+        if (port.get("host_ip") if isinstance(port, dict) else None) not in {"127.0.0.1"}
+        and not str(port).startswith("127.0.0.1:")
+    }
+    assert public == {"nginx"}
+    nginx = services["nginx"]
+    mounts = {
+        str(v.get("source") if isinstance(v, dict) else v).split(":")[0] for v in nginx["volumes"]
+    }
+    assert str(ROOT / "deploy/nginx/realtime.conf") in mounts
+    address = nginx["networks"]["edge"]["ipv4_address"]
+    assert services["api"]["environment"]["SSE_TRUSTED_PROXIES"] == f'["{address}"]'
+    assert "--limit-concurrency" in services["api"]["command"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, inspect, select, text
@@ -10,8 +13,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from workers.db import Chapter, Novel, NovelMember, make_engine, make_sessions
+from workers.db import Chapter, Novel, NovelMember, make_engine, make_sessions, utcnow_naive
 from workers.migrate import upgrade
+from workers.novels import NovelRepository, TooManyActiveChapters
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +75,28 @@ def test_migration_creates_the_tables_and_is_idempotent(database_url: str, engin
     assert ["novel_id", "number"] in unique
     with engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert [row.version_num for row in versions] == ["0002"]
+    assert [row.version_num for row in versions] == ["0003"]
+    assert "accepted_at" in {c["name"] for c in inspector.get_columns("novel_members")}
+
+
+def test_members_from_before_invitations_become_pending(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0002")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO novels (id, owner_id, title, premise, status, chapter_count, "
+                "outline, created_at, updated_at) VALUES ('n1', 'owner', 't', 'p', 'done', 1, "
+                "'', '2026-01-01', '2026-01-01')"
+            )
+        )
+        connection.execute(text("INSERT INTO novel_members (novel_id, user_id) VALUES ('n1', 'm')"))
+    upgrade(url)
+    repo = NovelRepository(make_sessions(engine))
+    assert repo.get("n1").readers() == ["owner"]
+    assert [i.novel_id for i in repo.invitations("m")] == ["n1"]
+    engine.dispose()
 
 
 def test_novel_with_members_and_chapters_round_trips(sessions: sessionmaker[Session]) -> None:
@@ -80,9 +105,11 @@ def test_novel_with_members_and_chapters_round_trips(sessions: sessionmaker[Sess
     with sessions() as session:
         novel = session.get(Novel, novel_id)
         assert novel is not None
-        readers = novel.readers()
-        assert readers[0] == "owner-1"
-        assert sorted(readers[1:]) == ["member-a", "member-b"]
+        # members are invited: the owner alone reads until one accepts
+        assert novel.readers() == ["owner-1"]
+        assert sorted(m.user_id for m in novel.members) == ["member-a", "member-b"]
+        novel.members[0].accepted_at = utcnow_naive()
+        assert novel.readers() == ["owner-1", novel.members[0].user_id]
         assert [chapter.number for chapter in novel.chapters] == [1, 2, 3]
         assert [chapter.title for chapter in novel.chapters] == [
             "Chapter 1",
@@ -128,3 +155,26 @@ def test_deleting_a_novel_deletes_its_chapters_and_members(
         assert count(session, NovelMember, doomed) == 0
         assert count(session, Chapter, kept) == 3
         assert count(session, NovelMember, kept) == 2
+
+
+def test_simultaneous_creations_cannot_pass_the_active_chapter_cap(
+    sessions: sessionmaker[Session],
+) -> None:
+    repo = NovelRepository(sessions)
+    for round_ in range(5):
+        owner = f"busy-owner-{round_}"
+        barrier = threading.Barrier(8)
+
+        def attempt(_: int, owner: str = owner, barrier: threading.Barrier = barrier) -> bool:
+            barrier.wait()
+            try:
+                repo.create(owner, "t", "p", 5, (), max_active_chapters=12)
+            except TooManyActiveChapters:
+                return False
+            return True
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(attempt, range(8)))
+        assert outcomes.count(True) == 2, round_
+    repo.set_status(repo.list_readable("busy-owner-0")[0].id, "done")  # finished: room again
+    repo.create("busy-owner-0", "t", "p", 5, (), max_active_chapters=12)

@@ -38,7 +38,13 @@ def test_start_list_and_read_a_novel(api: ApiServer, user_id: str) -> None:
 
     mine = httpx.get(f"{api.url}/api/v1/novels", headers=auth(api, user_id)).json()
     assert [n["id"] for n in mine] == [novel_id]
-    member_view = httpx.get(f"{api.url}/api/v1/novels/{novel_id}", headers=auth(api, "friend-1"))
+    member = auth(api, "friend-1")
+    # an invited member reads the novel once they accepted
+    invited = httpx.get(f"{api.url}/api/v1/novels/{novel_id}", headers=member)
+    assert invited.status_code == 404
+    accepted = httpx.post(f"{api.url}/api/v1/novels/{novel_id}/membership", headers=member)
+    assert accepted.json() == {"novel_id": novel_id, "status": "accepted"}
+    member_view = httpx.get(f"{api.url}/api/v1/novels/{novel_id}", headers=member)
     assert member_view.status_code == 200
     assert [c["number"] for c in member_view.json()["chapters"]] == [1, 2]
 

@@ -121,6 +121,7 @@ def test_a_chapter_and_its_update_event_commit_together_even_if_the_push_fails(
     progress.configure(ProgressSettings(redis_url=dead_redis))
     try:
         novel = resources.novels().create(user_id, "Tide", "premise", 1, [f"{user_id}-m"])
+        resources.novels().accept(novel.id, f"{user_id}-m")  # a reader: a recipient
         with pytest.raises(StoreUnavailable):
             save_chapter_and_announce(novel.id, 1, "text", "a summary")
         assert resources.novels().chapter(novel.id, 1).summary == "a summary"

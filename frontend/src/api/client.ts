@@ -35,6 +35,14 @@ export interface Novel {
   chapters: Chapter[];
 }
 
+/** A novel someone invited the user to read; nothing of it reaches them until they accept. */
+export interface Invitation {
+  novel_id: string;
+  title: string;
+  owner_id: string;
+  created_at: string;
+}
+
 export interface NewNovel {
   title: string;
   premise: string;
@@ -76,6 +84,7 @@ async function request<T>(
       payload?.error?.message ?? `HTTP ${response.status}`,
     );
   }
+  if (response.status === 204) return undefined as T;
   return (await response.json()) as T;
 }
 
@@ -115,6 +124,15 @@ export function createApi(jwt: string) {
       request<Novel>("GET", `/api/v1/novels/${encodeURIComponent(novelId)}`, jwt),
     createNovel: (novel: NewNovel) =>
       request<{ novel_id: string; task_id: string }>("POST", "/api/v1/novels", jwt, novel),
+    invitations: () => request<Invitation[]>("GET", "/api/v1/invitations", jwt),
+    acceptInvitation: (novelId: string) =>
+      request<{ novel_id: string; status: string }>(
+        "POST",
+        `/api/v1/novels/${encodeURIComponent(novelId)}/membership`,
+        jwt,
+      ),
+    declineInvitation: (novelId: string) =>
+      request<void>("DELETE", `/api/v1/novels/${encodeURIComponent(novelId)}/membership`, jwt),
     reviseChapter: (novelId: string, number: number, instructions: string) =>
       request<{ task_id: string }>(
         "POST",

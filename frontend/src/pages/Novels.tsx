@@ -4,7 +4,57 @@ import { Link, useNavigate } from "react-router";
 import { useRealtime } from "../hooks/RealtimeProvider";
 import { queryKeys } from "../realtime/queryKeys";
 
-/** The writer's novels (refreshed by content events) and the "new novel" form. */
+/** Novels others invited the user to read: accept to receive and read one, or decline. */
+function Invitations() {
+  const { api } = useRealtime();
+  const queryClient = useQueryClient();
+  const invitations = useQuery({
+    queryKey: queryKeys.invitations,
+    queryFn: api.invitations,
+    refetchInterval: 60_000,
+  });
+  const answer = useMutation({
+    mutationFn: async ({ novelId, accept }: { novelId: string; accept: boolean }) => {
+      if (accept) await api.acceptInvitation(novelId);
+      else await api.declineInvitation(novelId);
+    },
+    onSuccess: () => {
+      void queryClient.invalidateQueries({ queryKey: queryKeys.invitations, exact: true });
+      void queryClient.invalidateQueries({ queryKey: queryKeys.novels, exact: true });
+    },
+  });
+  if (!invitations.data?.length) return null;
+  return (
+    <section aria-labelledby="invitations">
+      <h2 id="invitations">Invitations</h2>
+      {answer.error ? <p role="alert">{answer.error.message}</p> : null}
+      <ul className="novel-list" aria-label="Invitations">
+        {invitations.data.map((invitation) => (
+          <li key={invitation.novel_id}>
+            <span>{invitation.title}</span>
+            <span>from {invitation.owner_id}</span>
+            <button
+              type="button"
+              disabled={answer.isPending}
+              onClick={() => answer.mutate({ novelId: invitation.novel_id, accept: true })}
+            >
+              Accept
+            </button>
+            <button
+              type="button"
+              disabled={answer.isPending}
+              onClick={() => answer.mutate({ novelId: invitation.novel_id, accept: false })}
+            >
+              Decline
+            </button>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+/** The writer's novels (refreshed by content events), invitations, and the "new novel" form. */
 export function Novels() {
   const { api } = useRealtime();
   const queryClient = useQueryClient();
@@ -55,6 +105,7 @@ export function Novels() {
         </form>
       </section>
       <section aria-labelledby="my-novels">
+        <Invitations />
         <h2 id="my-novels">My novels</h2>
         {novels.isPending ? <p>Loading…</p> : null}
         {novels.error ? <p role="alert">{novels.error.message}</p> : null}

@@ -4,6 +4,8 @@ import type { RealtimeEvent } from "./types";
 /** TanStack Query keys of the data realtime events change. */
 export const queryKeys = {
   novels: ["novels"] as const,
+  /** No event announces an invitation (the invited user's stream gets nothing): refetched. */
+  invitations: ["invitations"] as const,
   novel: (novelId: string) => ["novel", novelId] as const,
   chapter: (novelId: string, chapterId: string) => ["chapter", novelId, chapterId] as const,
   task: (taskId: string) => ["task", taskId] as const,
