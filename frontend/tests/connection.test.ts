@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { type ConnectionListener, RealtimeConnection } from "../src/realtime/connection";
 import type { ConnectionState, RealtimeEvent } from "../src/realtime/types";
-import { FakeApi, FakeClock, FakeEventSource, settle } from "./fakes";
+import { FakeApi, FakeClock, FakeEventSource, makeEvent, settle } from "./fakes";
 
 interface Harness {
   connection: RealtimeConnection;
@@ -62,8 +62,8 @@ function harness(options: { eventSource?: boolean; cursor?: string | null } = {}
   return h;
 }
 
-function event(id: string, type = "task.progress-updated"): RealtimeEvent {
-  return { event_id: id, type, occurred_at: "2026-01-01T00:00:00Z", user_id: "u", task_id: "t" };
+function event(id: string): RealtimeEvent {
+  return makeEvent("task.progress-updated", { event_id: id, task_id: "t", percent: 1 });
 }
 
 describe("RealtimeConnection", () => {

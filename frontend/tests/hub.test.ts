@@ -2,16 +2,10 @@ import { describe, expect, it } from "vitest";
 import { RealtimeConnection } from "../src/realtime/connection";
 import { RealtimeHub } from "../src/realtime/hub";
 import type { RealtimeEvent } from "../src/realtime/types";
-import { FakeApi, FakeChannelBus, FakeClock, FakeEventSource, FakeLocks, settle } from "./fakes";
+import { FakeApi, FakeChannelBus, FakeClock, FakeEventSource, FakeLocks, makeEvent, settle } from "./fakes";
 
 function event(id: string): RealtimeEvent {
-  return {
-    event_id: id,
-    type: "task.progress-updated",
-    occurred_at: "2026-01-01T00:00:00Z",
-    user_id: "u",
-    task_id: "t",
-  };
+  return makeEvent("task.progress-updated", { event_id: id, task_id: "t", percent: 1 });
 }
 
 /** A browser: one API, one lock manager, one BroadcastChannel bus, shared by its tabs. */
