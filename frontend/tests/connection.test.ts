@@ -231,6 +231,39 @@ describe("RealtimeConnection", () => {
   });
 });
 
+describe("RealtimeConnection: states the old flags got wrong", () => {
+  it("says it polls when back online in server-driven polling (it kept saying offline)", async () => {
+    const h = harness();
+    await h.connection.start();
+    await settle();
+    h.last().established("cur-0");
+    h.last().emit("realtime.mode", { mode: "polling" });
+    h.api.config_ = { ...h.api.config_, mode: "polling" };
+    h.connection.offlineNow();
+    h.connection.onlineNow();
+    await h.clock.advance(0);
+    expect(h.connection.state).toEqual({ status: "polling", reason: "server" });
+    expect(h.api.historyCalls).toEqual(["cur-0"]);
+  });
+
+  it("keeps asking to sign in again after the session was refused, offline or hidden", async () => {
+    const h = harness();
+    await h.connection.start();
+    await settle();
+    h.api.tokenFailures = 1;
+    h.api.tokenStatus = 401;
+    h.last().established("cur-0");
+    h.last().fail();
+    await h.clock.advance(h.clock.pending()[0]);
+    expect(h.connection.state).toEqual({ status: "disconnected", reason: "auth" });
+    h.connection.offlineNow();
+    h.connection.onlineNow();
+    h.connection.setHidden(true);
+    await h.clock.advance(600_000);
+    expect(h.connection.state).toEqual({ status: "disconnected", reason: "auth" });
+  });
+});
+
 describe("RealtimeConnection without EventSource", () => {
   it("polls history from its cursor, faster while a running task is shown", async () => {
     const h = harness({ eventSource: false });
