@@ -54,6 +54,7 @@ export class FakeClock implements Clock {
 export class FakeEventSource implements EventSourceLike {
   onerror: ((event: Event) => void) | null = null;
   closed = false;
+  private lastEventId = "";
   private readonly listeners = new Map<string, ((message: MessageEvent<string>) => void)[]>();
 
   constructor(readonly url: string) {}
@@ -70,9 +71,14 @@ export class FakeEventSource implements EventSourceLike {
     return new URL(this.url, "http://test").searchParams;
   }
 
-  /** The server sends a message (`id` becomes lastEventId, as EventSource reports it). */
+  /**
+   * The server sends a message. As in EventSource, an `id` becomes the source's last event id,
+   * which every later message reports until another id comes, whether or not anyone listens
+   * to this message's type.
+   */
   emit(type: string, data: unknown, id = ""): void {
-    const message = { data: JSON.stringify(data), lastEventId: id } as MessageEvent<string>;
+    if (id) this.lastEventId = id;
+    const message = { data: JSON.stringify(data), lastEventId: this.lastEventId } as MessageEvent<string>;
     for (const listener of this.listeners.get(type) ?? []) listener(message);
   }
 

@@ -16,11 +16,15 @@ import {
   DEFAULT_CONFIG,
   DOMAIN_EVENT_TYPES,
   type HistoryPage,
+  isEventType,
   type RealtimeConfig,
   type RealtimeEvent,
   realClock,
   type ResetInfo,
 } from "./types";
+
+/** What `unknownEvent` names when the stream skipped an event whose type is not listened to. */
+export const UNLISTED_STREAM_EVENT = "(unlisted stream event)";
 
 /** The HTTP calls the connection needs; they throw an error with `status` on HTTP failures. */
 export interface RealtimeApi {
@@ -48,6 +52,8 @@ export interface ConnectionListener {
   /** A poll finished: refetch task snapshots the page shows. */
   polled(): void;
   config(config: RealtimeConfig): void;
+  /** An event of a type this app does not know arrived (a newer server): it is not delivered. */
+  unknownEvent(type: string): void;
 }
 
 export interface ConnectionOptions {
@@ -229,7 +235,7 @@ export class RealtimeConnection {
       if (fresh) this.listener.resync(null);
     });
     for (const type of DOMAIN_EVENT_TYPES) on(type, (message) => this.domainEvent(message));
-    on("heartbeat", () => undefined);
+    on("heartbeat", (message) => this.heartbeat(message));
     on("stream.reset", (message) => {
       this.track(message);
       this.listener.resync(parse<ResetInfo>(message.data));
@@ -259,8 +265,21 @@ export class RealtimeConnection {
     this.deliver(parse<RealtimeEvent>(message.data));
   }
 
+  /**
+   * EventSource drops a message whose type nobody listens to, but still takes its id as the
+   * last event id, which heartbeats (sent without one) then report: a heartbeat naming an id
+   * this connection never saw means the server sent an event of a type this app does not know.
+   */
+  private heartbeat(message: MessageEvent<string>): void {
+    if (!message.lastEventId || message.lastEventId === this.cursor) return;
+    this.track(message);
+    this.listener.unknownEvent(UNLISTED_STREAM_EVENT);
+  }
+
+  /** Hand on an event of a type this app knows; report any other (a newer server's). */
   private deliver(event: RealtimeEvent): void {
-    this.listener.event(event);
+    if (isEventType(event.type)) this.listener.event(event);
+    else this.listener.unknownEvent(event.type);
   }
 
   private track(message: MessageEvent<string>): void {
