@@ -185,7 +185,8 @@ export class RealtimeConnection {
     const { state, effects } = transition(this.machine, event, env);
     this.machine = state;
     for (const effect of effects) this.run(effect);
-    this.setState(view(state, this.backoff));
+    // An effect's listener may have dispatched again: show the state as it is now.
+    this.setState(view(this.machine, this.backoff));
   }
 
   private run(effect: Effect): void {

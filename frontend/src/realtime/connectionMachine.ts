@@ -225,6 +225,7 @@ class Step {
 
   /** Leaving a pause, or the user asked: forget the failures and connect (or poll) now. */
   resume(): this {
+    // Halted into `polling`, where server-driven polling stays; the other cases move on.
     this.halt({ name: "polling" });
     if (!this.env.canStream) return this.enterPolling("unsupported");
     if (this.state.polling === "server") return this.schedule("poll", 0);
