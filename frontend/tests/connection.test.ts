@@ -1,7 +1,11 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { type ConnectionListener, RealtimeConnection } from "../src/realtime/connection";
+import {
+  type ConnectionListener,
+  RealtimeConnection,
+  UNLISTED_STREAM_EVENT,
+} from "../src/realtime/connection";
 import type { ConnectionState, RealtimeEvent } from "../src/realtime/types";
-import { FakeApi, FakeClock, FakeEventSource, settle } from "./fakes";
+import { FakeApi, FakeClock, FakeEventSource, makeEvent, settle } from "./fakes";
 
 interface Harness {
   connection: RealtimeConnection;
@@ -12,6 +16,7 @@ interface Harness {
   events: RealtimeEvent[];
   resyncs: number;
   polls: number;
+  unknown: string[];
   last(): FakeEventSource;
 }
 
@@ -27,6 +32,7 @@ function harness(options: { eventSource?: boolean; cursor?: string | null } = {}
     events: [] as RealtimeEvent[],
     resyncs: 0,
     polls: 0,
+    unknown: [] as string[],
     last: () => sources[sources.length - 1],
   } as Harness;
   const listener: ConnectionListener = {
@@ -40,6 +46,7 @@ function harness(options: { eventSource?: boolean; cursor?: string | null } = {}
       h.polls += 1;
     },
     config: () => undefined,
+    unknownEvent: (type) => h.unknown.push(type),
   };
   h.connection = new RealtimeConnection({
     api,
@@ -62,8 +69,8 @@ function harness(options: { eventSource?: boolean; cursor?: string | null } = {}
   return h;
 }
 
-function event(id: string, type = "task.progress-updated"): RealtimeEvent {
-  return { event_id: id, type, occurred_at: "2026-01-01T00:00:00Z", user_id: "u", task_id: "t" };
+function event(id: string): RealtimeEvent {
+  return makeEvent("task.progress-updated", { event_id: id, task_id: "t", percent: 1 });
 }
 
 describe("RealtimeConnection", () => {
@@ -228,6 +235,69 @@ describe("RealtimeConnection", () => {
     expect(h.sources).toHaveLength(2);
     h.last().established();
     expect(h.connection.state).toEqual({ status: "connected" });
+  });
+});
+
+describe("RealtimeConnection: states the old flags got wrong", () => {
+  it("says it polls when back online in server-driven polling (it kept saying offline)", async () => {
+    const h = harness();
+    await h.connection.start();
+    await settle();
+    h.last().established("cur-0");
+    h.last().emit("realtime.mode", { mode: "polling" });
+    h.api.config_ = { ...h.api.config_, mode: "polling" };
+    h.connection.offlineNow();
+    h.connection.onlineNow();
+    await h.clock.advance(0);
+    expect(h.connection.state).toEqual({ status: "polling", reason: "server" });
+    expect(h.api.historyCalls).toEqual(["cur-0"]);
+  });
+
+  it("keeps asking to sign in again after the session was refused, offline or hidden", async () => {
+    const h = harness();
+    await h.connection.start();
+    await settle();
+    h.api.tokenFailures = 1;
+    h.api.tokenStatus = 401;
+    h.last().established("cur-0");
+    h.last().fail();
+    await h.clock.advance(h.clock.pending()[0]);
+    expect(h.connection.state).toEqual({ status: "disconnected", reason: "auth" });
+    h.connection.offlineNow();
+    h.connection.onlineNow();
+    h.connection.setHidden(true);
+    await h.clock.advance(600_000);
+    expect(h.connection.state).toEqual({ status: "disconnected", reason: "auth" });
+  });
+});
+
+describe("RealtimeConnection: events of types this app does not know", () => {
+  it("reports them from history instead of delivering them, and moves past them", async () => {
+    const h = harness({ eventSource: false, cursor: "cur-0" });
+    const future = { ...event("e2"), type: "task.progress-paused" } as unknown as RealtimeEvent;
+    h.api.pages = [{ events: [event("e1"), future], cursor: "cur-2", reset: false, has_more: false }];
+    await h.connection.start();
+    await h.clock.advance(0);
+    expect(h.events.map((e) => e.event_id)).toEqual(["e1"]);
+    expect(h.unknown).toEqual(["task.progress-paused"]);
+    expect(h.connection.cursor).toBe("cur-2");
+  });
+
+  it("notices one on the stream by the id the next heartbeat reports", async () => {
+    const h = harness();
+    await h.connection.start();
+    await settle();
+    h.last().established("cur-0");
+    h.last().emit("heartbeat", {});
+    expect(h.unknown).toEqual([]);
+    h.last().emit("task.progress-paused", { event_id: "e9" }, "cur-9");
+    h.last().emit("heartbeat", {});
+    h.last().emit("heartbeat", {});
+    expect(h.unknown).toEqual([UNLISTED_STREAM_EVENT]);
+    expect(h.connection.cursor).toBe("cur-9");
+    h.last().emit("task.progress-updated", event("e10"), "cur-10");
+    h.last().emit("heartbeat", {});
+    expect(h.unknown).toEqual([UNLISTED_STREAM_EVENT]);
   });
 });
 

@@ -1,7 +1,7 @@
 /** Test doubles for the browser and the API: timers, EventSource, BroadcastChannel, Web Locks. */
 import type { EventSourceLike, RealtimeApi } from "../src/realtime/connection";
 import type { ChannelLike, LockManagerLike } from "../src/realtime/leader";
-import type { Clock, HistoryPage, RealtimeConfig } from "../src/realtime/types";
+import type { Clock, EventType, HistoryPage, RealtimeConfig, RealtimeEvent } from "../src/realtime/types";
 import { DEFAULT_CONFIG } from "../src/realtime/types";
 
 /** Lets pending promise callbacks run. */
@@ -54,6 +54,7 @@ export class FakeClock implements Clock {
 export class FakeEventSource implements EventSourceLike {
   onerror: ((event: Event) => void) | null = null;
   closed = false;
+  private lastEventId = "";
   private readonly listeners = new Map<string, ((message: MessageEvent<string>) => void)[]>();
 
   constructor(readonly url: string) {}
@@ -70,9 +71,14 @@ export class FakeEventSource implements EventSourceLike {
     return new URL(this.url, "http://test").searchParams;
   }
 
-  /** The server sends a message (`id` becomes lastEventId, as EventSource reports it). */
+  /**
+   * The server sends a message. As in EventSource, an `id` becomes the source's last event id,
+   * which every later message reports until another id comes, whether or not anyone listens
+   * to this message's type.
+   */
   emit(type: string, data: unknown, id = ""): void {
-    const message = { data: JSON.stringify(data), lastEventId: id } as MessageEvent<string>;
+    if (id) this.lastEventId = id;
+    const message = { data: JSON.stringify(data), lastEventId: this.lastEventId } as MessageEvent<string>;
     for (const listener of this.listeners.get(type) ?? []) listener(message);
   }
 
@@ -168,4 +174,31 @@ export class FakeLocks implements LockManagerLike {
       this.queues.get(name)?.shift()?.();
     }
   }
+}
+
+type EventOf<T extends EventType> = Extract<RealtimeEvent, { type: T }>;
+
+/**
+ * An event of `type` with the envelope filled in; `fields` gives the rest. Tests name only the
+ * fields they look at, so the result is cast rather than checked field by field.
+ */
+export function makeEvent<T extends EventType>(
+  type: T,
+  fields: Partial<EventOf<T>> & Record<string, unknown> = {},
+): EventOf<T> {
+  return {
+    event_id: "e",
+    type,
+    occurred_at: "2026-01-01T00:00:00Z",
+    schema_version: 1,
+    user_id: "u",
+    session_id: null,
+    audience: "user",
+    task_id: null,
+    novel_id: null,
+    chapter_id: null,
+    workflow_id: null,
+    important: false,
+    ...fields,
+  } as unknown as EventOf<T>;
 }

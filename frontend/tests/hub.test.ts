@@ -1,17 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { RealtimeConnection } from "../src/realtime/connection";
 import { RealtimeHub } from "../src/realtime/hub";
 import type { RealtimeEvent } from "../src/realtime/types";
-import { FakeApi, FakeChannelBus, FakeClock, FakeEventSource, FakeLocks, settle } from "./fakes";
+import { FakeApi, FakeChannelBus, FakeClock, FakeEventSource, FakeLocks, makeEvent, settle } from "./fakes";
 
 function event(id: string): RealtimeEvent {
-  return {
-    event_id: id,
-    type: "task.progress-updated",
-    occurred_at: "2026-01-01T00:00:00Z",
-    user_id: "u",
-    task_id: "t",
-  };
+  return makeEvent("task.progress-updated", { event_id: id, task_id: "t", percent: 1 });
 }
 
 /** A browser: one API, one lock manager, one BroadcastChannel bus, shared by its tabs. */
@@ -141,6 +135,29 @@ describe("RealtimeHub", () => {
     b.last().emit("task.progress-updated", event("e1"), "c1");
     b.last().emit("task.progress-updated", event("e2"), "c2");
     expect(follower.received).toEqual(["e1", "e2"]);
+  });
+
+  it("counts events of unknown types per type in every tab, warning once per type", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    const b = browser();
+    b.api.config_ = { ...b.api.config_, mode: "polling" };
+    const future = (id: string) =>
+      ({ ...event(id), type: "task.progress-paused" }) as unknown as RealtimeEvent;
+    b.api.pages = [
+      { events: [], cursor: "c0", reset: false, has_more: false },
+      { events: [future("e1"), event("e2"), future("e3")], cursor: "c3", reset: false, has_more: false },
+    ];
+    const leader = b.tab("a");
+    await settle();
+    const follower = b.tab("b");
+    await b.clock.advance(30_000);
+    for (const tab of [leader, follower]) {
+      expect(tab.received).toEqual(["e2"]);
+      expect(tab.hub.getSnapshot().unknownEvents).toEqual({ "task.progress-paused": 2 });
+    }
+    expect(warn).toHaveBeenCalledTimes(2);
+    expect(String(warn.mock.calls[0][0])).toContain('"task.progress-paused"');
+    warn.mockRestore();
   });
 
   it("closes the stream only when every tab is hidden", async () => {

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { NotificationStore, notificationKind } from "../src/realtime/notifications";
 import { keysToInvalidate } from "../src/realtime/queryKeys";
 import { progressIntervalFor } from "../src/realtime/network";
-import type { RealtimeEvent } from "../src/realtime/types";
+import type { EventType, RealtimeEvent } from "../src/realtime/types";
+import { makeEvent } from "./fakes";
 
 class MemoryStorage {
   private readonly data = new Map<string, string>();
@@ -14,17 +15,19 @@ class MemoryStorage {
   }
 }
 
-const chapters: RealtimeEvent = {
+const chapters = makeEvent("content.chapter-updated", {
   event_id: "e1",
-  type: "content.chapter-updated",
-  occurred_at: "2026-01-01T00:00:00Z",
-  user_id: "u",
   novel_id: "n1",
   chapters: [
     { chapter_id: "c1", number: 1, title: "One", summary: "" },
     { chapter_id: "c2", number: 2, title: "Two", summary: "" },
   ],
-};
+});
+
+/** The same envelope as another type (only `type` matters to what is tested). */
+function retyped(type: EventType): RealtimeEvent {
+  return makeEvent(type, { ...chapters, type } as Record<string, unknown>);
+}
 
 describe("notifications", () => {
   it("keeps the list and read marks across a reload, listing each event once", () => {
@@ -46,8 +49,8 @@ describe("notifications", () => {
 
   it("sorts events into content and system notifications", () => {
     expect(notificationKind(chapters)).toBe("content");
-    expect(notificationKind({ ...chapters, type: "system.notification" })).toBe("system");
-    expect(notificationKind({ ...chapters, type: "task.progress-updated" })).toBeNull();
+    expect(notificationKind(retyped("system.notification"))).toBe("system");
+    expect(notificationKind(retyped("task.progress-updated"))).toBeNull();
   });
 });
 
@@ -58,11 +61,11 @@ describe("cache invalidation", () => {
       ["chapter", "n1", "c1"],
       ["chapter", "n1", "c2"],
     ]);
-    expect(keysToInvalidate({ ...chapters, type: "content.novel-created" })).toEqual([
+    expect(keysToInvalidate(retyped("content.novel-created"))).toEqual([
       ["novels"],
       ["novel", "n1"],
     ]);
-    expect(keysToInvalidate({ ...chapters, type: "task.progress-updated" })).toEqual([]);
+    expect(keysToInvalidate(retyped("task.progress-updated"))).toEqual([]);
   });
 });
 

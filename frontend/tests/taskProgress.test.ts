@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { applyEvent, etaSeconds, fromSnapshot, taskLabel } from "../src/realtime/taskProgress";
-import type { RealtimeEvent, TaskSnapshot } from "../src/realtime/types";
+import type { EventType, RealtimeEvent, TaskSnapshot } from "../src/realtime/types";
+import { makeEvent } from "./fakes";
 
 const snapshot: TaskSnapshot = {
   task_id: "t1",
@@ -21,8 +22,8 @@ const snapshot: TaskSnapshot = {
   retry_suggestion: null,
 };
 
-function ev(type: string, at: string, fields: Record<string, unknown> = {}): RealtimeEvent {
-  return { event_id: `${type}-${at}`, type, occurred_at: at, user_id: "u", task_id: "t1", ...fields };
+function ev(type: EventType, at: string, fields: Record<string, unknown> = {}): RealtimeEvent {
+  return makeEvent(type, { event_id: `${type}-${at}`, occurred_at: at, task_id: "t1", ...fields });
 }
 
 describe("task progress", () => {

@@ -55,6 +55,7 @@ export function SSEConnectionStatus() {
   const { status } = connection.state;
   const reason = connection.state.status === "disconnected" ? connection.state.reason : null;
   const sessionLost = reason === "auth";
+  const unknown = Object.values(connection.unknownEvents).reduce((sum, n) => sum + n, 0);
   const canReconnect =
     status !== "connected" && status !== "connecting" && reason !== "auth" && reason !== "offline";
   return (
@@ -73,6 +74,11 @@ export function SSEConnectionStatus() {
       <span className="connection-retries" data-testid="connection-retries">
         Retries: {connection.retries}
       </span>
+      {unknown > 0 && (
+        <span className="connection-unknown" data-testid="connection-unknown">
+          {unknown} update{unknown === 1 ? "" : "s"} of a newer kind skipped: reload the page.
+        </span>
+      )}
       {canReconnect && (
         <button type="button" onClick={connection.reconnect}>
           Reconnect now

@@ -1,5 +1,5 @@
 import { useQuery } from "@tanstack/react-query";
-import { useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { ApiError } from "../api/client";
 import { queryKeys } from "../realtime/queryKeys";
 import {
@@ -61,23 +61,27 @@ export function useTaskProgress(
     return () => t.cancel();
   }, [taskId]);
 
-  const push = (next: TaskView, live: boolean) => {
-    const previous = latest.current;
-    latest.current = next;
-    throttle.current?.push(next);
-    if (isTerminal(next.status)) {
-      throttle.current?.flush();
-      if (live && notify && !(previous && isTerminal(previous.status)) && !announced.current) {
-        announced.current = true;
-        const name = taskLabel(next.taskName);
-        if (next.status === "completed") toast(`${name} completed`, "success");
-        else if (next.status === "failed") {
-          const hint = next.error?.retrySuggestion ? ` ${next.error.retrySuggestion}` : "";
-          toast(`${name} failed: ${next.error?.message ?? "unknown error"}.${hint}`, "error");
-        } else toast(`${name} was cancelled`, "info");
+  // Stable while `notify` is (toast is): the effects below subscribe once per task.
+  const push = useCallback(
+    (next: TaskView, live: boolean) => {
+      const previous = latest.current;
+      latest.current = next;
+      throttle.current?.push(next);
+      if (isTerminal(next.status)) {
+        throttle.current?.flush();
+        if (live && notify && !(previous && isTerminal(previous.status)) && !announced.current) {
+          announced.current = true;
+          const name = taskLabel(next.taskName);
+          if (next.status === "completed") toast(`${name} completed`, "success");
+          else if (next.status === "failed") {
+            const hint = next.error?.retrySuggestion ? ` ${next.error.retrySuggestion}` : "";
+            toast(`${name} failed: ${next.error?.message ?? "unknown error"}.${hint}`, "error");
+          } else toast(`${name} was cancelled`, "info");
+        }
       }
-    }
-  };
+    },
+    [notify, toast],
+  );
 
   useEffect(() => {
     if (!snapshot.data) return;
@@ -85,7 +89,9 @@ export function useTaskProgress(
     const current = latest.current;
     if (current && current.updatedAt > fromServer.updatedAt) return;
     push(fromServer, current !== null);
-  }, [snapshot.data]);
+  }, [snapshot.data, push]);
+
+  const refetchSnapshot = snapshot.refetch;
 
   useEffect(() => {
     if (taskId === null) return;
@@ -97,18 +103,16 @@ export function useTaskProgress(
       if (event.task_id === taskId) apply(event);
     });
     const refetch = () => {
-      if (!latest.current || !isTerminal(latest.current.status)) void snapshot.refetch();
+      if (!latest.current || !isTerminal(latest.current.status)) void refetchSnapshot();
     };
     const offPolled = hub.onPolled(refetch);
     const offResync = hub.onResync(refetch);
-    // Subscribed once per task: the handlers keep their state in refs, and what they capture
-    // besides (notify, toast, refetch) does not change while the task is shown.
     return () => {
       off();
       offPolled();
       offResync();
     };
-  }, [hub, taskId]);
+  }, [hub, taskId, push, refetchSnapshot]);
 
   const running = view !== null && !isTerminal(view.status);
   useEffect(() => {

@@ -1,16 +1,30 @@
-import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from "./backoff";
+import { DEFAULT_BACKOFF, type BackoffPolicy } from "./backoff";
+import {
+  type Effect,
+  initialState,
+  type MachineEnv,
+  type MachineEvent,
+  type MachineState,
+  pollIsCurrent,
+  type TimerName,
+  transition,
+  view,
+} from "./connectionMachine";
 import {
   type Clock,
   type ConnectionState,
   DEFAULT_CONFIG,
   DOMAIN_EVENT_TYPES,
   type HistoryPage,
-  type PollingReason,
+  isEventType,
   type RealtimeConfig,
   type RealtimeEvent,
   realClock,
   type ResetInfo,
 } from "./types";
+
+/** What `unknownEvent` names when the stream skipped an event whose type is not listened to. */
+export const UNLISTED_STREAM_EVENT = "(unlisted stream event)";
 
 /** The HTTP calls the connection needs; they throw an error with `status` on HTTP failures. */
 export interface RealtimeApi {
@@ -38,6 +52,8 @@ export interface ConnectionListener {
   /** A poll finished: refetch task snapshots the page shows. */
   polled(): void;
   config(config: RealtimeConfig): void;
+  /** An event of a type this app does not know arrived (a newer server): it is not delivered. */
+  unknownEvent(type: string): void;
 }
 
 export interface ConnectionOptions {
@@ -57,18 +73,12 @@ export interface ConnectionOptions {
   backgroundRetryMs?: number;
 }
 
-type TimerName = "retry" | "watchdog" | "poll" | "background" | "hidden";
-
 const HISTORY_PAGE = 500;
 const MAX_HISTORY_PAGES = 20;
 
 /** An HTTP failure the connection cannot fix by retrying: the session is gone. */
 function isAuthFailure(error: unknown): boolean {
   return (error as { status?: number } | null)?.status === 401;
-}
-
-function isNotFound(error: unknown): boolean {
-  return (error as { status?: number } | null)?.status === 404;
 }
 
 function parse<T>(data: string): T {
@@ -79,6 +89,10 @@ function parse<T>(data: string): T {
  * One browser's link to the event stream: opens it with a fresh sse_token, resumes from the
  * last cursor, retries with backoff, watches for silence, and polls history when streaming is
  * impossible, failing or switched off by the server, trying to stream again in the background.
+ *
+ * What to do next is decided by `transition` (connectionMachine.ts); this class runs what it
+ * returns (timers, the token request, the EventSource, polls) and reports what happens as
+ * events.
  */
 export class RealtimeConnection {
   private readonly api: RealtimeApi;
@@ -91,19 +105,8 @@ export class RealtimeConnection {
   private readonly backgroundRetryMs: number;
   private readonly timers = new Map<TimerName, unknown>();
 
+  private machine: MachineState = initialState(DEFAULT_CONFIG);
   private source: EventSourceLike | null = null;
-  private sourceEstablished = false;
-  /** Bumped whenever a pending token request or stream must be ignored. */
-  private generation = 0;
-  private attempt = 0;
-  private polling: PollingReason | null = null;
-  private started = false;
-  private offline = false;
-  private hiddenClosed = false;
-  private active = false;
-  private progressIntervalMs = 0;
-  private heartbeatMs: number;
-  private config: RealtimeConfig = DEFAULT_CONFIG;
   private current: ConnectionState = { status: "disconnected", reason: "stopped" };
   cursor: string | null;
 
@@ -117,7 +120,6 @@ export class RealtimeConnection {
     this.hiddenCloseMs = options.hiddenCloseMs ?? 3 * 60_000;
     this.backgroundRetryMs = options.backgroundRetryMs ?? 30_000;
     this.cursor = options.cursor ?? null;
-    this.heartbeatMs = DEFAULT_CONFIG.heartbeat_seconds * 1000;
   }
 
   get state(): ConnectionState {
@@ -125,128 +127,116 @@ export class RealtimeConnection {
   }
 
   async start(): Promise<void> {
-    this.started = true;
+    this.dispatch({ type: "start" });
     try {
       await this.loadConfig();
-    } catch (error) {
-      if (isAuthFailure(error)) return this.authLost();
+    } catch {
+      return this.dispatch({ type: "authRefused" });
     }
-    if (!this.started || this.offline) return;
-    if (!this.createEventSource) return this.enterPolling("unsupported");
-    if (this.config.mode === "polling") return this.enterPolling("server");
-    await this.openStream();
+    this.dispatch({ type: "configured" });
   }
 
   /** Logout or teardown: close everything; nothing reopens. */
   stop(): void {
-    this.started = false;
-    this.generation += 1;
-    this.clearTimers();
-    this.closeSource();
-    this.polling = null;
-    this.setState({ status: "disconnected", reason: "stopped" });
+    this.dispatch({ type: "stop" });
   }
 
   /** The user asked: forget the failures and connect now. */
   reconnect(): void {
-    if (!this.started || this.offline) return;
-    this.hiddenClosed = false;
-    this.resume();
+    this.dispatch({ type: "reconnect" });
   }
 
   offlineNow(): void {
-    this.offline = true;
-    this.generation += 1;
-    this.clearTimers();
-    this.closeSource();
-    this.setState({ status: "disconnected", reason: "offline" });
+    this.dispatch({ type: "offline" });
   }
 
   onlineNow(): void {
-    if (!this.offline) return;
-    this.offline = false;
-    if (this.started && !this.hiddenClosed) this.resume();
+    this.dispatch({ type: "online" });
   }
 
   /** The network changed (Wi-Fi to cellular...): the old TCP connection may be dead. */
   networkChanged(): void {
-    if (!this.started || this.offline || this.hiddenClosed) return;
-    if (this.polling === null || this.source !== null) this.resume();
+    this.dispatch({ type: "networkChanged" });
   }
 
   setHidden(hidden: boolean): void {
-    if (hidden) {
-      if (this.timers.has("hidden") || this.hiddenClosed) return;
-      this.schedule("hidden", this.hiddenCloseMs, () => {
-        this.hiddenClosed = true;
-        this.generation += 1;
-        this.clearTimers();
-        this.closeSource();
-        this.setState({ status: "disconnected", reason: "hidden" });
-      });
-      return;
-    }
-    this.cancel("hidden");
-    if (this.hiddenClosed) {
-      this.hiddenClosed = false;
-      if (this.started && !this.offline) this.resume();
-    }
+    this.dispatch({ type: "hidden", hidden });
   }
 
   /** A page shows a running task: poll faster while polling. */
   setActive(active: boolean): void {
-    if (active === this.active) return;
-    this.active = active;
-    if (this.polling !== null && this.timers.has("poll")) this.schedulePoll(this.pollIntervalMs());
+    this.dispatch({ type: "active", active });
   }
 
   /** Ask the server for at most one progress update per task per `ms` (0: all of them). */
   setProgressInterval(ms: number): void {
-    if (ms === this.progressIntervalMs) return;
-    this.progressIntervalMs = ms;
-    if (this.source !== null && this.sourceEstablished) this.resume();
+    this.dispatch({ type: "progressInterval", ms });
   }
 
-  private resume(): void {
-    this.generation += 1;
-    this.clearTimers();
-    this.closeSource();
-    this.attempt = 0;
-    if (!this.createEventSource) return this.enterPolling("unsupported");
-    if (this.polling === "server") {
-      this.schedulePoll(0);
-      return;
+  private dispatch(event: MachineEvent): void {
+    const env: MachineEnv = {
+      canStream: this.createEventSource !== null,
+      backoff: this.backoff,
+      hiddenCloseMs: this.hiddenCloseMs,
+      backgroundRetryMs: this.backgroundRetryMs,
+      now: this.clock.now(),
+      random: this.random,
+    };
+    const { state, effects } = transition(this.machine, event, env);
+    this.machine = state;
+    for (const effect of effects) this.run(effect);
+    // An effect's listener may have dispatched again: show the state as it is now.
+    this.setState(view(this.machine, this.backoff));
+  }
+
+  private run(effect: Effect): void {
+    switch (effect.do) {
+      case "fetchToken":
+        return void this.fetchToken(effect.epoch);
+      case "openStream":
+        return this.openStream(effect.epoch, effect.token);
+      case "closeStream":
+        return this.closeStream();
+      case "schedule":
+        return this.schedule(effect.timer, effect.ms);
+      case "cancel":
+        return this.cancel(effect.timer);
+      case "poll":
+        return void this.poll(effect.epoch);
+      case "announceConfig":
+        return this.listener.config(this.machine.config);
     }
-    this.polling = null;
-    void this.openStream();
   }
 
-  private async openStream(): Promise<void> {
-    if (!this.started || this.offline || this.hiddenClosed || !this.createEventSource) return;
-    this.closeSource();
-    const generation = ++this.generation;
-    if (this.polling === null && this.attempt === 0) this.setState({ status: "connecting" });
+  private async fetchToken(epoch: number): Promise<void> {
     let token: string;
     try {
       token = await this.api.sseToken();
     } catch (error) {
-      if (generation !== this.generation) return;
-      if (isAuthFailure(error)) return this.authLost();
-      return this.tryFailed();
+      return this.dispatch({ type: "tokenFailed", epoch, auth: isAuthFailure(error) });
     }
-    if (generation !== this.generation) return;
+    this.dispatch({ type: "tokenReceived", epoch, token });
+  }
+
+  private openStream(epoch: number, token: string): void {
+    if (!this.createEventSource) return;
     const source = this.createEventSource(this.streamUrl(token));
     this.source = source;
-    this.sourceEstablished = false;
     const on = (type: string, handle: (message: MessageEvent<string>) => void) =>
       source.addEventListener(type, (message) => {
         if (this.source !== source) return;
-        this.armWatchdog();
+        this.dispatch({ type: "message", epoch });
         handle(message);
       });
-    on("connection.established", (message) => this.established(message));
+    on("connection.established", (message) => {
+      const fresh = this.cursor === null;
+      this.track(message);
+      const heartbeatSeconds = parse<{ heartbeat_seconds?: number }>(message.data).heartbeat_seconds;
+      this.dispatch({ type: "established", epoch, heartbeatSeconds: heartbeatSeconds ?? null });
+      if (fresh) this.listener.resync(null);
+    });
     for (const type of DOMAIN_EVENT_TYPES) on(type, (message) => this.domainEvent(message));
-    on("heartbeat", () => undefined);
+    on("heartbeat", (message) => this.heartbeat(message));
     on("stream.reset", (message) => {
       this.track(message);
       this.listener.resync(parse<ResetInfo>(message.data));
@@ -254,47 +244,43 @@ export class RealtimeConnection {
     for (const type of ["reconnect", "server.restart"]) {
       on(type, (message) => {
         this.track(message);
-        this.dropped(parse<{ retry_ms?: number }>(message.data).retry_ms ?? null);
+        const retryMs = parse<{ retry_ms?: number }>(message.data).retry_ms ?? null;
+        this.dispatch({ type: "dropped", epoch, retryMs });
       });
     }
     on("auth.expiring", (message) => {
       this.track(message);
-      this.dropped(0);
+      this.dispatch({ type: "dropped", epoch, retryMs: 0 });
     });
     on("realtime.mode", (message) => {
       if (parse<{ mode?: string }>(message.data).mode !== "polling") return;
-      this.config = { ...this.config, mode: "polling" };
-      this.listener.config(this.config);
-      this.enterPolling("server");
+      this.dispatch({ type: "modePolling", epoch });
     });
     source.onerror = () => {
-      if (this.source !== source) return;
-      if (this.sourceEstablished) this.dropped(null);
-      else this.tryFailed();
+      if (this.source === source) this.dispatch({ type: "streamError", epoch });
     };
-    this.armWatchdog();
-  }
-
-  private established(message: MessageEvent<string>): void {
-    const fresh = this.cursor === null;
-    this.track(message);
-    const data = parse<{ heartbeat_seconds?: number }>(message.data);
-    if (data.heartbeat_seconds) this.heartbeatMs = data.heartbeat_seconds * 1000;
-    this.sourceEstablished = true;
-    this.attempt = 0;
-    if (this.polling !== null) {
-      this.polling = null;
-      this.cancel("poll");
-      this.cancel("background");
-    }
-    this.armWatchdog();
-    this.setState({ status: "connected" });
-    if (fresh) this.listener.resync(null);
   }
 
   private domainEvent(message: MessageEvent<string>): void {
     this.track(message);
-    this.listener.event(parse<RealtimeEvent>(message.data));
+    this.deliver(parse<RealtimeEvent>(message.data));
+  }
+
+  /**
+   * EventSource drops a message whose type nobody listens to, but still takes its id as the
+   * last event id, which heartbeats (sent without one) then report: a heartbeat naming an id
+   * this connection never saw means the server sent an event of a type this app does not know.
+   */
+  private heartbeat(message: MessageEvent<string>): void {
+    if (!message.lastEventId || message.lastEventId === this.cursor) return;
+    this.track(message);
+    this.listener.unknownEvent(UNLISTED_STREAM_EVENT);
+  }
+
+  /** Hand on an event of a type this app knows; report any other (a newer server's). */
+  private deliver(event: RealtimeEvent): void {
+    if (isEventType(event.type)) this.listener.event(event);
+    else this.listener.unknownEvent(event.type);
   }
 
   private track(message: MessageEvent<string>): void {
@@ -304,101 +290,27 @@ export class RealtimeConnection {
     }
   }
 
-  /** An established stream ended: retry 1, after `retryMs` when the server said so. */
-  private dropped(retryMs: number | null): void {
-    this.closeSource();
-    if (this.polling !== null) return this.scheduleBackground();
-    this.attempt = 1;
-    this.scheduleRetry(retryMs ?? backoffDelay(1, this.random, this.backoff));
-  }
-
-  /** A try never got its stream established. */
-  private tryFailed(): void {
-    this.closeSource();
-    if (this.polling !== null) return this.scheduleBackground();
-    if (this.attempt >= this.backoff.maxAttempts) return this.enterPolling("failures");
-    this.attempt += 1;
-    this.scheduleRetry(backoffDelay(this.attempt, this.random, this.backoff));
-  }
-
-  private scheduleRetry(delayMs: number): void {
-    this.setState({
-      status: "reconnecting",
-      attempt: this.attempt,
-      maxAttempts: this.backoff.maxAttempts,
-      retryAt: this.clock.now() + delayMs,
-    });
-    this.schedule("retry", delayMs, () => void this.openStream());
-  }
-
-  private scheduleBackground(): void {
-    if (this.polling === "unsupported" || this.config.mode === "polling") return;
-    this.schedule("background", this.backgroundRetryMs, () => void this.openStream());
-  }
-
-  private armWatchdog(): void {
-    // EventSource never notices a dead TCP connection; two silent heartbeat periods mean one.
-    this.schedule("watchdog", 2 * this.heartbeatMs + 1000, () => {
-      if (this.source === null) return;
-      if (this.sourceEstablished) this.dropped(0);
-      else this.tryFailed();
-    });
-  }
-
-  private enterPolling(reason: PollingReason): void {
-    this.generation += 1;
-    this.closeSource();
-    this.cancel("retry");
-    this.attempt = 0;
-    this.polling = reason;
-    this.setState({ status: "polling", reason });
-    this.schedulePoll(0);
-    if (reason === "failures") this.scheduleBackground();
-  }
-
-  private schedulePoll(delayMs: number): void {
-    this.schedule("poll", delayMs, () => void this.poll());
-  }
-
-  private pollIntervalMs(): number {
-    const seconds = this.active
-      ? this.config.active_poll_interval_seconds
-      : this.config.poll_interval_seconds;
-    return seconds * 1000;
-  }
-
-  private async poll(): Promise<void> {
-    const generation = this.generation;
+  private async poll(epoch: number): Promise<void> {
     try {
       await this.loadConfig();
-      if (generation !== this.generation || this.polling === null) return;
-      if (this.config.mode === "sse" && this.polling === "server") {
-        this.polling = "failures";
-        this.setState({ status: "polling", reason: "failures" });
-        void this.openStream();
-      } else if (this.config.mode === "polling" && this.polling === "failures") {
-        this.cancel("background");
-        this.polling = "server";
-        this.setState({ status: "polling", reason: "server" });
-      }
-      await this.readHistory(generation);
-      if (generation === this.generation) this.listener.polled();
+      if (!pollIsCurrent(this.machine, epoch)) return;
+      this.dispatch({ type: "polledConfig", epoch });
+      await this.readHistory(epoch);
+      if (epoch === this.machine.epoch) this.listener.polled();
     } catch (error) {
-      if (isAuthFailure(error)) return this.authLost();
+      if (isAuthFailure(error)) this.dispatch({ type: "authRefused" });
     } finally {
-      if (this.polling !== null && this.started && !this.offline && !this.hiddenClosed) {
-        if (!this.timers.has("poll")) this.schedulePoll(this.pollIntervalMs());
-      }
+      this.dispatch({ type: "pollFinished" });
     }
   }
 
-  private async readHistory(generation: number): Promise<void> {
+  private async readHistory(epoch: number): Promise<void> {
     if (this.cursor === null) {
       // A client without a cursor starts live, as a fresh stream would: skip what is stored.
       let page: HistoryPage;
       do {
         page = await this.api.history(this.cursor, 1000);
-        if (generation !== this.generation) return;
+        if (epoch !== this.machine.epoch) return;
         if (page.cursor) this.cursor = page.cursor;
       } while (page.has_more);
       if (this.cursor) this.listener.cursor(this.cursor);
@@ -407,9 +319,9 @@ export class RealtimeConnection {
     }
     for (let pages = 0; pages < MAX_HISTORY_PAGES; pages += 1) {
       const page = await this.api.history(this.cursor, HISTORY_PAGE);
-      if (generation !== this.generation) return;
+      if (epoch !== this.machine.epoch) return;
       if (page.reset) this.listener.resync({ reason: "history_unavailable" });
-      for (const event of page.events) this.listener.event(event);
+      for (const event of page.events) this.deliver(event);
       if (page.cursor && page.cursor !== this.cursor) {
         this.cursor = page.cursor;
         this.listener.cursor(page.cursor);
@@ -418,41 +330,31 @@ export class RealtimeConnection {
     }
   }
 
+  /** Reads the realtime config; only a 401 throws (a 404, an older API, keeps the defaults). */
   private async loadConfig(): Promise<void> {
+    let config: RealtimeConfig;
     try {
-      this.config = await this.api.config();
-      this.heartbeatMs = this.config.heartbeat_seconds * 1000;
-      this.listener.config(this.config);
+      config = await this.api.config();
     } catch (error) {
       if (isAuthFailure(error)) throw error;
-      if (!isNotFound(error)) return;
+      return;
     }
-  }
-
-  private authLost(): void {
-    this.started = false;
-    this.generation += 1;
-    this.clearTimers();
-    this.closeSource();
-    this.setState({ status: "disconnected", reason: "auth" });
+    this.dispatch({ type: "configLoaded", config });
   }
 
   private streamUrl(token: string): string {
     const query = new URLSearchParams({ sse_token: token });
     if (this.cursor) query.set("last_event_id", this.cursor);
-    if (this.progressIntervalMs > 0) {
-      query.set("progress_interval_ms", String(this.progressIntervalMs));
-    }
+    const { progressIntervalMs } = this.machine;
+    if (progressIntervalMs > 0) query.set("progress_interval_ms", String(progressIntervalMs));
     return `${this.options.streamUrl}?${query}`;
   }
 
-  private closeSource(): void {
-    this.cancel("watchdog");
+  private closeStream(): void {
     if (this.source === null) return;
     this.source.onerror = null;
     this.source.close();
     this.source = null;
-    this.sourceEstablished = false;
   }
 
   private setState(state: ConnectionState): void {
@@ -461,13 +363,13 @@ export class RealtimeConnection {
     this.listener.state(state);
   }
 
-  private schedule(name: TimerName, delayMs: number, run: () => void): void {
+  private schedule(name: TimerName, delayMs: number): void {
     this.cancel(name);
     this.timers.set(
       name,
       this.clock.setTimeout(() => {
         this.timers.delete(name);
-        run();
+        this.dispatch({ type: "timer", timer: name });
       }, delayMs),
     );
   }
@@ -476,9 +378,5 @@ export class RealtimeConnection {
     if (!this.timers.has(name)) return;
     this.clock.clearTimeout(this.timers.get(name));
     this.timers.delete(name);
-  }
-
-  private clearTimers(): void {
-    for (const name of [...this.timers.keys()]) this.cancel(name);
   }
 }

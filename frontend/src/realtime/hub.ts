@@ -34,6 +34,7 @@ export type TabMessage =
   | { kind: "state"; state: ConnectionState; retries: number; config: RealtimeConfig }
   | { kind: "resync"; reset: ResetInfo | null }
   | { kind: "polled" }
+  | { kind: "unknown"; type: string }
   | { kind: "hello"; tabId: string; visible: boolean; active: boolean }
   | { kind: "tab"; tabId: string; visible: boolean; active: boolean }
   | { kind: "bye"; tabId: string }
@@ -48,6 +49,8 @@ export interface HubSnapshot {
   /** Distinct events this tab received, and repeats it dropped. */
   received: number;
   duplicates: number;
+  /** Events of types this app does not know (a newer server), per type; not delivered. */
+  unknownEvents: Readonly<Record<string, number>>;
   config: RealtimeConfig;
 }
 
@@ -78,6 +81,7 @@ export class RealtimeHub {
     retries: 0,
     received: 0,
     duplicates: 0,
+    unknownEvents: {},
     config: DEFAULT_CONFIG,
   };
   private readonly deduper = new EventDeduper();
@@ -217,6 +221,10 @@ export class RealtimeHub {
         this.update({ config });
         this.postState();
       },
+      unknownEvent: (type) => {
+        this.post({ kind: "unknown", type });
+        this.unknownEvent(type);
+      },
     };
     this.connection = this.options.createConnection(this.cursor, listener);
     this.connection.setProgressInterval(this.progressIntervalMs);
@@ -245,6 +253,8 @@ export class RealtimeHub {
       case "polled":
         for (const listener of this.polledListeners) listener();
         return;
+      case "unknown":
+        return this.unknownEvent(message.type);
       case "hello":
       case "tab":
         this.tabs.set(message.tabId, { visible: message.visible, active: message.active });
@@ -275,6 +285,15 @@ export class RealtimeHub {
     }
     this.update({ received: this.snapshot.received + 1 });
     this.emit(this.eventListeners, event);
+  }
+
+  /** Counted, and said once per type: this bundle is older than the server, a reload helps. */
+  private unknownEvent(type: string): void {
+    const seen = this.snapshot.unknownEvents[type] ?? 0;
+    if (seen === 0) {
+      console.warn(`realtime: ignoring events of unknown type "${type}"; reload to update the app`);
+    }
+    this.update({ unknownEvents: { ...this.snapshot.unknownEvents, [type]: seen + 1 } });
   }
 
   private tabChanged(): void {

@@ -28,26 +28,25 @@ export function notificationKind(event: RealtimeEvent): NotificationKind | null 
 }
 
 function describe(event: RealtimeEvent): { title: string; body: string; level: string | null } {
-  const text = (name: string) => String(event[name] ?? "");
   switch (event.type) {
     case "content.novel-created":
-      return { title: `Novel created: ${text("title")}`, body: text("premise"), level: null };
+      return { title: `Novel created: ${event.title}`, body: event.premise, level: null };
     case "content.chapter-updated": {
-      const chapters = (event.chapters as { title: string }[] | undefined) ?? [];
+      const chapters = event.chapters;
       const names = chapters.map((c) => c.title).join(", ");
       const title = chapters.length === 1 ? "Chapter written" : `${chapters.length} chapters written`;
       return { title, body: names, level: null };
     }
     case "workflow.status-changed":
       return {
-        title: `Novel ${text("old_status")} → ${text("new_status")}`,
+        title: `Novel ${event.old_status ?? ""} → ${event.new_status}`,
         body: "",
         level: null,
       };
     case "system.notification":
-      return { title: text("message"), body: text("suggested_action"), level: text("level") };
+      return { title: event.message, body: event.suggested_action ?? "", level: event.level };
     case "system.error":
-      return { title: text("message"), body: text("affected_scope"), level: text("severity") };
+      return { title: event.message, body: event.affected_scope, level: event.severity };
     default:
       return { title: event.type, body: "", level: null };
   }

@@ -20,14 +20,13 @@ export function keysToInvalidate(event: RealtimeEvent): QueryKey[] {
       return novelId ? [queryKeys.novels, queryKeys.novel(novelId)] : [queryKeys.novels];
     case "content.chapter-updated": {
       if (!novelId) return [];
-      const chapters = (event.chapters as { chapter_id: string }[] | undefined) ?? [];
       return [
         queryKeys.novel(novelId),
-        ...chapters.map((chapter) => queryKeys.chapter(novelId, chapter.chapter_id)),
+        ...event.chapters.map((chapter) => queryKeys.chapter(novelId, chapter.chapter_id)),
       ];
     }
     case "workflow.status-changed": {
-      const id = novelId ?? (event.workflow_id as string | null | undefined) ?? null;
+      const id = novelId ?? event.workflow_id;
       return id ? [queryKeys.novels, queryKeys.novel(id)] : [queryKeys.novels];
     }
     default:

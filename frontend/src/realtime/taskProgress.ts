@@ -90,15 +90,14 @@ export function applyEvent(view: TaskView, event: RealtimeEvent): TaskView {
   const at = time(event.occurred_at) ?? view.updatedAt;
   if (at < view.updatedAt) return view;
   const next = { ...view, updatedAt: at };
-  const field = <T>(name: string) => event[name] as T;
   switch (event.type) {
     case "task.progress-started": {
-      const attempt = field<number>("attempt") ?? view.attempt;
+      const attempt = event.attempt;
       return {
         ...next,
         status: "running",
-        taskName: field<string>("task_name") ?? view.taskName,
-        estimatedSeconds: field<number | null>("estimated_seconds") ?? null,
+        taskName: event.task_name,
+        estimatedSeconds: event.estimated_seconds ?? null,
         attempt,
         startedAt: at,
         percent: attempt > view.attempt ? 0 : view.percent,
@@ -109,9 +108,9 @@ export function applyEvent(view: TaskView, event: RealtimeEvent): TaskView {
       return {
         ...next,
         status: "running",
-        percent: field<number>("percent"),
-        stage: field<string | null>("stage") ?? view.stage,
-        message: field<string | null>("message") ?? view.message,
+        percent: event.percent,
+        stage: event.stage ?? view.stage,
+        message: event.message ?? view.message,
       };
     case "task.progress-heartbeat":
       return { ...next, status: view.status === "stalled" ? "running" : view.status };
@@ -122,10 +121,10 @@ export function applyEvent(view: TaskView, event: RealtimeEvent): TaskView {
         ...next,
         status: "failed",
         error: {
-          type: field<string>("error_type"),
-          message: field<string>("message"),
-          retryable: field<boolean>("retryable"),
-          retrySuggestion: field<string | null>("retry_suggestion") ?? null,
+          type: event.error_type,
+          message: event.message,
+          retryable: event.retryable,
+          retrySuggestion: event.retry_suggestion ?? null,
         },
       };
     case "task.progress-retrying":
@@ -133,10 +132,10 @@ export function applyEvent(view: TaskView, event: RealtimeEvent): TaskView {
         ...next,
         status: "retrying",
         error: {
-          type: field<string>("error_type"),
-          message: field<string>("message"),
+          type: event.error_type,
+          message: event.message,
           retryable: true,
-          retrySuggestion: `Retrying automatically in ${field<number>("retry_in_seconds") ?? "a few"} s`,
+          retrySuggestion: `Retrying automatically in ${event.retry_in_seconds ?? "a few"} s`,
         },
       };
     case "task.progress-cancelled":

@@ -1,16 +1,9 @@
 /** Shapes shared by the realtime modules: server events, snapshots, config, connection state. */
 
-/** A domain event as the server stores it (docs/events.md); extra fields per type. */
-export interface RealtimeEvent {
-  event_id: string;
-  type: string;
-  occurred_at: string;
-  user_id: string | null;
-  task_id?: string | null;
-  novel_id?: string | null;
-  chapter_id?: string | null;
-  [field: string]: unknown;
-}
+import { EVENT_TYPES, type EventType, type RealtimeEvent } from "./events.generated";
+
+/** The server's events (docs/events.md), generated from progress/events.py. */
+export type * from "./events.generated";
 
 /** `GET /api/v1/tasks/{id}` */
 export interface TaskSnapshot {
@@ -99,18 +92,11 @@ export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set([
 ]);
 
 /** Every event type the stream may carry; EventSource only reports named types it listens to. */
-export const DOMAIN_EVENT_TYPES = [
-  "task.progress-started",
-  "task.progress-updated",
-  "task.progress-heartbeat",
-  "task.progress-completed",
-  "task.progress-failed",
-  "task.progress-retrying",
-  "task.progress-cancelled",
-  "task.progress-stalled",
-  "content.novel-created",
-  "content.chapter-updated",
-  "workflow.status-changed",
-  "system.notification",
-  "system.error",
-] as const;
+export const DOMAIN_EVENT_TYPES: readonly EventType[] = EVENT_TYPES;
+
+const KNOWN_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES);
+
+/** Whether this app knows `type` (an older bundle may meet a newer server's events). */
+export function isEventType(type: string): type is EventType {
+  return KNOWN_TYPES.has(type);
+}
