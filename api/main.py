@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +35,8 @@ from api.services import ApiServices
 from api.settings import ApiSettings
 from api.sse_response import SERVER_SEND, supervise_streams
 from api.stream_route import StreamShortcut
+
+log = logging.getLogger("api.main")
 
 
 class RealtimeApp(FastAPI):
@@ -67,6 +70,8 @@ def create_app(
         install_redaction()
         if resolved.log_json:
             install_json_logs(resolved.instance_id)
+        for warning in resolved.startup_warnings():
+            log.warning(warning, extra={"reason": "insecure_setting"})
         services = ApiServices.build(resolved, authorizer)
         await services.start()
         app.state.services = services

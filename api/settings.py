@@ -14,6 +14,25 @@ from progress.store import StoreSettings
 #: Only accepted together with SSE_DEV_TOKENS_ENABLED=true: anyone can read it here.
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 
+#: Every JWT secret written in this repository (the API's default, compose's former default,
+#: the demo's, the tests' and the benchmarks'): anyone can mint an admin token with them.
+PUBLIC_JWT_SECRETS = frozenset(
+    {
+        DEV_JWT_SECRET,
+        "dev-only-insecure-jwt-secret-change-me-0123456789",
+        "demo-only-secret-do-not-use-in-production-0123",
+        "test-secret-0123456789abcdef-0123456789",
+        "bench-secret-" + "0123456789abcdef" * 2,
+    }
+)
+#: A secret starting so is a placeholder someone copied from an example.
+PUBLIC_SECRET_PREFIXES = ("dev-only", "demo-only")
+
+
+def is_public_secret(secret: str) -> bool:
+    """True for a JWT secret published in this repository (or shaped like its placeholders)."""
+    return secret in PUBLIC_JWT_SECRETS or secret.startswith(PUBLIC_SECRET_PREFIXES)
+
 
 class ApiSettings(BaseSettings):
     """Everything the API needs; build one in code for tests."""
@@ -68,6 +87,11 @@ class ApiSettings(BaseSettings):
     audit_encryption_keys: str = Field(
         default="", validation_alias=AliasChoices("AUDIT_ENCRYPTION_KEYS")
     )
+    #: Development only: seal with the public key when AUDIT_ENCRYPTION_KEYS is unset (the
+    #: workers read the same variable); otherwise the API refuses to start without keys.
+    audit_allow_dev_key: bool = Field(
+        default=False, validation_alias=AliasChoices("AUDIT_ALLOW_DEV_KEY")
+    )
     #: Redis connections for commands (the pub/sub link is one more), whatever the streams.
     redis_pool_size: int = Field(default=3, ge=1)
     #: Enables POST /api/v1/auth/dev-token. Never in production.
@@ -116,12 +140,33 @@ class ApiSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_public_secret_in_production(self) -> Self:
-        if self.jwt_secret == DEV_JWT_SECRET and not self.dev_tokens_enabled:
+        if is_public_secret(self.jwt_secret) and not self.dev_tokens_enabled:
             raise ValueError(
-                "JWT_SECRET is not set: set it (32+ characters), or set "
+                "JWT_SECRET is unset or a secret published in this repository (anyone could "
+                "mint an admin token): set it to 32+ random characters, or set "
                 "SSE_DEV_TOKENS_ENABLED=true for a development server"
             )
         return self
+
+    def startup_warnings(self) -> list[str]:
+        """What makes this server unfit for production, said once at start."""
+        warnings = []
+        if self.dev_tokens_enabled:
+            warnings.append(
+                "SSE_DEV_TOKENS_ENABLED=true: POST /api/v1/auth/dev-token mints a JWT for any "
+                "user and any role: development only"
+            )
+        if is_public_secret(self.jwt_secret):
+            warnings.append(
+                "JWT_SECRET is a secret published in this repository: anyone can mint tokens "
+                "for any user, admins included. Development only: set a private JWT_SECRET"
+            )
+        if self.audit_allow_dev_key and not self.audit_encryption_keys.replace(",", "").strip():
+            warnings.append(
+                "AUDIT_ENCRYPTION_KEYS is not set: sensitive fields of audited events are "
+                "sealed with the PUBLIC development key: development only"
+            )
+        return warnings
 
     def store_settings(self) -> StoreSettings:
         """The store settings shared with the workers."""

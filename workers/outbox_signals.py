@@ -1,5 +1,6 @@
-"""Worker hooks of the outbox: journal important events in this worker, and push what a
-previous (crashed) process left pending as soon as the worker is ready."""
+"""Worker hooks of the outbox: refuse to start without a private audit key, journal important
+events in this worker, and push what a previous (crashed) process left pending as soon as the
+worker is ready."""
 
 from __future__ import annotations
 
@@ -12,8 +13,22 @@ from celery import signals
 import progress
 from workers import resources
 from workers.outbox import dispatch_pending
+from workers.sealing import DEV_KEY_WARNING, MissingAuditKeys, sealing_keys, seals_with_dev_key
 
 log = logging.getLogger("workers.outbox")
+
+
+def _check_audit_keys(**_: Any) -> None:
+    # Checked at start, not at the first important event: a worker that cannot seal must not
+    # take tasks. SystemExit, since Celery logs and swallows an Exception from a receiver.
+    current = resources.settings()
+    try:
+        keys = sealing_keys(current.audit_encryption_keys, current.audit_allow_dev_key)
+    except MissingAuditKeys as exc:
+        log.critical("worker refuses to start: %s", exc)
+        raise SystemExit(f"worker refuses to start: {exc}") from None
+    if seals_with_dev_key(keys):
+        log.warning(DEV_KEY_WARNING)
 
 
 def _use_outbox(**_: Any) -> None:
@@ -40,5 +55,6 @@ def _dispatch_on_ready(**_: Any) -> None:
 
 def connect_outbox_signals() -> None:
     """Connect the hooks (idempotent)."""
+    signals.worker_init.connect(_check_audit_keys, weak=False, dispatch_uid="outbox.keys")
     signals.worker_init.connect(_use_outbox, weak=False, dispatch_uid="outbox.use")
     signals.worker_ready.connect(_dispatch_on_ready, weak=False, dispatch_uid="outbox.ready")
