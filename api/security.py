@@ -9,6 +9,7 @@ token leaked through a log or a URL is worthless once used.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.errors import unauthorized
+from api.errors import ApiError, unauthorized
 from progress.errors import StoreUnavailable
 from progress.keys import user_stream
 
@@ -241,6 +242,15 @@ class TokenService:
             expires_at=claims.exp if claims.jexp is None else claims.jexp,
             roles=tuple(claims.roles),
         )
+
+    async def spend_refused(self, token: str | None) -> None:
+        """Spend the sse_token of an open refused before it was checked (invalid parameters):
+        single use means single use. Anything that is not a valid sse_token is ignored, as is
+        Redis being down: the request is refused for its parameters either way."""
+        if not token:
+            return
+        with contextlib.suppress(ApiError, StoreUnavailable):
+            await self.spend_sse_token(token)
 
 
 def mint_jwt(
