@@ -9,6 +9,8 @@ HTTPException (no route)      -> 404  not_found / 405 method_not_allowed
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -65,6 +67,9 @@ def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+#: What a client is told when Redis does not answer (the cause is logged).
+STORE_UNAVAILABLE = "the event store is unavailable; retry later"
+log = logging.getLogger("api.errors")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -77,8 +82,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_cursor(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(error_body("invalid_cursor", str(exc)), 400)
 
-    async def store_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(error_body("store_unavailable", str(exc)), 503)
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The cause (addresses, ports, driver messages) is for operators: the log, not the body.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(error_body("store_unavailable", STORE_UNAVAILABLE), 503)
 
     async def validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

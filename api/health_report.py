@@ -4,11 +4,15 @@ slowest clients, backpressure)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+from api.errors import STORE_UNAVAILABLE
 from api.services import ApiServices
 from progress.errors import StoreUnavailable
+
+log = logging.getLogger("api.health")
 
 
 async def health(services: ApiServices) -> tuple[dict[str, Any], int]:
@@ -23,7 +27,11 @@ async def health(services: ApiServices) -> tuple[dict[str, Any], int]:
     try:
         latency = await services.ping_redis()
     except StoreUnavailable as exc:
-        body |= {"status": "unavailable", "redis": {"reachable": False, "error": str(exc)}}
+        log.warning("health: %s", exc)  # the cause is for operators, not for every prober
+        body |= {
+            "status": "unavailable",
+            "redis": {"reachable": False, "error": STORE_UNAVAILABLE},
+        }
         return body, 503
     body |= {
         "status": "ok" if services.hub.link_up else "degraded",
