@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser
 from api.errors import COMMON_ERRORS
+from api.text import Line, PathId, Text
 from progress.events import Identifier
 from workers import contracts
 
@@ -19,8 +20,8 @@ router = APIRouter(prefix="/api/v1/novels", tags=["novels"], responses=COMMON_ER
 class NovelRequest(BaseModel):
     """What a writer asks for."""
 
-    title: str = Field(min_length=1, max_length=200)
-    premise: str = Field(min_length=1, max_length=5000)
+    title: Line = Field(min_length=1, max_length=200)
+    premise: Text = Field(min_length=1, max_length=5000)
     chapter_count: int = Field(ge=1, le=30)
     members: list[Identifier] = Field(default_factory=list, max_length=50)
 
@@ -64,7 +65,7 @@ class NovelOut(BaseModel):
 class ReviseRequest(BaseModel):
     """How to revise."""
 
-    instructions: str = Field(default="", max_length=2000)
+    instructions: Text = Field(default="", max_length=2000)
 
 
 class TaskStarted(BaseModel):
@@ -94,7 +95,7 @@ def list_novels(principal: CurrentUser) -> list[NovelOut]:
 
 
 @router.get("/{novel_id}", response_model=NovelOut, responses={404: {"description": "no such"}})
-def get_novel(novel_id: str, principal: CurrentUser) -> NovelOut:
+def get_novel(novel_id: PathId, principal: CurrentUser) -> NovelOut:
     """One novel the caller may read; 404 for any other."""
     return NovelOut.model_validate(contracts.get_novel(novel_id, principal.user_id))
 
@@ -106,7 +107,7 @@ def get_novel(novel_id: str, principal: CurrentUser) -> NovelOut:
     responses={404: {"description": "no such novel or chapter"}},
 )
 def revise_chapter(
-    novel_id: str, number: int, body: ReviseRequest, principal: CurrentUser
+    novel_id: PathId, number: int, body: ReviseRequest, principal: CurrentUser
 ) -> TaskStarted:
     """Rewrite one chapter of the caller's novel."""
     task_id = contracts.revise_chapter(
