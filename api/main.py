@@ -97,6 +97,9 @@ def create_app(
         version="0.1.0",
         description="Live progress of AI creation tasks over Server-Sent Events.",
         lifespan=lifespan,
+        docs_url="/docs" if resolved.docs_enabled else None,
+        redoc_url="/redoc" if resolved.docs_enabled else None,
+        openapi_url="/openapi.json" if resolved.docs_enabled else None,
     )
     install_error_handlers(app)
     app.add_middleware(CountResponses)

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from progress.store import StoreSettings
@@ -135,8 +135,22 @@ class ApiSettings(BaseSettings):
     backpressure_max_progress_interval_seconds: float = Field(default=8.0, gt=0)
     #: Every this often the API pings Redis (sse_redis_rtt_seconds, sse_redis_up).
     redis_probe_seconds: float = Field(default=5.0, gt=0)
+    #: Serve /docs, /redoc and /openapi.json (off: they map the API for anyone who asks).
+    docs_enabled: bool = False
+    #: ``GET /metrics`` needs ``Authorization: Bearer <this>``. Unset: /metrics answers only
+    #: loopback clients whose request no proxy relayed (no X-Forwarded-For / Forwarded).
+    metrics_token: str | None = Field(
+        default=None,
+        min_length=16,
+        validation_alias=AliasChoices("METRICS_TOKEN", "SSE_METRICS_TOKEN"),
+    )
     #: Log lines as JSON objects (one per line) on stderr.
     log_json: bool = True
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes an unset variable as ""
 
     @model_validator(mode="after")
     def _no_public_secret_in_production(self) -> Self:

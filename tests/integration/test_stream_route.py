@@ -18,7 +18,7 @@ STREAM = "/api/v1/events/stream"
 
 @pytest.fixture(scope="module")
 def api(redis_server: RedisServer) -> Iterator[ApiServer]:
-    with ApiServer(f"{redis_server.url}/0") as server:
+    with ApiServer(f"{redis_server.url}/0", SSE_DOCS_ENABLED="true") as server:
         yield server
 
 
