@@ -16,12 +16,14 @@ DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 
 #: Every JWT secret written in this repository (the API's default, compose's former default,
 #: the demo's, the tests' and the benchmarks'): anyone can mint an admin token with them.
+#: tests/unit/test_public_secrets.py fails when a new one is not listed.
 PUBLIC_JWT_SECRETS = frozenset(
     {
         DEV_JWT_SECRET,
         "dev-only-insecure-jwt-secret-change-me-0123456789",
         "demo-only-secret-do-not-use-in-production-0123",
         "test-secret-0123456789abcdef-0123456789",
+        "unit-secret-0123456789abcdef0123456789",
         "bench-secret-" + "0123456789abcdef" * 2,
     }
 )
