@@ -35,8 +35,10 @@ ODD_CLAIMS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def api(redis_server: RedisServer) -> Iterator[ApiServer]:
-    # Every refusal here is an auth failure: keep the loopback address from being banned.
-    with ApiServer(f"{redis_server.url}/0", SSE_BAN_AFTER_STRIKES="100000") as server:
+    # Every refusal here is an auth failure, a strike against 127.0.0.1: its own key prefix
+    # keeps those strikes (and any ban) away from the other tests' servers on this Redis.
+    env = {"SSE_BAN_AFTER_STRIKES": "100000", "PROGRESS_KEY_PREFIX": "claims"}
+    with ApiServer(f"{redis_server.url}/0", **env) as server:
         yield server
 
 
