@@ -85,6 +85,8 @@ BODY_TOO_LARGE = "body_too_large"
 #: Seconds a client refused for active chapters is told to wait (a chapter takes about this).
 ACTIVE_CHAPTERS_RETRY = 30
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: BODY_TOO_LARGE}
+#: What a client is told when Redis does not answer (the cause is logged).
+STORE_UNAVAILABLE = "the event store is unavailable; retry later"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -97,10 +99,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_cursor(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(error_body("invalid_cursor", str(exc)), 400)
 
-    async def store_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        # No details for the client: they name Redis's address.
-        log.info("503 store_unavailable: %s", exc)
-        body = error_body("store_unavailable", "Redis does not answer; retry later")
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The cause (addresses, ports, driver messages) is for operators: the log, not the body.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        body = error_body("store_unavailable", STORE_UNAVAILABLE)
         return JSONResponse(body, 503, headers={"Retry-After": str(random.randint(2, 10))})
 
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:

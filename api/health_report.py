@@ -5,11 +5,15 @@ slowest clients, backpressure)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
+from api.errors import STORE_UNAVAILABLE
 from api.services import ApiServices
 from progress.errors import StoreUnavailable
+
+log = logging.getLogger("api.health")
 
 
 async def health(services: ApiServices) -> tuple[dict[str, Any], int]:
@@ -38,7 +42,11 @@ async def health(services: ApiServices) -> tuple[dict[str, Any], int]:
         else {"reachable": True, "latency_ms": round(database * 1000, 2)}
     )
     if latency is None:
-        body |= {"status": "unavailable", "redis": {"reachable": False, "error": str(redis_error)}}
+        log.warning("health: %s", redis_error)  # the cause is for operators, not for every prober
+        body |= {
+            "status": "unavailable",
+            "redis": {"reachable": False, "error": STORE_UNAVAILABLE},
+        }
         return body, 503
     body |= {
         "status": "ok" if services.hub.link_up and database is not None else "degraded",

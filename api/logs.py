@@ -1,18 +1,51 @@
-"""Logging helpers: tokens never reach a log line."""
+"""Logging helpers: tokens never reach a log line.
+
+A query parameter is redacted when its name, decoded as the server decodes it
+(``sse_toke%6E`` is ``sse_token``), names a token, or when its decoded value has the shape of a
+JWT (three base64url parts), whatever its name. A JWT anywhere else in a line is redacted too.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
-_TOKEN = re.compile(r"((?:sse_token|token|access_token)=)[^&\s\"]+")
+#: Query parameter names whose values are credentials (compared decoded, lower-cased).
+TOKEN_PARAMETERS = frozenset(
+    {"sse_token", "token", "access_token", "id_token", "refresh_token", "jwt", "authorization"}
+)
+REDACTED = "[redacted]"
+
+_QUERY = re.compile(r"\?[^\s\"'<>]+")
+#: Three base64url parts: a JWT (the signature may be empty, for ``alg: none``).
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+#: A JWT outside a query: its header is a JSON object, so it starts with ``eyJ`` (``{"``).
+_JWT_ANYWHERE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def _secret(name: str, value: str) -> bool:
+    if unquote_plus(name).strip().lower() in TOKEN_PARAMETERS:
+        return True
+    return _JWT_SHAPE.fullmatch(unquote_plus(value).strip()) is not None
+
+
+def _redact_part(part: str) -> str:
+    name, equals, value = part.partition("=")
+    if not equals:
+        return REDACTED if _secret("", name) else part
+    return f"{name}={REDACTED}" if _secret(name, value) else part
+
+
+def _redact_query(match: re.Match[str]) -> str:
+    return "?" + "&".join(_redact_part(part) for part in match.group(0)[1:].split("&"))
 
 
 def redact(text: str) -> str:
-    """``text`` with every token query value replaced."""
-    if "token=" not in text:  # every name _TOKEN matches ends so; most lines have none
+    """``text`` with every token in a query string, and every JWT, replaced."""
+    if "?" not in text and "eyJ" not in text:  # most lines have neither: leave them untouched
         return text
-    return _TOKEN.sub(r"\1[redacted]", text)
+    return _JWT_ANYWHERE.sub(REDACTED, _QUERY.sub(_redact_query, text))
 
 
 class RedactTokens(logging.Filter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,6 +37,8 @@ from api.services import ApiServices
 from api.settings import ApiSettings
 from api.sse_response import SERVER_SEND, supervise_streams
 from api.stream_route import StreamShortcut
+
+log = logging.getLogger("api.main")
 
 
 class RealtimeApp(FastAPI):
@@ -69,6 +72,8 @@ def create_app(
         install_redaction()
         if resolved.log_json:
             install_json_logs(resolved.instance_id)
+        for warning in resolved.startup_warnings():
+            log.warning(warning, extra={"reason": "insecure_setting"})
         services = ApiServices.build(resolved, authorizer)
         await services.start()
         app.state.services = services
@@ -94,6 +99,9 @@ def create_app(
         version="0.1.0",
         description="Live progress of AI creation tasks over Server-Sent Events.",
         lifespan=lifespan,
+        docs_url="/docs" if resolved.docs_enabled else None,
+        redoc_url="/redoc" if resolved.docs_enabled else None,
+        openapi_url="/openapi.json" if resolved.docs_enabled else None,
     )
     install_error_handlers(app)
     # Inside the response counter (a 413 is counted), outside everything that reads a body.

@@ -12,6 +12,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
+from api.text import Line, Text
 from progress.events import EventEnvelope, Identifier, SystemError, SystemNotification
 
 MAX_USERS = 1000
@@ -39,8 +40,8 @@ class NotificationRequest(BaseModel):
     """A ``system.notification``."""
 
     level: Literal["info", "warning", "critical"]
-    message: str = Field(min_length=1, max_length=2000)
-    suggested_action: str | None = Field(default=None, max_length=500)
+    message: Text = Field(min_length=1, max_length=2000)
+    suggested_action: Text | None = Field(default=None, max_length=500)
     target: Target = Field(default_factory=Target)
 
 
@@ -48,8 +49,8 @@ class ErrorRequest(BaseModel):
     """A ``system.error``."""
 
     severity: Literal["low", "medium", "high", "critical"]
-    message: str = Field(min_length=1, max_length=2000)
-    affected_scope: str = Field(min_length=1, max_length=200)
+    message: Text = Field(min_length=1, max_length=2000)
+    affected_scope: Line = Field(min_length=1, max_length=200)
     target: Target = Field(default_factory=Target)
 
 

@@ -9,22 +9,24 @@ token leaked through a log or a URL is worthless once used.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
-import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import jwt
 import orjson
 import redis.asyncio
 from jwt.algorithms import HMACAlgorithm
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.errors import unauthorized
+from api.errors import ApiError, unauthorized
 from progress.errors import StoreUnavailable
 from progress.keys import user_stream
 
@@ -41,15 +43,47 @@ class Principal:
     roles: tuple[str, ...] = field(default=())
 
 
-_USER_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+#: Latest accepted expiry (``exp``, ``jexp``): 9999-12-31, far past any real token, and small
+#: enough for a float and for every date library.
+MAX_EPOCH = 253_402_300_799
+
+_Epoch = Annotated[int, Field(gt=0, le=MAX_EPOCH)]
+_Short = Annotated[str, Field(min_length=1, max_length=128)]
 
 
-def _user_id(claims: dict) -> str:
-    # User ids become Redis hash tags and cursor parts: refuse what would break them.
-    user_id = str(claims["sub"])
-    if not _USER_ID.match(user_id):
-        raise unauthorized("token_invalid", "the token's subject is not a valid user id")
-    return user_id
+class Claims(BaseModel):
+    """The claims of a validly signed token, checked once before any code reads them.
+
+    Strict: a claim of the wrong JSON type is refused, never coerced (``roles: {"admin": false}``
+    is not a list of roles, ``sub: 7`` is not a user id). Claims this platform does not use
+    (``aud``, ``iss``, a name...) are ignored here; PyJWT checks the registered ones it knows.
+    """
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    #: User ids become Redis hash tags and cursor parts: only what cannot break them.
+    sub: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
+    exp: _Epoch
+    iat: int | None = None
+    sid: _Short | None = None
+    typ: _Short | None = None
+    #: An sse_token's copy of the platform JWT's expiry (seconds, possibly fractional).
+    jexp: Annotated[float, Field(gt=0, le=MAX_EPOCH, allow_inf_nan=False)] | None = None
+    jti: _Short | None = None
+    roles: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=64
+    )
+
+
+def _validated(payload: dict) -> Claims:
+    try:
+        return Claims.model_validate(payload)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        claim = ".".join(str(part) for part in error["loc"]) or "claims"
+        raise unauthorized(
+            "token_invalid", f"the token's claim {claim} is not valid: {error['msg']}"
+        ) from None
 
 
 #: The header PyJWT writes for HS256 (``{"alg":"HS256","typ":"JWT"}``), base64url.
@@ -58,7 +92,7 @@ _PLAIN_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
 _PLAIN_CLAIMS = frozenset({"sub", "exp", "iat", "sid", "typ", "jexp", "roles", "jti"})
 
 
-def _plain_claims(token: str, key: bytes) -> dict | None:
+def _plain_claims(token: str, key: bytes) -> Claims | None:
     """The claims of a well-formed, validly signed, unexpired HS256 token with the header and
     claims this platform writes; None for anything else, which PyJWT then decides (and names
     what is wrong). A valid stream open decodes its sse_token in a few microseconds instead of
@@ -74,18 +108,19 @@ def _plain_claims(token: str, key: bytes) -> dict | None:
     if not hmac.compare_digest(signature, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()):
         return None
     try:
-        claims = orjson.loads(
+        raw = orjson.loads(
             base64.b64decode(payload + "=" * (-len(payload) % 4), altchars=b"-_", validate=True)
         )
     except (ValueError, TypeError):
         return None
-    if not isinstance(claims, dict) or not claims.keys() <= _PLAIN_CLAIMS:
+    if not isinstance(raw, dict) or not raw.keys() <= _PLAIN_CLAIMS:
         return None
+    try:
+        claims = Claims.model_validate(raw)
+    except ValidationError:
+        return None  # PyJWT's path refuses it too, and names the claim
     now = time.time()
-    exp, iat, jti = claims.get("exp"), claims.get("iat", 0), claims.get("jti", "")
-    if type(exp) is not int or exp <= now or type(iat) is not int or iat > now:
-        return None
-    if not isinstance(claims.get("sub"), str) or not isinstance(jti, str):
+    if claims.exp <= now or (claims.iat or 0) > now:
         return None
     return claims
 
@@ -114,13 +149,13 @@ def _plain_key(secret: str) -> bytes | None:
         return None
 
 
-def _decode(token: str, secret: str) -> dict:
+def _decode(token: str, secret: str) -> Claims:
     key = _plain_key(secret)
     claims = _plain_claims(token, key) if key is not None else None
     if claims is not None:
         return claims
     try:
-        return jwt.decode(
+        payload = jwt.decode(
             token, secret, algorithms=[_ALGORITHM], options={"require": ["sub", "exp"]}
         )
     except jwt.ExpiredSignatureError:
@@ -131,6 +166,7 @@ def _decode(token: str, secret: str) -> dict:
         raise unauthorized("token_malformed", "the token is not a well-formed JWT") from None
     except jwt.InvalidTokenError as exc:
         raise unauthorized("token_invalid", f"the token is not valid: {exc}") from None
+    return _validated(payload)
 
 
 class TokenService:
@@ -155,13 +191,13 @@ class TokenService:
         if not token:
             raise unauthorized("token_missing", "an Authorization: Bearer <JWT> header is needed")
         claims = _decode(token, self._secret)
-        if claims.get("typ") == "sse":
+        if claims.typ == "sse":
             raise unauthorized("token_wrong_type", "an sse_token cannot be used as a Bearer JWT")
         return Principal(
-            user_id=_user_id(claims),
-            session_id=claims.get("sid"),
-            expires_at=float(claims["exp"]),
-            roles=tuple(claims.get("roles", ())),
+            user_id=claims.sub,
+            session_id=claims.sid,
+            expires_at=float(claims.exp),
+            roles=tuple(claims.roles),
         )
 
     def issue_sse_token(self, principal: Principal) -> tuple[str, int]:
@@ -190,10 +226,10 @@ class TokenService:
         if not token:
             raise unauthorized("token_missing", "the sse_token query parameter is required")
         claims = _decode(token, self._secret)
-        if claims.get("typ") != "sse" or "jti" not in claims:
+        if claims.typ != "sse" or claims.jti is None:
             raise unauthorized("token_wrong_type", "this is not an sse_token")
-        user_id = _user_id(claims)
-        key = f"{self._prefix}:{{{user_stream(user_id)}}}:sse-token:{claims['jti']}"
+        user_id = claims.sub
+        key = f"{self._prefix}:{{{user_stream(user_id)}}}:sse-token:{claims.jti}"
         try:
             spent = await self._client.set(key, "1", nx=True, ex=self.ttl + 5)
         except (RedisConnectionError, RedisTimeoutError) as exc:
@@ -202,10 +238,19 @@ class TokenService:
             raise unauthorized("token_reused", "this sse_token was already used")
         return Principal(
             user_id=user_id,
-            session_id=claims.get("sid"),
-            expires_at=float(claims.get("jexp", claims["exp"])),
-            roles=tuple(claims.get("roles", ())),
+            session_id=claims.sid,
+            expires_at=claims.exp if claims.jexp is None else claims.jexp,
+            roles=tuple(claims.roles),
         )
+
+    async def spend_refused(self, token: str | None) -> None:
+        """Spend the sse_token of an open refused before it was checked (invalid parameters):
+        single use means single use. Anything that is not a valid sse_token is ignored, as is
+        Redis being down: the request is refused for its parameters either way."""
+        if not token:
+            return
+        with contextlib.suppress(ApiError, StoreUnavailable):
+            await self.spend_sse_token(token)
 
 
 def mint_jwt(

@@ -135,7 +135,12 @@ class ApiServices:
             client=client,
             store=store,
             archive=Archive(
-                open_audit_log(settings.database_url, settings.audit_encryption_keys), store
+                open_audit_log(
+                    settings.database_url,
+                    settings.audit_encryption_keys,
+                    settings.audit_allow_dev_key,
+                ),
+                store,
             ),
             tokens=TokenService(
                 settings.jwt_secret,

@@ -6,13 +6,34 @@ import secrets
 from pathlib import Path
 from typing import Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from progress.store import StoreSettings
 
 #: Only accepted together with SSE_DEV_TOKENS_ENABLED=true: anyone can read it here.
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
+
+#: Every JWT secret written in this repository (the API's default, compose's former default,
+#: the demo's, the tests' and the benchmarks'): anyone can mint an admin token with them.
+#: tests/unit/test_public_secrets.py fails when a new one is not listed.
+PUBLIC_JWT_SECRETS = frozenset(
+    {
+        DEV_JWT_SECRET,
+        "dev-only-insecure-jwt-secret-change-me-0123456789",
+        "demo-only-secret-do-not-use-in-production-0123",
+        "test-secret-0123456789abcdef-0123456789",
+        "unit-secret-0123456789abcdef0123456789",
+        "bench-secret-" + "0123456789abcdef" * 2,
+    }
+)
+#: A secret starting so is a placeholder someone copied from an example.
+PUBLIC_SECRET_PREFIXES = ("dev-only", "demo-only")
+
+
+def is_public_secret(secret: str) -> bool:
+    """True for a JWT secret published in this repository (or shaped like its placeholders)."""
+    return secret in PUBLIC_JWT_SECRETS or secret.startswith(PUBLIC_SECRET_PREFIXES)
 
 
 class ApiSettings(BaseSettings):
@@ -72,6 +93,11 @@ class ApiSettings(BaseSettings):
     #: Keys opening the sealed fields of audited events, newest first, comma-separated.
     audit_encryption_keys: str = Field(
         default="", validation_alias=AliasChoices("AUDIT_ENCRYPTION_KEYS")
+    )
+    #: Development only: seal with the public key when AUDIT_ENCRYPTION_KEYS is unset (the
+    #: workers read the same variable); otherwise the API refuses to start without keys.
+    audit_allow_dev_key: bool = Field(
+        default=False, validation_alias=AliasChoices("AUDIT_ALLOW_DEV_KEY")
     )
     #: Redis connections for commands (the pub/sub link is one more), whatever the streams.
     redis_pool_size: int = Field(default=3, ge=1)
@@ -137,14 +163,29 @@ class ApiSettings(BaseSettings):
     database_probe_seconds: float = Field(default=5.0, gt=0)
     #: Health and the probe call the database down when ``SELECT 1`` takes longer than this.
     database_ping_timeout_seconds: float = Field(default=1.0, gt=0)
+    #: Serve /docs, /redoc and /openapi.json (off: they map the API for anyone who asks).
+    docs_enabled: bool = False
+    #: ``GET /metrics`` needs ``Authorization: Bearer <this>``. Unset: /metrics answers only
+    #: loopback clients whose request no proxy relayed (no X-Forwarded-For / Forwarded).
+    metrics_token: str | None = Field(
+        default=None,
+        min_length=16,
+        validation_alias=AliasChoices("METRICS_TOKEN", "SSE_METRICS_TOKEN"),
+    )
     #: Log lines as JSON objects (one per line) on stderr.
     log_json: bool = True
 
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes an unset variable as ""
+
     @model_validator(mode="after")
     def _no_public_secret_in_production(self) -> Self:
-        if self.jwt_secret == DEV_JWT_SECRET and not self.dev_tokens_enabled:
+        if is_public_secret(self.jwt_secret) and not self.dev_tokens_enabled:
             raise ValueError(
-                "JWT_SECRET is not set: set it (32+ characters), or set "
+                "JWT_SECRET is unset or a secret published in this repository (anyone could "
+                "mint an admin token): set it to 32+ random characters, or set "
                 "SSE_DEV_TOKENS_ENABLED=true for a development server"
             )
         return self
@@ -157,6 +198,26 @@ class ApiSettings(BaseSettings):
                 "(a live instance would be taken for dead between two heartbeats)"
             )
         return self
+
+    def startup_warnings(self) -> list[str]:
+        """What makes this server unfit for production, said once at start."""
+        warnings = []
+        if self.dev_tokens_enabled:
+            warnings.append(
+                "SSE_DEV_TOKENS_ENABLED=true: POST /api/v1/auth/dev-token mints a JWT for any "
+                "user and any role: development only"
+            )
+        if is_public_secret(self.jwt_secret):
+            warnings.append(
+                "JWT_SECRET is a secret published in this repository: anyone can mint tokens "
+                "for any user, admins included. Development only: set a private JWT_SECRET"
+            )
+        if self.audit_allow_dev_key and not self.audit_encryption_keys.replace(",", "").strip():
+            warnings.append(
+                "AUDIT_ENCRYPTION_KEYS is not set: sensitive fields of audited events are "
+                "sealed with the PUBLIC development key: development only"
+            )
+        return warnings
 
     def store_settings(self) -> StoreSettings:
         """The store settings shared with the workers."""

@@ -19,6 +19,9 @@ Errors (ApiError, InvalidCursor, StoreUnavailable) propagate to the app's except
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field, TypeAdapter, ValidationError
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -44,14 +47,31 @@ def plain_interval(value: str | None) -> int | None:
     return interval if interval <= MAX_PROGRESS_INTERVAL_MS else None
 
 
+_INTERVAL = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_PROGRESS_INTERVAL_MS)])
+
+
+def valid_interval(value: str | None) -> bool:
+    """True when the endpoint accepts ``value`` as ``progress_interval_ms`` (same rule)."""
+    try:
+        _INTERVAL.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
 async def serve_open(scope: Scope, receive: Receive, send: Send) -> bool:
     """Serve an ordinary open (a GET whose interval is absent or plain digits in range);
     return False, having done nothing, for any other request."""
     query = QueryParams(scope["query_string"])
     interval = plain_interval(query.get("progress_interval_ms"))
-    if scope["method"] != "GET" or interval is None:
+    if scope["method"] != "GET":
         return False
     services: ApiServices = scope["app"].state.services
+    if interval is None:
+        if not valid_interval(query.get("progress_interval_ms")):
+            # The endpoint answers 422; the token presented with it is used up all the same.
+            await services.tokens.spend_refused(query.get("sse_token"))
+        return False
     connection = HTTPConnection(scope)
     last_event_id = Headers(scope=scope).get("last-event-id") or query.get("last_event_id")
     frames = await open_stream(

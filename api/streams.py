@@ -30,13 +30,15 @@ async def open_stream(
     Raises ApiError (400, 401, 403, 409, 429) or StoreUnavailable (503) before anything is
     streamed.
     """
-    cursor = Cursor.parse(last_event_id) if last_event_id else None
     _refuse_when_loaded(services, client_ip)
     services.redis_health.check()
     guard = services.guard
     principal = await guard.authenticated(
         "stream", client_ip, lambda: services.tokens.spend_sse_token(sse_token)
     )
+    # Parsed after the token is spent: an open refused for its cursor (400) still used up its
+    # single-use token, at no cost to a valid open.
+    cursor = Cursor.parse(last_event_id) if last_event_id else None
     if not services.settings.enabled or services.hub.mode_of(principal.user_id) == "polling":
         _refused(services, "realtime_polling", client_ip, principal.user_id)
         raise ApiError(

@@ -87,6 +87,7 @@ def start_api(redis_url: str, extra_env: dict[str, str]) -> tuple[subprocess.Pop
         "REDIS_URL": redis_url,
         "JWT_SECRET": JWT_SECRET,
         "SSE_DEV_TOKENS_ENABLED": "true",
+        "AUDIT_ALLOW_DEV_KEY": "true",
         "SSE_TOKEN_TTL_SECONDS": "900",
         # every stream comes from 127.0.0.1: the per-IP limits would refuse the ramp
         "SSE_RATE_TOKEN_IP_PER_SECOND": "1000000",

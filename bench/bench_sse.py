@@ -284,6 +284,7 @@ class ApiProcess:
             "REDIS_URL": redis_url,
             "JWT_SECRET": JWT_SECRET,
             "SSE_DEV_TOKENS_ENABLED": "true",
+            "AUDIT_ALLOW_DEV_KEY": "true",
             "SSE_HEARTBEAT_SECONDS": "30",
             # tokens are fetched before the ramp; a slow ramp must not outlive them
             "SSE_TOKEN_TTL_SECONDS": "900",

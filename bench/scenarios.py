@@ -127,6 +127,7 @@ class Server:
             "REDIS_URL": self.redis_url,
             "JWT_SECRET": JWT_SECRET,
             "SSE_DEV_TOKENS_ENABLED": "true",
+            "AUDIT_ALLOW_DEV_KEY": "true",
             "SSE_HEARTBEAT_SECONDS": "30",
             "SSE_TOKEN_TTL_SECONDS": "900",
             **LOOPBACK_LOAD_ENV,

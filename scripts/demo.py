@@ -149,6 +149,9 @@ def main() -> int:
         env.setdefault("DATABASE_URL", f"sqlite:///{RUN_DIR / 'demo.db'}")
         env.setdefault("JWT_SECRET", DEMO_SECRET)
         env.setdefault("SSE_DEV_TOKENS_ENABLED", "true")
+        # A development stack: the audit seals with the public key unless keys are given.
+        env.setdefault("AUDIT_ALLOW_DEV_KEY", "true")
+        env.setdefault("SSE_DOCS_ENABLED", "true")
         env.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
         env.setdefault("WORKER_LOCAL_TOKENS_PER_SECOND", "60")
         env.setdefault("WORKER_WATCHDOG_SECONDS", "20")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,20 @@ import pytest
 from progress.redis_server import RedisServer
 from tests.postgres_server import PostgresServer
 from workers.migrate import upgrade
+
+
+@pytest.fixture(scope="session", autouse=True)
+def development_audit_key() -> Iterator[None]:
+    """Tests run as a development machine: their workers, APIs and CLIs (in this process or
+    children inheriting its environment) seal audit rows with the public development key
+    unless a test sets AUDIT_ENCRYPTION_KEYS (or AUDIT_ALLOW_DEV_KEY=false to see the refusal)."""
+    previous = os.environ.get("AUDIT_ALLOW_DEV_KEY")
+    os.environ["AUDIT_ALLOW_DEV_KEY"] = "true"
+    yield
+    if previous is None:
+        del os.environ["AUDIT_ALLOW_DEV_KEY"]
+    else:
+        os.environ["AUDIT_ALLOW_DEV_KEY"] = previous
 
 
 @pytest.fixture(scope="session")

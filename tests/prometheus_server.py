@@ -20,19 +20,26 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 class PrometheusServer:
-    """Scrapes ``targets`` every second and evaluates ``rules`` every second."""
+    """Scrapes ``targets`` every second (with ``bearer_token``, the API's METRICS_TOKEN, when
+    given) and evaluates ``rules`` every second."""
 
-    def __init__(self, targets: list[str], rules: dict[str, Any]) -> None:
+    def __init__(
+        self, targets: list[str], rules: dict[str, Any], bearer_token: str | None = None
+    ) -> None:
         if not Path(PROMETHEUS).exists():
             raise RuntimeError("prometheus is missing: apt-get install prometheus")
         self.port = free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="prometheus-")
         root = Path(self._dir.name)
         (root / "alerts.yml").write_text(yaml.safe_dump(rules))
+        scrape: dict[str, Any] = {"job_name": "sse-api", "static_configs": [{"targets": targets}]}
+        if bearer_token is not None:
+            (root / "metrics_token").write_text(bearer_token)
+            scrape["authorization"] = {"credentials_file": str(root / "metrics_token")}
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": ["alerts.yml"],
-            "scrape_configs": [{"job_name": "sse-api", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [scrape],
         }
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
         self._log = (root / "prometheus.log").open("wb")

@@ -42,6 +42,7 @@ class ApiServer:
             "REDIS_URL": redis_url,
             "JWT_SECRET": JWT_SECRET,
             "SSE_DEV_TOKENS_ENABLED": "true",
+            "AUDIT_ALLOW_DEV_KEY": "true",
             **LOOPBACK_SWARM_LIMITS,
             **env,
         }

@@ -24,12 +24,13 @@ from workers.migrate import SchemaOutdated, ensure_schema
 from workers.notify import move_novel
 from workers.novels import Invitation, NovelNotFound, TooManyActiveChapters
 from workers.outbox import drain_spill
-from workers.sealing import DEV_AUDIT_KEY, Sealer, parse_keys
+from workers.sealing import DEV_AUDIT_KEY, MissingAuditKeys, Sealer, sealing_keys
 from workers.tasks import limits
 
 __all__ = [
     "DATABASE_UNAVAILABLE",
     "DEV_AUDIT_KEY",
+    "MissingAuditKeys",
     "AuditLog",
     "AuditRecord",
     "Invitation",
@@ -182,9 +183,10 @@ def cancel_task(user_id: str, task_id: str) -> None:
     _app().control.revoke(task_id)
 
 
-def open_audit_log(database_url: str, encryption_keys: str) -> AuditLog:
-    """The audit log on a new engine (connects on first use); keys newest first, comma-separated."""
-    keys = parse_keys(encryption_keys) or [DEV_AUDIT_KEY]
+def open_audit_log(database_url: str, encryption_keys: str, allow_dev_key: bool) -> AuditLog:
+    """The audit log on a new engine (connects on first use); keys newest first, comma-separated.
+    MissingAuditKeys when none is set and the public development key is not allowed."""
+    keys = sealing_keys(encryption_keys, allow_dev_key)
     return AuditLog(make_sessions(make_engine(database_url)), Sealer(keys))
 
 

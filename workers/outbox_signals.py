@@ -1,8 +1,8 @@
-"""Worker hooks of the database and the outbox: at start, check the schema (the embedded
-SQLite default migrates itself; a worker refuses to run on an unmigrated database); journal
-important events in this worker; as soon as the worker is ready, write what the journal spill
-holds (events pushed while the database was down) and push what a previous (crashed) process
-left pending."""
+"""Worker hooks of the database and the outbox: at start, refuse to run without a private audit
+key and check the schema (the embedded SQLite default migrates itself; a worker refuses to run
+on an unmigrated database); journal important events in this worker; as soon as the worker is
+ready, write what the journal spill holds (events pushed while the database was down) and push
+what a previous (crashed) process left pending."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import progress
 from workers import resources
 from workers.migrate import SchemaOutdated, ensure_schema
 from workers.outbox import dispatch_pending, drain_spill
+from workers.sealing import DEV_KEY_WARNING, MissingAuditKeys, sealing_keys, seals_with_dev_key
 
 log = logging.getLogger("workers.outbox")
 
@@ -27,6 +28,19 @@ def _check_schema(**_: Any) -> None:
         log.critical("%s", exc)
         # SystemExit, not an Exception: Celery logs and swallows those raised by receivers.
         raise SystemExit(f"worker not started: {exc}") from None
+
+
+def _check_audit_keys(**_: Any) -> None:
+    # Checked at start, not at the first important event: a worker that cannot seal must not
+    # take tasks. SystemExit, since Celery logs and swallows an Exception from a receiver.
+    current = resources.settings()
+    try:
+        keys = sealing_keys(current.audit_encryption_keys, current.audit_allow_dev_key)
+    except MissingAuditKeys as exc:
+        log.critical("worker refuses to start: %s", exc)
+        raise SystemExit(f"worker refuses to start: {exc}") from None
+    if seals_with_dev_key(keys):
+        log.warning(DEV_KEY_WARNING)
 
 
 def _use_outbox(**_: Any) -> None:
@@ -54,6 +68,7 @@ def _dispatch_on_ready(**_: Any) -> None:
 
 def connect_outbox_signals() -> None:
     """Connect the hooks (idempotent)."""
+    signals.worker_init.connect(_check_audit_keys, weak=False, dispatch_uid="outbox.keys")
     signals.worker_init.connect(_check_schema, weak=False, dispatch_uid="outbox.schema")
     signals.worker_init.connect(_use_outbox, weak=False, dispatch_uid="outbox.use")
     signals.worker_ready.connect(_dispatch_on_ready, weak=False, dispatch_uid="outbox.ready")

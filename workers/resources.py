@@ -21,7 +21,7 @@ from workers.db import make_engine, make_sessions
 from workers.llm import LLMClient, make_llm_client
 from workers.novels import NovelRepository
 from workers.outbox import SqlJournal
-from workers.sealing import DEV_AUDIT_KEY, Sealer, parse_keys
+from workers.sealing import Sealer, sealing_keys
 from workers.settings import WorkerSettings
 
 _lock = threading.RLock()
@@ -98,7 +98,7 @@ def novels() -> NovelRepository:
 def audit_log() -> AuditLog:
     """The audit log (outbox table) on its own engine, sealing with the configured keys."""
     current = settings()
-    keys = parse_keys(current.audit_encryption_keys) or [DEV_AUDIT_KEY]
+    keys = sealing_keys(current.audit_encryption_keys, current.audit_allow_dev_key)
     return AuditLog(make_sessions(make_engine(current.database_url)), Sealer(keys))
 
 

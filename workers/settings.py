@@ -42,9 +42,14 @@ class WorkerSettings(BaseSettings):
     metrics_host: str = "0.0.0.0"
 
     #: Fernet keys sealing the sensitive fields of audited events, newest first, comma-separated.
-    #: Unset: a public development key (workers.sealing.DEV_AUDIT_KEY).
+    #: Unset: the worker refuses to start, unless ``audit_allow_dev_key``.
     audit_encryption_keys: str = Field(
         default="", validation_alias=AliasChoices("AUDIT_ENCRYPTION_KEYS")
+    )
+    #: Development only: seal with the public key (workers.sealing.DEV_AUDIT_KEY) when
+    #: AUDIT_ENCRYPTION_KEYS is unset (a warning is logged at start).
+    audit_allow_dev_key: bool = Field(
+        default=False, validation_alias=AliasChoices("AUDIT_ALLOW_DEV_KEY")
     )
     #: Audit rows older than this are deleted by the ``audit_retention`` beat task.
     audit_retention_days: float = Field(

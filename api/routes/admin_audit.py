@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from api.archive import Archive
 from api.deps import AdminUser, AdminWriter, Services
 from api.errors import COMMON_ERRORS, ApiError
+from api.text import ID_PATTERN, PathRowId
 
 router = APIRouter(
     prefix="/api/v1/admin/audit",
@@ -41,7 +42,7 @@ async def list_audit(
     _: AdminUser,
     services: Services,
     status: Annotated[Literal["pending", "published", "failed"] | None, Query()] = None,
-    user_id: Annotated[str | None, Query(max_length=64)] = None,
+    user_id: Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """Audited important events, newest first; ``status=failed`` lists failed pushes."""
@@ -59,7 +60,7 @@ async def resend_failed(_: AdminWriter, services: Services) -> Resent:
     response_model=Resent,
     responses={404: {"description": "no such audit row"}},
 )
-async def resend_one(audit_id: int, _: AdminWriter, services: Services) -> Resent:
+async def resend_one(audit_id: PathRowId, _: AdminWriter, services: Services) -> Resent:
     """Push one audited event again, whatever its status (duplicates are refused by Redis)."""
     resent = await _archive(services).resend([audit_id])
     if resent == 0:

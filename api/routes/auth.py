@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
@@ -9,6 +11,7 @@ from api.deps import BearerToken, ClientIp, Services
 from api.errors import COMMON_ERRORS, ApiError
 from api.issuance import issue_sse_token as issue_guarded
 from api.security import mint_jwt
+from api.text import Line
 from progress.events import Identifier
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=COMMON_ERRORS)
@@ -27,7 +30,9 @@ class DevTokenRequest(BaseModel):
     user_id: Identifier
     session_id: Identifier | None = None
     ttl_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
-    roles: list[str] = Field(default_factory=list)
+    roles: list[Annotated[Line, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=64
+    )
 
 
 class DevToken(BaseModel):

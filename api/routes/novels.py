@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from api import membership
 from api.deps import CurrentUser, Services, WritingUser
 from api.errors import COMMON_ERRORS, ErrorBody
+from api.text import Line, PathId, Text
 from progress.events import Identifier
 from workers import contracts
 
@@ -21,8 +22,8 @@ router = APIRouter(prefix="/api/v1/novels", tags=["novels"], responses=COMMON_ER
 class NovelRequest(BaseModel):
     """What a writer asks for."""
 
-    title: str = Field(min_length=1, max_length=200)
-    premise: str = Field(min_length=1, max_length=5000)
+    title: Line = Field(min_length=1, max_length=200)
+    premise: Text = Field(min_length=1, max_length=5000)
     chapter_count: int = Field(ge=1, le=30)
     #: Invited, not added: each must accept before anything of the novel reaches them.
     members: list[Identifier] = Field(default_factory=list, max_length=50)
@@ -67,7 +68,7 @@ class NovelOut(BaseModel):
 class ReviseRequest(BaseModel):
     """How to revise."""
 
-    instructions: str = Field(default="", max_length=2000)
+    instructions: Text = Field(default="", max_length=2000)
 
 
 class TaskStarted(BaseModel):
@@ -110,7 +111,7 @@ def list_novels(principal: CurrentUser) -> list[NovelOut]:
 
 
 @router.get("/{novel_id}", response_model=NovelOut, responses={404: {"description": "no such"}})
-def get_novel(novel_id: str, principal: CurrentUser) -> NovelOut:
+def get_novel(novel_id: PathId, principal: CurrentUser) -> NovelOut:
     """One novel the caller may read; 404 for any other."""
     return NovelOut.model_validate(contracts.get_novel(novel_id, principal.user_id))
 
@@ -122,7 +123,7 @@ def get_novel(novel_id: str, principal: CurrentUser) -> NovelOut:
     responses={404: {"description": "no such novel or chapter"}},
 )
 def revise_chapter(
-    novel_id: str, number: int, body: ReviseRequest, principal: WritingUser
+    novel_id: PathId, number: int, body: ReviseRequest, principal: WritingUser
 ) -> TaskStarted:
     """Rewrite one chapter of the caller's novel."""
     task_id = contracts.revise_chapter(
@@ -144,7 +145,7 @@ class Membership(BaseModel):
     responses={404: {"description": "no invitation to this novel"}},
 )
 async def accept_invitation(
-    novel_id: str, principal: WritingUser, services: Services
+    novel_id: PathId, principal: WritingUser, services: Services
 ) -> Membership:
     """Accept an invitation: the novel's content events reach the caller from now on, and
     they may read it (accepting again changes nothing)."""
@@ -157,6 +158,6 @@ async def accept_invitation(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "neither invited to nor a member of this novel"}},
 )
-async def leave_novel(novel_id: str, principal: WritingUser, services: Services) -> None:
+async def leave_novel(novel_id: PathId, principal: WritingUser, services: Services) -> None:
     """Decline an invitation, or stop reading the novel (its events stop at once)."""
     await membership.leave(services.novel_access, novel_id, principal.user_id)

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from api.deps import CurrentUser, Services, WritingUser
 from api.errors import COMMON_ERRORS, ApiError
+from api.text import PathId
 from progress.snapshot import TaskSnapshot
 from workers import contracts
 
@@ -16,7 +17,9 @@ router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], responses=COMMON_ERRO
 @router.get(
     "/{task_id}", response_model=TaskSnapshot, responses={404: {"description": "no such task"}}
 )
-async def task_snapshot(task_id: str, principal: CurrentUser, services: Services) -> TaskSnapshot:
+async def task_snapshot(
+    task_id: PathId, principal: CurrentUser, services: Services
+) -> TaskSnapshot:
     """The latest state of one of the caller's tasks; 404 for any task not theirs."""
     snapshot = await services.store.task_snapshot(principal.user_id, task_id)
     if snapshot is None:
@@ -37,7 +40,7 @@ class Cancelling(BaseModel):
     response_model=Cancelling,
     responses={404: {"description": "no such task"}},
 )
-def cancel_task(task_id: str, principal: WritingUser) -> Cancelling:
+def cancel_task(task_id: PathId, principal: WritingUser) -> Cancelling:
     """Stop one of the caller's tasks (a novel's workflow task stops the whole workflow)."""
     contracts.cancel_task(principal.user_id, task_id)
     return Cancelling(task_id=task_id)
