@@ -5,6 +5,8 @@ without its data: the task ends failed or completed within the watchdog's window
 leaves the in-progress state, and the stream and snapshot show the end.
 (b) A worker is killed mid-task: the watchdog fails the task and its novel leaves
 ``outlining``; the broker's redelivery then shows ``retrying`` before the task runs again.
+(c) A step fails while the database is down: once it is back, the watchdog's sweep fails the
+novel that could not be moved then.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
 from tests.integration.conftest import MakeWorkerStack, WorkerStack
 from tests.integration.test_watchdog import outline_reporting
+from tests.postgres_server import PostgresServer
 from workers import contracts, resources
 from workers.migrate import upgrade
 from workers.settings import WorkerSettings
@@ -197,3 +200,65 @@ def test_a_lost_task_fails_its_novel_and_its_redelivery_retries_before_completin
     assert wait_for(lambda: novel_status(novel.id, user_id) == "done", 60), novel_status(
         novel.id, user_id
     )
+
+
+@pytest.fixture
+def own_database_stack(redis_url: str) -> Iterator[tuple[PostgresServer, WorkerStack]]:
+    """Workers on the session's Redis and on a PostgreSQL the test may stop."""
+    with PostgresServer() as server:
+        upgrade(server.url)
+        resources.configure(
+            WorkerSettings(redis_url=redis_url, database_url=server.url, broker_db=15, result_db=15)
+        )
+        progress.configure(ProgressSettings(redis_url=redis_url))
+        env = {
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": server.url,
+            "WORKER_BROKER_DB": "15",
+            "WORKER_RESULT_DB": "15",
+        }
+        stack = WorkerStack(env, RedisEventStore(connect(redis_url)))
+        try:
+            yield server, stack
+        finally:
+            for worker in stack.started:
+                worker.close()
+            stack.store.close()
+            progress.configure(None)
+            resources.configure(None)
+
+
+def test_a_step_failing_while_the_database_is_down_fails_its_novel_once_it_is_back(
+    own_database_stack: tuple[PostgresServer, WorkerStack], user_id: str
+) -> None:
+    server, stack = own_database_stack
+    worker = stack.worker(
+        beat=True,
+        WORKER_LOCAL_TOKENS_PER_SECOND="8",
+        WORKER_TOKENS_PER_CHAPTER="30",
+        **FAST_WATCHDOG,
+    )
+    novel, _ = contracts.start_novel(user_id, None, "Offline", "The archive burns", 3)
+    found = stack.events(user_id, outline_reporting, timeout=30)
+    assert outline_reporting(found), worker.log_text[-3000:]
+    task_id = outline_task(found)
+
+    server.stop()
+    # The outline cannot store its result: it fails, and neither the worker nor the error
+    # callback can move the novel.
+    failed = stack.events(
+        user_id,
+        lambda ev: any(e["type"] == "task.progress-failed" and e["task_id"] == task_id for e in ev),
+        timeout=30,
+    )
+    assert any(e["type"] == "task.progress-failed" for e in failed), worker.log_text[-3000:]
+    server.start()
+
+    assert wait_for(lambda: novel_status(novel.id, user_id) == "failed", 20), (
+        novel_status(novel.id, user_id),
+        worker.log_text[-3000:],
+    )
+    stages = [
+        e["new_status"] for e in stack.events(user_id) if e["type"] == "workflow.status-changed"
+    ]
+    assert stages[-1] == "failed", stages
