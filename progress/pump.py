@@ -3,8 +3,12 @@
 Tasks never wait on Redis: events go into a bounded in-memory queue that this thread sends in
 pipelined batches. Between batches it calls ``on_tick`` (the reporter's hook that releases
 throttled updates whose window closed and emits heartbeats) and sleeps until the next deadline
-or until woken. While Redis is unreachable it retries a batch for ``retry_seconds``, then logs
-and drops it (the SQL outbox closes that gap for important events).
+or until woken. While Redis is unreachable it retries a batch for ``retry_seconds``; then it
+drops the batch's disposable events (progress updates, heartbeats and stall notices, which later
+ones supersede) and puts the others (a task's start, retry and end, content, system events)
+back at the head of the queue, to be sent in order once Redis is back. Only a closed sender, a
+full queue or an error other than an unreachable store drops those (the SQL outbox closes that
+gap for important events).
 
 Concurrency: callers append under ``_cond``; the thread takes batches under ``_cond`` and
 sends outside it. ``on_tick`` is called without ``_cond`` held (it takes the reporter's lock,
@@ -28,6 +32,11 @@ log = logging.getLogger("progress.pump")
 Outgoing = tuple[EventEnvelope, Sequence[str]]
 
 _MAX_BATCH = 500
+
+#: Superseded by the task's next update, heartbeat or end: not worth keeping through an outage.
+DISPOSABLE_TYPES = frozenset(
+    {"task.progress-updated", "task.progress-heartbeat", "task.progress-stalled"}
+)
 
 
 class EventPump:
@@ -54,6 +63,8 @@ class EventPump:
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.dropped = 0
+        #: Events put back in the queue because the store was unreachable (counted each time).
+        self.kept = 0
         #: Events stored, by type (read by the workers' metrics).
         self.sent_by_type: Counter[str] = Counter()
 
@@ -153,13 +164,24 @@ class EventPump:
                 return
             except StoreUnavailable as exc:
                 if time.monotonic() + pause > give_up_at:
-                    self._give_up(batch, exc)
+                    self._keep_or_give_up(batch, exc)
                     return
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
             except Exception as exc:
                 self._give_up(batch, exc)
                 return
+
+    def _keep_or_give_up(self, batch: list[Outgoing], exc: Exception) -> None:
+        disposable = [item for item in batch if item[0].type in DISPOSABLE_TYPES]
+        kept = [item for item in batch if item[0].type not in DISPOSABLE_TYPES]
+        with self._cond:
+            if not self._closed:
+                self._queue.extendleft(reversed(kept))
+                self.kept += len(kept)
+                kept = []
+        if disposable or kept:
+            self._give_up(disposable + kept, exc)
 
     def _give_up(self, batch: list[Outgoing], exc: Exception) -> None:
         self.dropped += len(batch)

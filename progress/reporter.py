@@ -59,6 +59,10 @@ class TaskRun:
     started_at: float = field(default_factory=time.monotonic)
     last_percent: float = 0.0
     reporter: Reporter | None = None
+    #: The broker delivered this message again: an earlier run of it stopped unfinished.
+    redelivered: bool = False
+    #: A terminal or retrying event was queued for this run: nothing more is sent for it.
+    ended: bool = False
 
     def envelope(self) -> dict[str, Any]:
         """Envelope fields shared by every event of this run."""
@@ -75,6 +79,12 @@ class TaskRun:
         """Seconds since this run started."""
         return time.monotonic() - self.started_at
 
+
+REDELIVERED_MESSAGE = "The previous run of this task stopped before it finished; running it again"
+UNRECORDED_MESSAGE = (
+    "This step ended while the task queue was unreachable, so its outcome could not be recorded"
+)
+UNRECORDED_SUGGESTION = "Start it again once the service is back; what was saved is kept."
 
 current_run: ContextVar[TaskRun | None] = ContextVar("progress_run", default=None)
 
@@ -136,6 +146,18 @@ class Reporter:
         with self._lock:
             self._throttle.forget(run.task_id)
             self._runs[run.task_id] = run
+            if run.redelivered:
+                # The earlier run may already show as failed (the watchdog declared it lost):
+                # a new run of the same task never follows a failure without ``retrying``.
+                self.pump.submit(
+                    TaskRetrying(
+                        **run.envelope(),
+                        error_type="WorkerLost",
+                        message=REDELIVERED_MESSAGE,
+                        attempt=max(1, run.attempt - 1),
+                        retry_in_seconds=0,
+                    )
+                )
             self.pump.submit(
                 TaskStarted(
                     **run.envelope(),
@@ -210,8 +232,21 @@ class Reporter:
         """Send ``cancelled`` (also for runs of other processes: revocation happens here)."""
         self._finish(run, lambda: TaskCancelled(**run.envelope(), reason=reason))
 
+    def unrecorded(self, run: TaskRun) -> bool:
+        """End a run Celery could not record the end of (its result store was unreachable, so
+        neither success, failure nor retry was signalled): send ``failed``, stop its heartbeats.
+
+        False if the run had already ended. The workflow's next steps depend on that record, so
+        the run counts as failed even when its body returned.
+        """
+        if run.ended:
+            return False
+        self.failed(run, "ResultNotRecorded", UNRECORDED_MESSAGE, True, UNRECORDED_SUGGESTION)
+        return True
+
     def _finish(self, run: TaskRun, build: Callable[[], EventEnvelope]) -> None:
         with self._lock:
+            run.ended = True
             # With a threads pool an immediate retry's next attempt can start before this
             # attempt finishes: the task's state then belongs to the newer run, not to us.
             current = self._runs.get(run.task_id) in (run, None)

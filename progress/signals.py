@@ -8,7 +8,13 @@ raise into Celery: a failing receiver is logged and counted in ``receiver_errors
     task_prerun          header -> identity context var; run context var; ``started``
     task_success         ``completed``          task_failure  ``failed``
     task_retry           ``retrying``           task_revoked  ``cancelled`` (parent process)
-    task_postrun         forget the run; wait (bounded) until its events are stored
+    task_postrun         a run none of the above ended (Celery could not record its end,
+                         e.g. its result store was down): ``failed``; then forget the run and
+                         wait (bounded) until its events are stored
+
+``task_postrun`` fires even when storing the result raised, so every run that returned or
+raised ends here, and its heartbeats stop. :data:`run_ended` tells the host application how
+each run of this process ended (``completed``, ``failed``, ``retrying`` or ``cancelled``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from celery import Task, signals
+from celery.utils.dispatch import Signal
 
 from progress.errors import Cancelled
 from progress.failures import advise, summarize_result
@@ -33,6 +40,11 @@ log = logging.getLogger("progress.signals")
 F = TypeVar("F", bound=Callable[..., None])
 
 receiver_errors = 0
+
+#: Sent (sender: the task name) after a run of this process ended, with ``run`` (the
+#: :class:`~progress.reporter.TaskRun`) and ``outcome``: ``completed``, ``failed``,
+#: ``retrying`` or ``cancelled``. Sent from the task's thread; receivers must not raise.
+run_ended = Signal(name="progress_run_ended", providing_args={"run", "outcome"})
 _connected = False
 _connect_lock = threading.Lock()
 
@@ -85,6 +97,7 @@ def _on_prerun(task_id: str, task: Task, **_: Any) -> None:
             identity=identity,
             attempt=_attempt(task.request),
             estimated_seconds=spec.estimated_seconds,
+            redelivered=_redelivered(task.request),
         )
     current_identity.set(identity)
     current_run.set(run)
@@ -92,10 +105,21 @@ def _on_prerun(task_id: str, task: Task, **_: Any) -> None:
         get_reporter().start(run)
 
 
+def _redelivered(request: Any) -> bool:
+    delivery = getattr(request, "delivery_info", None) or {}
+    return bool(delivery.get("redelivered"))
+
+
 def _attempt(request: Any) -> int:
     # A message redelivered after its worker was lost (acks_late) is one more attempt.
-    delivery = getattr(request, "delivery_info", None) or {}
-    return (request.retries or 0) + 1 + (1 if delivery.get("redelivered") else 0)
+    return (request.retries or 0) + 1 + (1 if _redelivered(request) else 0)
+
+
+def _ended(run: TaskRun, outcome: str) -> None:
+    global receiver_errors
+    # Celery's Signal.send logs a failing receiver and returns its exception.
+    responses = run_ended.send(sender=run.task_name, run=run, outcome=outcome)
+    receiver_errors += sum(isinstance(response, Exception) for _, response in responses)
 
 
 def _run_of(task_id: str | None) -> TaskRun | None:
@@ -108,6 +132,7 @@ def _on_success(sender: Task, result: Any = None, **_: Any) -> None:
     run = _run_of(sender.request.id)
     if run is not None:
         get_reporter().completed(run, summarize_result(result))
+        _ended(run, "completed")
 
 
 @_never_raise
@@ -115,11 +140,13 @@ def _on_failure(task_id: str, exception: BaseException, **_: Any) -> None:
     run = _run_of(task_id)
     if run is not None and isinstance(exception, Cancelled):
         get_reporter().cancelled(run, exception.reason)
+        _ended(run, "cancelled")
     elif run is not None:
         advice = advise(exception)
         get_reporter().failed(
             run, advice.error_type, advice.message, advice.retryable, advice.suggestion
         )
+        _ended(run, "failed")
 
 
 @_never_raise
@@ -138,6 +165,7 @@ def _on_retry(request: Any, reason: Any = None, **_: Any) -> None:
         advice.message if advice else str(reason or "retrying"),
         float(when) if isinstance(when, int | float) else None,
     )
+    _ended(run, "retrying")
 
 
 @_never_raise
@@ -160,7 +188,12 @@ def _on_postrun(**_: Any) -> None:
     run = current_run.get()
     current_run.set(None)
     current_identity.set(None)
-    if run is not None and run.identity is not None:
+    if run is None:
+        return
+    if get_reporter().unrecorded(run):
+        log.warning("the end of %s[%s] could not be recorded: failed", run.task_name, run.task_id)
+        _ended(run, "failed")
+    if run.identity is not None:
         get_reporter().flush()
 
 

@@ -6,6 +6,7 @@ from celery import Celery
 
 from progress.signals import connect_signals
 from workers.metrics import connect_exporters
+from workers.novel_status import connect_novel_status
 from workers.outbox_signals import connect_outbox_signals
 from workers.settings import WorkerSettings
 
@@ -47,6 +48,7 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
     connect_signals()
     connect_exporters()
     connect_outbox_signals()
+    connect_novel_status()
     return app
 
 

@@ -1,4 +1,9 @@
-"""Telling a novel's readers what changed: workflow stages and chapter updates."""
+"""Telling a novel's readers what changed: workflow stages and chapter updates.
+
+What is told is already in the database. While Redis is unreachable an announcement goes to
+this process's event sender instead, which keeps it until Redis is back (see
+``progress.pump``): a task does not fail because its readers hear of its work late.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,40 @@ from collections.abc import Iterable
 from sqlalchemy.orm import Session
 
 import progress
-from progress.events import ChapterChange, ChapterUpdated, WorkflowStatusChanged
+from progress.errors import StoreUnavailable
+from progress.events import ChapterChange, ChapterUpdated, EventEnvelope, WorkflowStatusChanged
+from progress.runtime import get_reporter
 from workers import resources
 from workers.db import Chapter
 
 
 def move_novel(novel_id: str, status: str) -> None:
     """Set the novel's status and send ``workflow.status-changed`` to its readers."""
-    repo = resources.novels()
-    old = repo.set_status(novel_id, status)
-    if old == status:
-        return
-    novel = repo.get(novel_id)
-    progress.publish(
+    old = resources.novels().set_status(novel_id, status)
+    if old != status:
+        announce_status(novel_id, old, status)
+
+
+def announce_status(novel_id: str, old: str | None, new: str) -> None:
+    """Send ``workflow.status-changed`` (``old`` to ``new``) to the novel's readers."""
+    novel = resources.novels().get(novel_id)
+    _publish(
         WorkflowStatusChanged(
             user_id=novel.owner_id,
             novel_id=novel_id,
             workflow_id=novel_id,
             old_status=old,
-            new_status=status,
+            new_status=new,
         ),
         novel.readers()[1:],
     )
+
+
+def _publish(event: EventEnvelope, recipients: list[str]) -> None:
+    try:
+        progress.publish(event, recipients)
+    except StoreUnavailable:
+        get_reporter().submit(event, recipients)
 
 
 def chapters_updated(novel_id: str, numbers: Iterable[int]) -> None:
@@ -40,7 +57,7 @@ def chapters_updated(novel_id: str, numbers: Iterable[int]) -> None:
         for c in novel.chapters
         if c.number in wanted
     ]
-    progress.publish(
+    _publish(
         ChapterUpdated(user_id=novel.owner_id, novel_id=novel_id, chapters=changes),
         novel.readers()[1:],
     )
@@ -62,4 +79,4 @@ def save_chapter_and_announce(novel_id: str, number: int, text: str, summary: st
 
     resources.novels().save_chapter(novel_id, number, text, summary, in_same_transaction=announce)
     for event, recipients in announced:
-        progress.publish(event, recipients)
+        _publish(event, recipients)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from workers.db import FINISHED_STATUSES, Chapter, Novel, NovelMember, utcnow_naive
@@ -14,6 +14,20 @@ from workers.pipeline import ChapterPlan
 
 #: Most pending invitations listed for one user (newest first).
 MAX_INVITATIONS_LISTED = 100
+
+
+@dataclass(frozen=True, slots=True)
+class NovelChange:
+    """When a novel last changed, and whose it is."""
+
+    novel_id: str
+    owner_id: str
+    updated_at: datetime
+
+    def changed_before(self, moment: datetime) -> bool:
+        """True if the novel last changed before ``moment`` (stored times are UTC)."""
+        at = self.updated_at
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)) < moment
 
 
 class NovelNotFound(LookupError):
@@ -163,6 +177,29 @@ class NovelRepository:
                 raise NovelNotFound(novel_id)
             old, novel.status = novel.status, status
             return old
+
+    def fail_if_in(self, novel_id: str, statuses: Sequence[str]) -> str | None:
+        """Move the novel to ``failed`` if its status is one of ``statuses``, in one atomic
+        statement (two failing steps never both see the old status); the old status, or None
+        if it was not moved."""
+        with self._sessions.begin() as session:
+            old = session.scalar(select(Novel.status).where(Novel.id == novel_id))
+            if old not in statuses:
+                return None
+            moved = session.execute(
+                update(Novel)
+                .where(Novel.id == novel_id, Novel.status == old)
+                .values(status="failed")
+            )
+            return old if moved.rowcount == 1 else None  # type: ignore[attr-defined]
+
+    def changed_in(self, statuses: Sequence[str]) -> list[NovelChange]:
+        """Id, owner and time of last change of every novel whose status is in ``statuses``."""
+        with self._sessions() as session:
+            query = select(Novel.id, Novel.owner_id, Novel.updated_at).where(
+                Novel.status.in_(statuses)
+            )
+            return [NovelChange(*row) for row in session.execute(query)]
 
     def set_task(self, novel_id: str, task_id: str) -> None:
         """Remember the task that runs the novel's workflow."""

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import redis
 from celery import chain, chord, group, shared_task
 from celery.canvas import Signature
 
@@ -27,6 +28,7 @@ from workers.batching import ChapterUpdateBatcher
 from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
+from workers.novel_status import fail_novel, reconcile_novels
 from workers.outbox import dispatch_pending, drain_spill
 from workers.pipeline import percent, plan_chapters, summarize
 from workers.watchdog import watch_running_tasks
@@ -63,10 +65,20 @@ def _generate(
             raise GenerationTimeout(
                 f"generation took longer than {resources.settings().soft_time_limit_seconds:g} s"
             )
-        if done % _CANCEL_CHECK_EVERY == 0 and resources.redis_client().exists(*flags):
+        if done % _CANCEL_CHECK_EVERY == 0 and _cancel_requested(flags):
             raise progress.Cancelled("cancelled by the writer")
         progress.update(percent(offset + done, total or tokens), message, stage=stage)
         yield token
+
+
+def _cancel_requested(flags: list[str]) -> bool:
+    """Whether a cancel flag is set; False while Redis is unreachable: the writer cannot have
+    set one meanwhile, and the task's end must not be lost to a failed check."""
+    try:
+        return bool(resources.redis_client().exists(*flags))
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("cancel flags unreadable (%s); going on", exc)
+        return False
 
 
 class GenerationTimeout(TimeoutError):
@@ -205,15 +217,18 @@ _watchdog_running = threading.Lock()
 
 @shared_task(name="workers.watchdog")
 def watchdog() -> dict[str, int]:
-    """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost).
+    """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost);
+    then in-progress novels one of whose steps failed are failed (``reconcile_novels``).
 
     Runs in one process never overlap: a slow run could otherwise publish ``stalled`` for a
     task after a later run had already declared it lost.
     """
     if not _watchdog_running.acquire(blocking=False):
-        return {"stalled": 0, "lost": 0}
+        return {"stalled": 0, "lost": 0, "novels_failed": 0}
     try:
-        return watch_running_tasks(resources.progress_store(), get_settings().heartbeat_seconds)
+        store = resources.progress_store()
+        found = watch_running_tasks(store, get_settings().heartbeat_seconds)
+        return {**found, "novels_failed": reconcile_novels(store)}
     finally:
         _watchdog_running.release()
 
@@ -243,7 +258,5 @@ def audit_retention() -> dict[str, int]:
 
 @shared_task(name="workers.mark_novel_failed")
 def mark_novel_failed(novel_id: str) -> None:
-    """Error callback of every workflow step: the novel ends failed (unless cancelled)."""
-    status = resources.novels().get(novel_id).status
-    if status not in {"cancelled", "done", "failed"}:
-        move_novel(novel_id, "failed")
+    """Error callback of every workflow step: the novel ends failed (unless it ended)."""
+    fail_novel(novel_id)

@@ -3,8 +3,11 @@
 A running task proves it lives with every started, updated, heartbeat or retrying event (the
 store keeps the time in a sorted set). After ``STALL_AFTER`` silent heartbeat intervals it is
 reported ``stalled``; after ``FAIL_AFTER`` it is ``failed`` with "worker lost" and a retry
-suggestion. A task redelivered by ``acks_late`` shows ``started`` again and leaves the set's
-silent part by itself.
+suggestion, but only once it showed as stalled for ``FAIL_AFTER - STALL_AFTER`` intervals: after
+a Redis outage every task looks long silent (its heartbeats could not be stored), and a live
+one proves it lives with its next heartbeat instead of being declared lost (and later
+``completed`` after a ``failed``). A task redelivered by ``acks_late`` shows ``retrying`` and
+``started`` again and leaves the set's silent part by itself.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import UTC, datetime
 from progress.events import EventEnvelope, TaskFailed, TaskStalled
 from progress.redis_store import RedisEventStore
 from progress.runtime import get_store
+from progress.snapshot import TaskSnapshot
 
 STALL_AFTER = 3
 FAIL_AFTER = 6
@@ -41,7 +45,9 @@ def watch_running_tasks(store: RedisEventStore, heartbeat_seconds: float) -> dic
             "task_id": task_id,
             "novel_id": snapshot.novel_id if snapshot else None,
         }
-        if silent >= FAIL_AFTER * heartbeat_seconds:
+        if silent >= FAIL_AFTER * heartbeat_seconds and _stalled_for(
+            snapshot, now, (FAIL_AFTER - STALL_AFTER) * heartbeat_seconds
+        ):
             found.append(
                 TaskFailed(
                     **envelope,
@@ -66,3 +72,10 @@ def watch_running_tasks(store: RedisEventStore, heartbeat_seconds: float) -> dic
     for user_id, task_id in lost:
         store.forget_running(user_id, task_id)
     return {"stalled": len(found) - len(lost), "lost": len(lost)}
+
+
+def _stalled_for(snapshot: TaskSnapshot | None, now: float, seconds: float) -> bool:
+    """True if the task was reported stalled at least ``seconds`` ago (or has no snapshot)."""
+    if snapshot is None:
+        return True
+    return snapshot.status == "stalled" and now - snapshot.updated_at.timestamp() >= seconds

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 import progress
-from progress.events import TaskStarted
+from progress.events import TaskStalled, TaskStarted
 from progress.keys import user_stream
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
@@ -49,6 +49,17 @@ def test_silent_task_is_stalled_then_lost_once(store: RedisEventStore, user_id: 
 
     lost_since = datetime.now(UTC) - timedelta(seconds=beat * FAIL_AFTER + 1)
     store.append(TaskStarted(user_id=user_id, task_id="t2", task_name="x", occurred_at=lost_since))
+    assert watch_running_tasks(store, beat) == {"stalled": 1, "lost": 0}, "stalled before lost"
+    stalled_since = datetime.now(UTC) - timedelta(seconds=beat * (FAIL_AFTER - STALL_AFTER) + 1)
+    store.append(
+        TaskStalled(
+            user_id=user_id,
+            task_id="t2",
+            last_seen_at=lost_since,
+            missed_heartbeats=STALL_AFTER,
+            occurred_at=stalled_since,
+        )
+    )
     assert watch_running_tasks(store, beat)["lost"] == 1
     failed = orjson.loads(store.read_after(user_stream(user_id), "0-0", 100)[-1].data)
     assert (failed["type"], failed["error_type"], failed["retryable"]) == (
