@@ -182,7 +182,7 @@ export interface TaskStalled {
   missed_heartbeats: number;
 }
 /**
- * A novel exists; sent to its owner and members.
+ * A novel exists; sent to its owner (members are invited then, and see nothing yet).
  */
 export interface NovelCreated {
   event_id: string;
