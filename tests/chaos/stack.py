@@ -1,0 +1,208 @@
+"""The real stack of one chaos scenario: its own Redis, database, API instances and workers.
+
+Everything runs as child processes on loopback ports and is torn down with the scenario, so a
+scenario may kill any part without touching the rest of the test session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+import progress
+from progress.redis_server import find_redis_server, free_port
+from progress.settings import ProgressSettings
+from tests.processes import stop_process
+from tests.servers import ApiServer
+from tests.workers import WorkerProcess
+from workers import resources
+from workers.migrate import upgrade
+from workers.settings import WorkerSettings
+
+BROKER_DB = 1
+RESULT_DB = 2
+#: Worker heartbeat: the watchdog declares a silent task lost after 6 of them (FAIL_AFTER).
+HEARTBEAT_SECONDS = 1.0
+WATCHDOG_WINDOW = 6 * HEARTBEAT_SECONDS + 8  # plus a watchdog period and a loaded machine
+
+#: The clients here reconnect faster than browsers (no 5-20 s Retry-After pauses) and all come
+#: from one address: per-user budgets and bans would refuse them for reasons no fault caused.
+CLIENT_LIMITS = {
+    "SSE_RATE_TOKEN_USER_PER_SECOND": "1000",
+    "SSE_RATE_TOKEN_USER_BURST": "1000",
+    "SSE_RATE_STREAM_USER_PER_SECOND": "1000",
+    "SSE_RATE_STREAM_USER_BURST": "1000",
+    "SSE_BAN_AFTER_STRIKES": "100000",
+}
+
+#: The local generator paced so a two-chapter novel takes about 10 s: faults land mid-task.
+NOVEL_PACE = {"WORKER_LOCAL_TOKENS_PER_SECOND": "15", "WORKER_TOKENS_PER_CHAPTER": "60"}
+
+
+class ChaosRedis:
+    """A redis-server that writes every command to its AOF before answering (fsync always),
+    so SIGKILL loses nothing it acknowledged; ``wipe()`` deletes the files for a restart
+    without data."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.binary = find_redis_server()
+        self.dir = Path(tempfile.mkdtemp(prefix="chaos-redis-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>``."""
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15) -> ChaosRedis:
+        """Start (loading the AOF if there is one) and wait until it answers PING."""
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.dir), "--save", "", "--appendonly", "yes"]
+        args += ["--appendfsync", "always", "--protected-mode", "no"]
+        with (self.dir / "redis.log").open("ab") as log:
+            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return self
+                except redis.ConnectionError:  # BusyLoadingError too, while it reads its AOF
+                    if self._process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"redis did not start: see {self.dir}") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash."""
+        stop_process(self._process, signal.SIGKILL, 5)
+        self._process = None
+
+    def wipe(self) -> None:
+        """Delete the data files (call while stopped): the next start is empty."""
+        for path in self.dir.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != "redis.log":
+                path.unlink()
+
+    def close(self) -> None:
+        """Kill and remove the directory."""
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Stack:
+    """One scenario's Redis, database, API instances and workers; this process sends tasks
+    and reads through the same settings as the workers."""
+
+    def __init__(self, database_url: str) -> None:
+        upgrade(database_url)
+        self.redis = ChaosRedis().start()
+        self.database_url = database_url
+        self.apis: list[ApiServer] = []
+        self.workers: list[WorkerProcess] = []
+        self.worker_env = {
+            "REDIS_URL": f"{self.redis.url}/0",
+            "DATABASE_URL": database_url,
+            "WORKER_BROKER_DB": str(BROKER_DB),
+            "WORKER_RESULT_DB": str(RESULT_DB),
+            "PROGRESS_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+            "WORKER_WATCHDOG_SECONDS": "0.5",
+            **NOVEL_PACE,
+        }
+        resources.configure(
+            WorkerSettings(
+                redis_url=f"{self.redis.url}/0",
+                database_url=database_url,
+                broker_db=BROKER_DB,
+                result_db=RESULT_DB,
+            )
+        )
+        progress.configure(ProgressSettings(redis_url=f"{self.redis.url}/0"))
+
+    @property
+    def redis_url(self) -> str:
+        """The events database of the stack's Redis."""
+        return f"{self.redis.url}/0"
+
+    def api(self, **env: str) -> ApiServer:
+        """Start one more API instance (1 s SSE heartbeats)."""
+        server = ApiServer(
+            self.redis_url,
+            DATABASE_URL=self.database_url,
+            WORKER_BROKER_DB=str(BROKER_DB),
+            WORKER_RESULT_DB=str(RESULT_DB),
+            SSE_HEARTBEAT_SECONDS="1",
+            **CLIENT_LIMITS,
+            **env,
+        )
+        self.apis.append(server)
+        return server.start(timeout=40)
+
+    def worker(self, beat: bool = True, concurrency: int = 4) -> WorkerProcess:
+        """Start a worker process (with Celery beat: the watchdog and the outbox dispatcher)."""
+        worker = WorkerProcess(self.worker_env, concurrency, beat)
+        self.workers.append(worker)
+        return worker.start(timeout=60)
+
+    def close(self) -> None:
+        """Stop everything that is still running."""
+        for worker in self.workers:
+            worker.close()
+        for api in self.apis:
+            api.close()
+        self.redis.close()
+        progress.configure(None)
+        resources.configure(None)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+#: A load balancer's health probe gives up after about this long.
+HEALTH_PROBE_SECONDS = 2.0
+
+
+def health(base_url: str, timeout: float = 10) -> int | None:
+    """Status of ``GET /api/v1/events/health`` (None: no answer)."""
+    try:
+        return httpx.get(f"{base_url}/api/v1/events/health", timeout=timeout).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def health_answer_seconds(base_url: str) -> float:
+    """How long one health request takes to be answered (at most 10 s)."""
+    started = time.monotonic()
+    health(base_url)
+    return time.monotonic() - started
+
+
+def wait_health(base_url: str, healthy: bool, timeout: float) -> float | None:
+    """Seconds until health says up (200) or down (anything else); None if it never did."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if (health(base_url) == 200) == healthy:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    return None
+
+
+def sqlite_url(directory: Path) -> str:
+    """A fresh SQLite database file in ``directory``."""
+    return f"sqlite:///{directory / f'chaos-{os.getpid()}.db'}"
