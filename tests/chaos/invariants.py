@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from progress.keys import user_stream
 from progress.redis_store import RedisEventStore, connect
 from tests.chaos.users import Tab, wait_until
+from tests.sse_client import SseEvent
 
 TERMINAL_TASK = frozenset({"completed", "failed", "cancelled"})
 TERMINAL_NOVEL = frozenset({"done", "failed", "cancelled"})
@@ -39,6 +40,7 @@ class Counts:
     stuck_novels: int = 0
     journal_missing: int = 0
     resets: int = 0
+    contradicted: int = 0
     refusals: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -56,6 +58,7 @@ class Counts:
             f"lost={self.lost} duplicated={self.duplicated} leaked={self.leaked} "
             f"stuck={self.stuck} (tasks={self.stuck_tasks} novels={self.stuck_novels}) "
             f"journal_missing={self.journal_missing} resets={self.resets} "
+            f"contradicted={self.contradicted} "
             f"refusals={dict(self.refusals)}" + (f" notes={self.notes}" if self.notes else "")
         )
 
@@ -142,6 +145,7 @@ def check_tabs(
             e.json.get("user_id") != tab.user and e.json.get("audience") != "broadcast"
             for e in received
         )
+        counts.contradicted += len(contradictions(received))
         resets = [e for e in tab.events if e.event == "stream.reset"]
         counts.resets += len(resets)
         if resets and not reset_ok:
@@ -153,6 +157,24 @@ def check_tabs(
     ):
         if value:
             counts.fail(f"{value} events {name}")
+    if counts.contradicted:
+        counts.fail(f"{counts.contradicted} tasks completed after being shown failed, no retrying")
+
+
+def contradictions(received: list[SseEvent]) -> set[str]:
+    """Tasks shown failed, then completed with no ``retrying`` between (the user was told it
+    failed, then that it worked)."""
+    failed: set[str] = set()
+    contradicted: set[str] = set()
+    for event in received:
+        task = event.json.get("task_id")
+        if event.event == "task.progress-failed":
+            failed.add(task)
+        elif event.event == "task.progress-retrying":
+            failed.discard(task)
+        elif event.event == "task.progress-completed" and task in failed:
+            contradicted.add(task)
+    return contradicted
 
 
 def task_status(base: str, jwt: str, task_id: str) -> str:

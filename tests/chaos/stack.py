@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ import redis
 import progress
 from progress.redis_server import find_redis_server, free_port
 from progress.settings import ProgressSettings
+from tests.chaos.invariants import Counts
 from tests.processes import stop_process
 from tests.servers import ApiServer
 from tests.workers import WorkerProcess
@@ -151,9 +153,9 @@ class Stack:
         self.apis.append(server)
         return server.start(timeout=40)
 
-    def worker(self, beat: bool = True, concurrency: int = 4) -> WorkerProcess:
+    def worker(self, beat: bool = True, concurrency: int = 4, **env: str) -> WorkerProcess:
         """Start a worker process (with Celery beat: the watchdog and the outbox dispatcher)."""
-        worker = WorkerProcess(self.worker_env, concurrency, beat)
+        worker = WorkerProcess({**self.worker_env, **env}, concurrency, beat)
         self.workers.append(worker)
         return worker.start(timeout=60)
 
@@ -186,21 +188,39 @@ def health(base_url: str, timeout: float = 10) -> int | None:
         return None
 
 
-def health_answer_seconds(base_url: str) -> float:
-    """How long one health request takes to be answered (at most 10 s)."""
-    started = time.monotonic()
-    health(base_url)
-    return time.monotonic() - started
+@dataclass(frozen=True)
+class HealthChange:
+    """Health said what was expected ``after`` seconds; that answer took ``answer`` seconds."""
+
+    after: float
+    answer: float
 
 
-def wait_health(base_url: str, healthy: bool, timeout: float) -> float | None:
-    """Seconds until health says up (200) or down (anything else); None if it never did."""
+def wait_health(base_url: str, healthy: bool, timeout: float) -> HealthChange | None:
+    """When health says up (200) or down (anything else, or no answer); None if it never did."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
+        asked = time.monotonic()
         if (health(base_url) == 200) == healthy:
-            return time.monotonic() - started
+            now = time.monotonic()
+            return HealthChange(now - started, now - asked)
         time.sleep(0.2)
     return None
+
+
+def check_health_outage(
+    counts: Counts, base_url: str, what: str, down: HealthChange | None, up: HealthChange | None
+) -> None:
+    """Health said down while ``what`` was down, answering within a probe's patience, and
+    up again once it was back."""
+    if down is None:
+        counts.fail(f"health said 200 during the whole {what} outage")
+    else:
+        counts.notes.append(f"health down after {down.after:.1f} s (answer {down.answer:.1f} s)")
+        if down.answer > HEALTH_PROBE_SECONDS:
+            counts.fail(f"health took {down.answer:.1f} s to say {what} was down")
+    if up is None:
+        counts.fail(f"health not 200 within 15 s after {what} came back ({base_url})")
 
 
 def sqlite_url(directory: Path) -> str:

@@ -71,6 +71,12 @@ class Tab:
         """Every data event received so far, over all connections."""
         return [e for e in list(self.events) if e.event not in CONTROL]
 
+    def of_type(self, kind: str) -> list[SseEvent]:
+        """Data events of type ``kind`` received so far (including the open connection's)."""
+        current = self._current
+        live = list(current.events) if current is not None and self._open.is_set() else []
+        return [e for e in list(self.events) + live if e.event == kind]
+
     def _run(self) -> None:
         turn = 0
         while not self._stop.is_set():
