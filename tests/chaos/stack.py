@@ -214,7 +214,7 @@ def check_health_outage(
     """Health said down while ``what`` was down, answering within a probe's patience, and
     up again once it was back."""
     if down is None:
-        counts.fail(f"health said 200 during the whole {what} outage")
+        counts.fail(f"health said 200 all through the outage of {what}")
     else:
         counts.notes.append(f"health down after {down.after:.1f} s (answer {down.answer:.1f} s)")
         if down.answer > HEALTH_PROBE_SECONDS:
