@@ -122,6 +122,9 @@ class Stack:
             "WORKER_RESULT_DB": str(RESULT_DB),
             "PROGRESS_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
             "WORKER_WATCHDOG_SECONDS": "0.5",
+            # Important events whose push failed are pushed again within seconds, not 30 s.
+            "WORKER_OUTBOX_DISPATCH_SECONDS": "2",
+            "WORKER_OUTBOX_GRACE_SECONDS": "2",
             **NOVEL_PACE,
         }
         resources.configure(
@@ -180,12 +183,20 @@ class Stack:
 HEALTH_PROBE_SECONDS = 2.0
 
 
-def health(base_url: str, timeout: float = 10) -> int | None:
-    """Status of ``GET /api/v1/events/health`` (None: no answer)."""
+def healthy(base_url: str) -> bool:
+    """Whether health says all is well: 200, ``status`` ok, and no dependency it reports
+    unreachable (a 200 ``degraded`` naming the broken part is a truthful "down" too)."""
     try:
-        return httpx.get(f"{base_url}/api/v1/events/health", timeout=timeout).status_code
-    except httpx.HTTPError:
-        return None
+        response = httpx.get(f"{base_url}/api/v1/events/health", timeout=10)
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    parts = [value for value in body.values() if isinstance(value, dict)]
+    return (
+        response.status_code == 200
+        and body.get("status") == "ok"
+        and all(part.get("reachable", True) is not False for part in parts)
+    )
 
 
 @dataclass(frozen=True)
@@ -196,12 +207,12 @@ class HealthChange:
     answer: float
 
 
-def wait_health(base_url: str, healthy: bool, timeout: float) -> HealthChange | None:
-    """When health says up (200) or down (anything else, or no answer); None if it never did."""
+def wait_health(base_url: str, up: bool, timeout: float) -> HealthChange | None:
+    """When health says up or down (see :func:`healthy`); None if it never did."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         asked = time.monotonic()
-        if (health(base_url) == 200) == healthy:
+        if healthy(base_url) == up:
             now = time.monotonic()
             return HealthChange(now - started, now - asked)
         time.sleep(0.2)
@@ -214,13 +225,13 @@ def check_health_outage(
     """Health said down while ``what`` was down, answering within a probe's patience, and
     up again once it was back."""
     if down is None:
-        counts.fail(f"health said 200 all through the outage of {what}")
+        counts.fail(f"health said all well all through the outage of {what}")
     else:
         counts.notes.append(f"health down after {down.after:.1f} s (answer {down.answer:.1f} s)")
         if down.answer > HEALTH_PROBE_SECONDS:
             counts.fail(f"health took {down.answer:.1f} s to say {what} was down")
     if up is None:
-        counts.fail(f"health not 200 within 15 s after {what} came back ({base_url})")
+        counts.fail(f"health not all well within 15 s after {what} came back ({base_url})")
 
 
 def sqlite_url(directory: Path) -> str:

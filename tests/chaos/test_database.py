@@ -35,10 +35,10 @@ def test_the_database_stopped_and_restarted(report: Report) -> None:
             wait_writing(api.url, tabs, novels)
             stopped = time.monotonic()
             postgres.stop()
-            down = wait_health(api.url, healthy=False, timeout=OUTAGE_SECONDS)
+            down = wait_health(api.url, up=False, timeout=OUTAGE_SECONDS)
             hold(OUTAGE_SECONDS - (time.monotonic() - stopped))
             postgres.start()
-            up = wait_health(api.url, healthy=True, timeout=15)
+            up = wait_health(api.url, up=True, timeout=15)
             check_health_outage(counts, api.url, "the database", down, up)
             verify(
                 counts,

@@ -34,12 +34,12 @@ def redis_outage(tmp_path: Path, report: Report, name: str, keep_data: bool) -> 
             novels = start_novels(api.url, tabs)
             wait_writing(api.url, tabs, novels)
             stack.redis.kill()
-            down = wait_health(api.url, healthy=False, timeout=OUTAGE_SECONDS)
+            down = wait_health(api.url, up=False, timeout=OUTAGE_SECONDS)
             hold(OUTAGE_SECONDS - (down.after if down else OUTAGE_SECONDS))
             if not keep_data:
                 stack.redis.wipe()
             stack.redis.start()
-            up = wait_health(api.url, healthy=True, timeout=15)
+            up = wait_health(api.url, up=True, timeout=15)
             check_health_outage(counts, api.url, "Redis", down, up)
             verify(
                 counts,
