@@ -3,13 +3,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: demo test setup system-deps lint clean frontend frontend-test
+.PHONY: demo test chaos setup system-deps lint clean frontend frontend-test
 
 demo: setup system-deps frontend
 	$(PY) -m scripts.demo $(ARGS)
 
 test: setup system-deps frontend-test
 	VENV=$(VENV) scripts/run-tests.sh
+
+# The chaos suite alone (tests/chaos, also part of `make test`): the real stack under faults,
+# one scenario at a time, each printing its counts, a table at the end. About 7 minutes.
+chaos: setup system-deps
+	$(PY) -m pytest -m chaos tests/chaos -p no:randomly -q -s $(ARGS)
 
 setup: $(VENV)/.installed
 

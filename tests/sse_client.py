@@ -47,9 +47,12 @@ def parse_message(message: str) -> SseEvent | None:
 
 
 class SseClient:
-    """Opens ``url`` and collects its events until closed or the server ends the stream."""
+    """Opens ``url`` and collects its events until closed or the server ends the stream
+    (or, with ``read_timeout``, until nothing arrived for that long: a dead link)."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, read_timeout: float | None = None
+    ) -> None:
         self.url = url
         self.headers = headers or {}
         self.events: list[SseEvent] = []
@@ -59,7 +62,7 @@ class SseClient:
         self.ended = threading.Event()
         self._opened = threading.Event()
         self._stop = False
-        self._client = httpx.Client(timeout=httpx.Timeout(5, read=None))
+        self._client = httpx.Client(timeout=httpx.Timeout(5, read=read_timeout))
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
