@@ -39,9 +39,10 @@ frontend-test: frontend
 system-deps:
 	scripts/install-system-deps.sh
 
+# ruff (rules and format), import-linter (the boundaries) and mypy --strict: scripts/lint.sh,
+# which `make test` runs first too.
 lint: setup
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	VENV=$(VENV) scripts/lint.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache frontend/node_modules frontend/dist test-artifacts

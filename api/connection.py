@@ -471,7 +471,8 @@ class Connection:
         if archived:
             merged = merge_by_stream_id(archived, stored)
         elif sum(1 for entries in gaps if entries) > 1:
-            merged = sorted(stored, key=lambda item: parse_stream_id(item.id))
+            stored.sort(key=lambda item: parse_stream_id(item.id))
+            merged = stored
         else:
             merged = stored  # one stream's gap is in order already
         run: list[StoredEvent] = []

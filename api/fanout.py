@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -309,6 +309,7 @@ class Hub:
     def dispatch(self, delivery: Delivery) -> None:
         """Offer ``delivery`` to every local stream it is for."""
         stream = delivery.stream
+        targets: Iterable[Connection]
         if stream == BROADCAST:
             targets = self._connections.values()
         else:

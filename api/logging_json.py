@@ -14,6 +14,7 @@ import asyncio
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 import orjson
 
@@ -46,12 +47,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
-class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class TurnBufferedHandler(logging.StreamHandler[TextIO]):
     """A stream handler whose lines from the event loop's thread go out once per loop turn;
     lines from other threads (or with no loop running) are written at once."""
 
-    def __init__(self, stream: object = None) -> None:
-        super().__init__(stream)  # type: ignore[arg-type]
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
         self._lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -8,6 +8,8 @@ updates), so they go out at once. Shared by the admin endpoint and ``python -m a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
@@ -18,10 +20,13 @@ from progress.events import EventEnvelope, Identifier, SystemError, SystemNotifi
 MAX_USERS = 1000
 
 
+TargetAudience = Literal["everyone", "users", "session"]
+
+
 class Target(BaseModel):
     """Who receives it: ``everyone``, the listed ``user_ids``, or one user's ``session_id``."""
 
-    audience: Literal["everyone", "users", "session"] = "everyone"
+    audience: TargetAudience = "everyone"
     user_ids: list[Identifier] = Field(default_factory=list, max_length=MAX_USERS)
     session_id: Identifier | None = None
 
@@ -58,25 +63,26 @@ def build_events(request: NotificationRequest | ErrorRequest) -> list[EventEnvel
     """One event per recipient stream (a user's event never sits in another user's stream)."""
     target = request.target
     if isinstance(request, NotificationRequest):
-        fields: dict[str, object] = {
-            "level": request.level,
-            "message": request.message,
-            "suggested_action": request.suggested_action,
-        }
-        model: type[EventEnvelope] = SystemNotification
+        # The event's own fields, checked here; each copy adds its envelope.
+        make: Callable[..., EventEnvelope] = partial(
+            SystemNotification,
+            level=request.level,
+            message=request.message,
+            suggested_action=request.suggested_action,
+        )
     else:
-        fields = {
-            "severity": request.severity,
-            "message": request.message,
-            "affected_scope": request.affected_scope,
-        }
-        model = SystemError
+        make = partial(
+            SystemError,
+            severity=request.severity,
+            message=request.message,
+            affected_scope=request.affected_scope,
+        )
     if target.audience == "everyone":
-        return [model(audience="broadcast", **fields)]
+        return [make(audience="broadcast")]
     if target.audience == "session":
         user = target.user_ids[0]
-        return [model(audience="session", user_id=user, session_id=target.session_id, **fields)]
-    return [model(user_id=user, **fields) for user in dict.fromkeys(target.user_ids)]
+        return [make(audience="session", user_id=user, session_id=target.session_id)]
+    return [make(user_id=user) for user in dict.fromkeys(target.user_ids)]
 
 
 def level_of(request: NotificationRequest | ErrorRequest) -> str:

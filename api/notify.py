@@ -17,7 +17,13 @@ import sys
 
 from pydantic import ValidationError
 
-from api.notifications import ErrorRequest, NotificationRequest, Target, build_events
+from api.notifications import (
+    ErrorRequest,
+    NotificationRequest,
+    Target,
+    TargetAudience,
+    build_events,
+)
 from workers import contracts
 
 
@@ -32,7 +38,7 @@ def parse(argv: list[str]) -> NotificationRequest | ErrorRequest:
     parser.add_argument("--user", action="append", default=[], help="recipient (repeatable)")
     parser.add_argument("--session", help="only this session of the one --user")
     args = parser.parse_args(argv)
-    audience = "session" if args.session else "users" if args.user else "everyone"
+    audience: TargetAudience = "session" if args.session else "users" if args.user else "everyone"
     try:
         target = Target(audience=audience, user_ids=args.user, session_id=args.session)
         if args.error:

@@ -86,7 +86,7 @@ class PreferenceStore:
         return f"{self._prefix}:{{{user_stream(user_id)}}}:prefs"
 
     @staticmethod
-    def parse(raw: bytes | None) -> NotificationPreferences:
+    def parse(raw: bytes | str | None) -> NotificationPreferences:
         """Preferences as stored under ``key`` (the defaults when never set)."""
         return NotificationPreferences.model_validate_json(raw) if raw else DEFAULT_PREFERENCES
 

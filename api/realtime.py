@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import sys
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, cast
 
 import orjson
 import redis.asyncio
@@ -66,7 +66,8 @@ class RealtimeModeStore:
 
     async def get(self) -> ModeRule:
         """The stored rule; ``sse`` for everyone when none is stored."""
-        raw = await self._client.hgetall(self._layout.realtime_mode())  # type: ignore[misc]
+        # This client never decodes replies; redis-py types them for both modes.
+        raw = cast(dict[bytes, bytes], await self._client.hgetall(self._layout.realtime_mode()))
         if not raw:
             return ModeRule()
         return ModeRule(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio
@@ -276,6 +276,11 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
+# hiredis' stub types the argument as a 1-tuple (``Tuple[X]``, not ``Tuple[X, ...]``) and
+# leaves the result untyped; it packs a whole command into bytes.
+_pack_command = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
+
+
 def _packed(conn: Any, args: tuple[Any, ...]) -> bytes:
     """One command in RESP, packed by hiredis (C): redis-py's asyncio connection packs in
     Python, which was a sixth of the CPU of a stream open. Same bytes; arguments hiredis does
@@ -283,6 +288,6 @@ def _packed(conn: Any, args: tuple[Any, ...]) -> bytes:
     if isinstance(args[0], str) and " " in args[0]:
         args = (*args[0].split(), *args[1:])  # "SCRIPT LOAD": redis-py splits the name too
     try:
-        return hiredis.pack_command(args)
+        return _pack_command(args)
     except TypeError:
         return b"".join(conn.pack_command(*args))

@@ -26,6 +26,7 @@ from typing import Any
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
 
 from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout, user_stream
@@ -155,7 +156,7 @@ class ConnectionRegistry:
 
     async def _take(self, keys: list[str], session_id: str | None, lease: Lease) -> Any:
         now = datetime.now(UTC).isoformat()
-        args = [
+        args: list[EncodableT] = [
             lease.connection_id,
             self._limit,
             self._lease_ms,
@@ -175,7 +176,7 @@ class ConnectionRegistry:
         pipe = self._client.pipeline(transaction=False)
         count = 0
         for lease in leases:
-            args = [self._member(lease), self._lease_ms]
+            args: list[EncodableT] = [self._member(lease), self._lease_ms]
             await self._refresh(self._keys(lease), args, client=pipe)
             count += 1
         if count:

@@ -16,7 +16,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 import orjson
@@ -75,7 +75,7 @@ class Claims(BaseModel):
     )
 
 
-def _validated(payload: dict) -> Claims:
+def _validated(payload: dict[str, Any]) -> Claims:
     try:
         return Claims.model_validate(payload)
     except ValidationError as exc:
@@ -208,6 +208,7 @@ class TokenService:
         now = time.time()
         if principal.expires_at - now <= self._expiry_notice:
             raise unauthorized("token_expiring", "the JWT is about to expire: refresh it first")
+        expires = int(min(now + self.ttl, principal.expires_at))
         claims = {
             "typ": "sse",
             "sub": principal.user_id,
@@ -216,9 +217,9 @@ class TokenService:
             "roles": list(principal.roles),
             "jti": secrets.token_urlsafe(16),
             "iat": int(now),
-            "exp": int(min(now + self.ttl, principal.expires_at)),
+            "exp": expires,
         }
-        lifetime = max(0, int(claims["exp"]) - int(now))  # type: ignore[call-overload]
+        lifetime = max(0, expires - int(now))
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM), lifetime
 
     async def spend_sse_token(self, token: str | None) -> Principal:

@@ -63,7 +63,7 @@ class EventEnvelope(BaseModel):
     novel_id: Identifier | None = None
     chapter_id: Identifier | None = None
     workflow_id: Identifier | None = None
-    important: bool = Field(default=None, validate_default=True)  # type: ignore[assignment]
+    important: bool = Field(default=None, validate_default=True)
 
     @field_validator("important", mode="before")
     @classmethod

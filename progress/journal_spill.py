@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import orjson
 import redis
+from redis.typing import EncodableT
 
 from progress.errors import InvalidEvent, StoreUnavailable
 from progress.events import EventEnvelope, encode_event, parse_event
@@ -42,7 +44,7 @@ class RedisJournalSpill:
         landed: dict[uuid.UUID, list[list[str]]] = {}
         for placement in placements:
             landed.setdefault(placement.event_id, []).append([placement.stream, placement.id])
-        mapping = {
+        mapping: dict[EncodableT, EncodableT] = {
             str(event.event_id): _record(event, recipients, landed.get(event.event_id, []))
             for event, recipients in batch
         }
@@ -58,7 +60,9 @@ class RedisJournalSpill:
     def pending(self, limit: int) -> list[SpilledEvent]:
         """Up to ``limit`` kept records (a record that no longer parses is dropped, logged)."""
         try:
-            raw = self.client.hrandfield(self.key, limit, withvalues=True)
+            # With a count and values, on this client (bytes replies, RESP2), the reply is
+            # flat: field, value, field, value...; redis-py types it for every mode.
+            raw = cast(list[bytes], self.client.hrandfield(self.key, limit, withvalues=True))
         except redis.RedisError as exc:
             raise StoreUnavailable(f"could not read the journal spill: {exc}") from exc
         found: list[SpilledEvent] = []

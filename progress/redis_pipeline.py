@@ -13,15 +13,19 @@ policy on connection errors, which resends the whole batch as redis-py's pipelin
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-Command = tuple[str | bytes | int, ...]
+Command = tuple[str | bytes | int | float, ...]
+
+# hiredis' stub types the argument as a 1-tuple (``Tuple[X]``, not ``Tuple[X, ...]``) and
+# leaves the result untyped; it packs a whole command into bytes.
+_pack_command = cast(Callable[[Command], bytes], hiredis.pack_command)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def run_commands(
 def _round_trip(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     pool = client.connection_pool
     conn = pool.get_connection()
-    packed = b"".join([hiredis.pack_command(command) for command in commands])
+    packed = b"".join([_pack_command(command) for command in commands])
 
     def exchange() -> list[Any]:
         conn.send_packed_command([packed])

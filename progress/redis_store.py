@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -253,9 +253,13 @@ def parse_live_message(payload: bytes) -> tuple[str, str, bytes]:
     return epoch.decode(), stream_id.decode(), data
 
 
-def _entries(
-    stream: str, epoch: str, raw: list[tuple[bytes, dict[bytes, bytes]]]
-) -> list[StoredEvent]:
+# The stores' clients never decode replies (no decode_responses): a reply holds bytes where
+# redis-py's types allow bytes or str for either mode. The casts to these types say so.
+_Entries = list[tuple[bytes, dict[bytes, bytes]]]
+_Hash = dict[bytes, bytes]
+
+
+def _entries(stream: str, epoch: str, raw: _Entries) -> list[StoredEvent]:
     return [StoredEvent(stream, epoch, id_.decode(), fields[b"e"]) for id_, fields in raw]
 
 
@@ -354,7 +358,7 @@ class RedisEventStore:
         state = self.stream_state(stream)
         with _translated():
             raw = self.client.xrange(self.layout.events(stream), f"({after_id}", "+", limit)
-        return _entries(stream, state.epoch, raw)
+        return _entries(stream, state.epoch, cast(_Entries, raw))
 
     def stream_state(self, stream: str) -> StreamState:
         """The stream's epoch (created if new), last id and trim mark."""
@@ -367,13 +371,13 @@ class RedisEventStore:
         """The latest snapshot of ``user_id``'s task, or None if the user has no such task."""
         with _translated():
             raw = self.client.hgetall(self.layout.task(user_id, task_id))
-        found = _snapshots([raw])
+        found = _snapshots([cast(_Hash, raw)])
         return found[0] if found else None
 
     def recent_tasks(self, user_id: str, limit: int = 50) -> list[TaskSnapshot]:
         """The user's most recently updated tasks, newest first."""
         with _translated():
-            ids = self.client.zrevrange(self.layout.tasks(user_id), 0, limit - 1)
+            ids = cast(list[bytes], self.client.zrevrange(self.layout.tasks(user_id), 0, limit - 1))
             pipe = self.client.pipeline(transaction=False)
             for task_id in ids:
                 pipe.hgetall(self.layout.task(user_id, task_id.decode()))
@@ -387,7 +391,10 @@ class RedisEventStore:
         """Running tasks with no sign of life for ``silent_for`` seconds: (user, task, last ms)."""
         horizon = (time.time() - silent_for) * 1000
         with _translated():
-            raw = self.client.zrangebyscore(self.layout.running(), "-inf", horizon, withscores=True)
+            raw = cast(
+                list[tuple[bytes, float]],
+                self.client.zrangebyscore(self.layout.running(), "-inf", horizon, withscores=True),
+            )
         found = []
         for member, score in raw:
             user_id, _, task_id = member.decode().partition(" ")
@@ -444,7 +451,7 @@ class AsyncRedisEventStore:
         state = await self.stream_state(stream)
         async with _translated_async():
             raw = await self.client.xrange(self.layout.events(stream), f"({after_id}", "+", limit)
-        return _entries(stream, state.epoch, raw)
+        return _entries(stream, state.epoch, cast(_Entries, raw))
 
     async def stream_state(self, stream: str) -> StreamState:
         """The stream's epoch (created if new), last id and trim mark."""
@@ -459,13 +466,15 @@ class AsyncRedisEventStore:
         """The latest snapshot of ``user_id``'s task, or None if the user has no such task."""
         async with _translated_async():
             raw = await self.client.hgetall(self.layout.task(user_id, task_id))
-        found = _snapshots([raw])
+        found = _snapshots([cast(_Hash, raw)])
         return found[0] if found else None
 
     async def recent_tasks(self, user_id: str, limit: int = 50) -> list[TaskSnapshot]:
         """The user's most recently updated tasks, newest first."""
         async with _translated_async():
-            ids = await self.client.zrevrange(self.layout.tasks(user_id), 0, limit - 1)
+            ids = cast(
+                list[bytes], await self.client.zrevrange(self.layout.tasks(user_id), 0, limit - 1)
+            )
             pipe = self.client.pipeline(transaction=False)
             for task_id in ids:
                 pipe.hgetall(self.layout.task(user_id, task_id.decode()))

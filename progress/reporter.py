@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from progress.errors import NotInTask
 from progress.events import (
@@ -87,6 +87,16 @@ UNRECORDED_MESSAGE = (
 UNRECORDED_SUGGESTION = "Start it again once the service is back; what was saved is kept."
 
 current_run: ContextVar[TaskRun | None] = ContextVar("progress_run", default=None)
+
+
+@overload
+def report_progress(fn: F, *, estimated_seconds: float | None = None) -> F: ...
+
+
+@overload
+def report_progress(
+    fn: None = None, *, estimated_seconds: float | None = None
+) -> Callable[[F], F]: ...
 
 
 def report_progress(

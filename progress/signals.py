@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec
 
 from celery import Task, signals
 from celery.utils.dispatch import Signal
@@ -37,21 +37,21 @@ from progress.runtime import get_reporter, get_settings
 
 log = logging.getLogger("progress.signals")
 
-F = TypeVar("F", bound=Callable[..., None])
+P = ParamSpec("P")
 
 receiver_errors = 0
 
 #: Sent (sender: the task name) after a run of this process ended, with ``run`` (the
 #: :class:`~progress.reporter.TaskRun`) and ``outcome``: ``completed``, ``failed``,
 #: ``retrying`` or ``cancelled``. Sent from the task's thread; receivers must not raise.
-run_ended = Signal(name="progress_run_ended", providing_args={"run", "outcome"})
+run_ended = Signal(name="progress_run_ended", providing_args=["run", "outcome"])
 _connected = False
 _connect_lock = threading.Lock()
 
 
-def _never_raise(receiver: F) -> F:
+def _never_raise(receiver: Callable[P, None]) -> Callable[P, None]:
     @functools.wraps(receiver)
-    def guarded(*args: Any, **kwargs: Any) -> None:
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
         global receiver_errors
         try:
             receiver(*args, **kwargs)
@@ -59,7 +59,7 @@ def _never_raise(receiver: F) -> F:
             receiver_errors += 1
             log.exception("progress receiver %s failed", receiver.__name__)
 
-    return guarded  # type: ignore[return-value]
+    return guarded
 
 
 def _spec(task: Any) -> ProgressSpec | None:
@@ -86,7 +86,7 @@ def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 
 @_never_raise
-def _on_prerun(task_id: str, task: Task, **_: Any) -> None:
+def _on_prerun(task_id: str, task: Task[Any, Any], **_: Any) -> None:
     identity = _identity_of(task.request)
     spec = _spec(task)
     run = None
@@ -128,7 +128,7 @@ def _run_of(task_id: str | None) -> TaskRun | None:
 
 
 @_never_raise
-def _on_success(sender: Task, result: Any = None, **_: Any) -> None:
+def _on_success(sender: Task[Any, Any], result: Any = None, **_: Any) -> None:
     run = _run_of(sender.request.id)
     if run is not None:
         get_reporter().completed(run, summarize_result(result))
@@ -203,7 +203,7 @@ def connect_signals() -> None:
     with _connect_lock:
         if _connected:
             return
-        pairs = [
+        pairs: list[tuple[Signal, Callable[..., None]]] = [
             (signals.before_task_publish, _on_publish),
             (signals.task_prerun, _on_prerun),
             (signals.task_success, _on_success),

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Runs every check and test. Exit 5 from pytest (no tests collected) counts as failure,
-# since a suite that runs nothing proves nothing.
+# Runs every check (scripts/lint.sh, as `make lint`) and test. Exit 5 from pytest (no tests
+# collected) counts as failure, since a suite that runs nothing proves nothing.
 set -euo pipefail
 VENV=${VENV:-.venv}
-"$VENV/bin/ruff" check .
-"$VENV/bin/ruff" format --check .
+VENV="$VENV" "$(dirname "$0")/lint.sh"
 set +e
 "$VENV/bin/python" -m pytest "$@"
 status=$?

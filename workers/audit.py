@@ -11,10 +11,22 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    CursorResult,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from progress.cursor import parse_stream_id
@@ -28,8 +40,9 @@ from workers.sealing import Sealer
 
 # The hot paths (record, mark) use Core statements on the tables: ORM-enabled inserts and
 # updates cost more CPU than the database work itself.
-_AUDIT = EventAudit.__table__
-_STREAMS = EventAuditStream.__table__
+# Declarative classes type ``__table__`` as FromClause; a mapped class's is its Table.
+_AUDIT = cast(Table, EventAudit.__table__)
+_STREAMS = cast(Table, EventAuditStream.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +78,7 @@ class AuditRecord:
 class AuditLog:
     """Audit rows over a session factory, sealing sensitive values with ``sealer``."""
 
-    def __init__(self, sessions: sessionmaker, sealer: Sealer) -> None:
+    def __init__(self, sessions: sessionmaker[Session], sealer: Sealer) -> None:
         self._sessions = sessions
         self._sealer = sealer
 
@@ -306,7 +319,9 @@ class AuditLog:
                 session.execute(
                     delete(EventAuditStream).where(EventAuditStream.audit_id.in_(doomed))
                 )
-                deleted += session.execute(delete(EventAudit).where(in_range)).rowcount or 0
+                # Session.execute is typed to return a Result; for a DELETE it is a CursorResult.
+                gone = cast(CursorResult[Any], session.execute(delete(EventAudit).where(in_range)))
+                deleted += gone.rowcount or 0
         return deleted
 
     def rotate_keys(self, batch_size: int = 500) -> int:

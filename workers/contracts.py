@@ -6,6 +6,7 @@ Every function is synchronous (database, broker); the API calls them from its th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from celery import Celery
 from sqlalchemy import exc
@@ -113,10 +114,15 @@ def start_novel(
     with progress.acting_as(owner_id, session_id, novel_id=novel.id, workflow_id=novel.id):
         # The API never waits for results: do not subscribe to them (ignore_result).
         result = _app().send_task(
-            "workers.create_novel", args=[novel.id], ignore_result=True, **limits()
+            "workers.create_novel", args=[novel.id], ignore_result=True, **_time_limits()
         )
     repo.set_task(novel.id, result.id)
     return repo.get(novel.id), result.id
+
+
+def _time_limits() -> dict[str, Any]:
+    # celery-types declares send_task's time limits int; Celery takes seconds as a float.
+    return cast(dict[str, Any], limits())
 
 
 def list_novels(user_id: str) -> list[Novel]:
@@ -159,7 +165,7 @@ def revise_chapter(
             args=[novel_id, number],
             kwargs={"instructions": instructions},
             ignore_result=True,
-            **limits(),
+            **_time_limits(),
         )
     return str(result.id)
 

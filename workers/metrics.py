@@ -18,7 +18,9 @@ import os
 from collections.abc import Callable, Iterator
 
 from celery.signals import worker_init, worker_process_init
-from celery.utils.log import current_process_index
+
+# celery-types' log.pyi leaves out this public helper.
+from celery.utils.log import current_process_index  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector

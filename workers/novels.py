@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from workers.db import FINISHED_STATUSES, Chapter, Novel, NovelMember, utcnow_naive
@@ -58,7 +59,7 @@ class Invitation:
 class NovelRepository:
     """Novels and chapters over a SQLAlchemy session factory."""
 
-    def __init__(self, sessions: sessionmaker) -> None:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
     def dispose(self) -> None:
@@ -186,12 +187,16 @@ class NovelRepository:
             old = session.scalar(select(Novel.status).where(Novel.id == novel_id))
             if old not in statuses:
                 return None
-            moved = session.execute(
-                update(Novel)
-                .where(Novel.id == novel_id, Novel.status == old)
-                .values(status="failed")
+            # Session.execute is typed to return a Result; for an UPDATE it is a CursorResult.
+            moved = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(Novel)
+                    .where(Novel.id == novel_id, Novel.status == old)
+                    .values(status="failed")
+                ),
             )
-            return old if moved.rowcount == 1 else None  # type: ignore[attr-defined]
+            return old if moved.rowcount == 1 else None
 
     def changed_in(self, statuses: Sequence[str]) -> list[NovelChange]:
         """Id, owner and time of last change of every novel whose status is in ``statuses``."""

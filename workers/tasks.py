@@ -15,10 +15,10 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
-from celery import chain, chord, group, shared_task
+from celery import Task, chain, chord, group, shared_task
 from celery.canvas import Signature
 
 import progress
@@ -36,7 +36,19 @@ from workers.watchdog import watch_running_tasks
 log = logging.getLogger("workers.tasks")
 
 _CANCEL_CHECK_EVERY = 10
-_RETRY = {
+
+
+class _RetryOptions(TypedDict):
+    """shared_task's retry options for the steps that call the text generator."""
+
+    autoretry_for: tuple[type[Exception], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    retry_jitter: bool
+    max_retries: int
+
+
+_RETRY: _RetryOptions = {
     "autoretry_for": (TransientLLMError,),
     "retry_backoff": 2,
     "retry_backoff_max": 60,
@@ -87,7 +99,14 @@ class GenerationTimeout(TimeoutError):
     retryable = True
 
 
-def limits() -> dict[str, float]:
+class TimeLimits(TypedDict):
+    """Celery's per-message time limits, in seconds."""
+
+    soft_time_limit: float
+    time_limit: float
+
+
+def limits() -> TimeLimits:
     """Per-message time limits: every pool honours those (worker-wide ones need prefork's
     timer and are easy to miss)."""
     soft = resources.settings().soft_time_limit_seconds
@@ -96,7 +115,7 @@ def limits() -> dict[str, float]:
 
 @shared_task(name="workers.create_novel", bind=True)
 @progress.report_progress(estimated_seconds=2)
-def create_novel(self: Any, novel_id: str) -> dict[str, str]:
+def create_novel(self: Task[Any, Any], novel_id: str) -> dict[str, str]:
     """Start the novel's workflow: outline, then chapters in parallel, then review."""
     novel = resources.novels().get(novel_id)
 

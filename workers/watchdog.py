@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from progress.events import EventEnvelope, TaskFailed, TaskStalled
 from progress.redis_store import RedisEventStore
@@ -22,6 +23,15 @@ from progress.snapshot import TaskSnapshot
 
 STALL_AFTER = 3
 FAIL_AFTER = 6
+
+
+class _Subject(TypedDict):
+    """The envelope fields of a watchdog event: whose task it is about."""
+
+    user_id: str
+    task_id: str
+    novel_id: str | None
+
 
 WORKER_LOST_SUGGESTION = (
     "The machine running this task stopped. Start it again; what was saved is kept."
@@ -40,7 +50,7 @@ def watch_running_tasks(store: RedisEventStore, heartbeat_seconds: float) -> dic
     for user_id, task_id, last_ms in store.quiet_tasks(STALL_AFTER * heartbeat_seconds):
         silent = now - last_ms / 1000
         snapshot = store.task_snapshot(user_id, task_id)
-        envelope = {
+        envelope: _Subject = {
             "user_id": user_id,
             "task_id": task_id,
             "novel_id": snapshot.novel_id if snapshot else None,

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from api.deps import AdminUser, AdminWriter, Services
 from api.errors import COMMON_ERRORS
 from api.notifications import ErrorRequest, NotificationRequest, build_events, level_of
+from progress.outbox import Outgoing
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=COMMON_ERRORS)
 log = logging.getLogger("api.admin")
@@ -27,7 +28,7 @@ async def _send(
     services: Services, admin: AdminUser, request: NotificationRequest | ErrorRequest
 ) -> Sent:
     events = build_events(request)
-    batch = [(event, ()) for event in events]
+    batch: list[Outgoing] = [(event, ()) for event in events]
     if services.archive is not None:
         await services.archive.publish(batch)  # journaled in SQL first: survives a Redis loss
     else:
