@@ -1,7 +1,7 @@
 """The connection registry in Redis: one expiring lease per open stream, a per-user limit.
 
     rt:{u:<user>}:conns            sorted set: <conn id>@<run> -> lease expiry (ms, Redis time)
-    rt:{u:<user>}:conn:<conn id>   hash: user_id, session_id, instance_id, connected_at
+    rt:{u:<user>}:conn:<conn id>   hash: connection_id, session_id, instance_id, connected_at
     rt:instances                   sorted set: <run> -> alive until (ms, Redis time)
 
 Leases are refreshed while the stream lives and removed when it ends. A lease names the run

@@ -75,3 +75,12 @@ def test_a_channel_maps_back_to_its_stream() -> None:
         assert KeyLayout("claims").stream_of_channel(KeyLayout("claims").channel(stream)) == stream
     assert user_of_stream(USER) == "42"
     assert user_of_stream(BROADCAST) is None
+
+
+def test_every_key_of_a_user_carries_the_users_hash_tag() -> None:
+    """A script may touch one Redis Cluster slot: a user's keys must share ``{u:<user>}``."""
+    for name, method in inspect.getmembers(KeyLayout, inspect.isfunction):
+        parameters = list(inspect.signature(method).parameters)[1:]
+        if parameters[:1] == ["user_id"]:
+            key = method(LAYOUT, "42", *parameters[1:])
+            assert key.startswith("rt:{u:42}:"), name
