@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from api.authz import EventMeta
 from progress.errors import StoreUnavailable
 from progress.events import EVENT_TYPES
-from progress.keys import KeyLayout, user_stream
+from progress.keys import KeyLayout
 
 Level = Literal["info", "warning", "critical"]
 _RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -78,12 +78,11 @@ class PreferenceStore:
 
     def __init__(self, client: redis.asyncio.Redis, prefix: str = "rt") -> None:
         self._client = client
-        self._prefix = prefix
-        self._control = KeyLayout(prefix).control()
+        self._layout = KeyLayout(prefix)
 
     def key(self, user_id: str) -> str:
         """Where ``user_id``'s preferences are stored."""
-        return f"{self._prefix}:{{{user_stream(user_id)}}}:prefs"
+        return self._layout.preferences(user_id)
 
     @staticmethod
     def parse(raw: bytes | str | None) -> NotificationPreferences:
@@ -103,7 +102,7 @@ class PreferenceStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             pipe.set(self.key(user_id), preferences.model_dump_json())
-            pipe.publish(self._control, changed_message(user_id, preferences))
+            pipe.publish(self._layout.control(), changed_message(user_id, preferences))
             await pipe.execute()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc

@@ -31,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.errors import ApiError
 from api.security import Principal
-from progress.keys import user_stream
+from progress.keys import KeyLayout
 
 log = logging.getLogger("api.ratelimit")
 
@@ -116,14 +116,11 @@ class AbuseGuard:
     ) -> None:
         self._client = client
         self._limits = limits
-        self._prefix = prefix
+        self._layout = KeyLayout(prefix)
         self._bucket = client.register_script(BUCKET_LUA)
         self._strike = client.register_script(STRIKE_LUA)
         self._on_refused = on_refused
         self._on_error = on_error
-
-    def _ip(self, ip: str, what: str) -> str:
-        return f"{self._prefix}:{{ip:{ip}}}:{what}"
 
     async def admit(self, action: str, ip: str, user_id: str | None) -> None:
         """Let the request through, or raise ApiError 403 ``ip_banned`` / 429 ``rate_limited``."""
@@ -134,7 +131,7 @@ class AbuseGuard:
         user_rate = self._limits.per_user.get(action)
         user_check = None
         if user_id is not None and user_rate is not None:
-            key = f"{self._prefix}:{{{user_stream(user_id)}}}:rl:{action}"
+            key = self._layout.user_bucket(user_id, action)
             user_check = asyncio.ensure_future(
                 self._bucket([key, ""], [user_rate.per_second, user_rate.burst])
             )
@@ -142,7 +139,7 @@ class AbuseGuard:
             try:
                 results = [
                     await self._bucket(
-                        [self._ip(ip, f"rl:{action}"), self._ip(ip, "ban")],
+                        [self._layout.ip_bucket(ip, action), self._layout.ip_ban(ip)],
                         [ip_rate.per_second, ip_rate.burst],
                     )
                 ]
@@ -166,7 +163,7 @@ class AbuseGuard:
         """Charge one request to ``user_id``'s ``action`` bucket; ApiError 429 ``rate_limited``
         (with Retry-After) when it is empty. No strike: the user, not the address, is over."""
         rate = self._limits.per_user[action]
-        key = f"{self._prefix}:{{{user_stream(user_id)}}}:rl:{action}"
+        key = self._layout.user_bucket(user_id, action)
         try:
             allowed, wait, _ = (
                 int(v) for v in await self._bucket([key, ""], [rate.per_second, rate.burst])
@@ -183,7 +180,7 @@ class AbuseGuard:
         try:
             return int(
                 await self._strike(
-                    [self._ip(ip, "strikes"), self._ip(ip, "ban")],
+                    [self._layout.ip_strikes(ip), self._layout.ip_ban(ip)],
                     [
                         int(limits.strike_window_seconds * 1000),
                         limits.ban_after,

@@ -1,7 +1,7 @@
 """The connection registry in Redis: one expiring lease per open stream, a per-user limit.
 
     rt:{u:<user>}:conns            sorted set: <conn id>@<run> -> lease expiry (ms, Redis time)
-    rt:{u:<user>}:conn:<conn id>   hash: user_id, session_id, instance_id, connected_at
+    rt:{u:<user>}:conn:<conn id>   hash: connection_id, session_id, instance_id, connected_at
     rt:instances                   sorted set: <run> -> alive until (ms, Redis time)
 
 Leases are refreshed while the stream lives and removed when it ends. A lease names the run
@@ -29,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from progress.errors import StoreUnavailable
-from progress.keys import KeyLayout, user_stream
+from progress.keys import KeyLayout
 
 # KEYS: conns, conn[, a key of the same user to read back]
 # ARGV: conn id, limit, lease ms, session id, instance id, connected at, run, dead runs...
@@ -124,8 +124,7 @@ class ConnectionRegistry:
         self._limit = limit
         self._lease_ms = int(lease_seconds * 1000)
         self._alive_ms = int(alive_seconds * 1000)
-        self._prefix = prefix
-        self._instances = KeyLayout(prefix).instances()
+        self._layout = KeyLayout(prefix)
         #: Runs seen dead by the last heartbeat: their leases no longer count.
         self.dead: tuple[str, ...] = ()
         self._acquire = client.register_script(ACQUIRE_LUA)
@@ -134,8 +133,8 @@ class ConnectionRegistry:
         self._heartbeat = client.register_script(HEARTBEAT_LUA)
 
     def _keys(self, lease: Lease) -> list[str]:
-        tag = f"{self._prefix}:{{{user_stream(lease.user_id)}}}"
-        return [f"{tag}:conns", f"{tag}:conn:{lease.connection_id}"]
+        layout = self._layout
+        return [layout.leases(lease.user_id), layout.connection(lease.user_id, lease.connection_id)]
 
     def _member(self, lease: Lease) -> str:
         return f"{lease.connection_id}@{self.run}"
@@ -192,7 +191,7 @@ class ConnectionRegistry:
         """Say this run is alive for ``alive_seconds`` more (with ``alive=False``: that it has
         ended) and learn which runs are dead; one round trip."""
         dead = await self._heartbeat(
-            [self._instances], [self.run, self._alive_ms if alive else 0, self._lease_ms]
+            [self._layout.instances()], [self.run, self._alive_ms if alive else 0, self._lease_ms]
         )
         runs = tuple(run.decode() if isinstance(run, bytes) else str(run) for run in dead)
         self.dead = tuple(run for run in runs if run != self.run)
@@ -200,5 +199,4 @@ class ConnectionRegistry:
 
     async def count(self, user_id: str) -> int:
         """Leases of ``user_id`` across all instances (dead runs' included until dropped)."""
-        conns, _ = self._keys(Lease(user_id, "-"))
-        return int(await self._client.zcount(conns, "-inf", "+inf"))
+        return int(await self._client.zcount(self._layout.leases(user_id), "-inf", "+inf"))

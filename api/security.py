@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.errors import ApiError, unauthorized
 from progress.errors import StoreUnavailable
-from progress.keys import user_stream
+from progress.keys import KeyLayout
 
 _ALGORITHM = "HS256"
 
@@ -182,7 +182,7 @@ class TokenService:
     ) -> None:
         self._secret = secret
         self._client = client
-        self._prefix = prefix
+        self._layout = KeyLayout(prefix)
         self.ttl = ttl
         self._expiry_notice = expiry_notice
 
@@ -230,7 +230,7 @@ class TokenService:
         if claims.typ != "sse" or claims.jti is None:
             raise unauthorized("token_wrong_type", "this is not an sse_token")
         user_id = claims.sub
-        key = f"{self._prefix}:{{{user_stream(user_id)}}}:sse-token:{claims.jti}"
+        key = self._layout.spent_sse_token(user_id, claims.jti)
         try:
             spent = await self._client.set(key, "1", nx=True, ex=self.ttl + 5)
         except (RedisConnectionError, RedisTimeoutError) as exc:

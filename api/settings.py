@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Self
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from progress.store import StoreSettings
 
@@ -36,8 +36,12 @@ def is_public_secret(secret: str) -> bool:
     return secret in PUBLIC_JWT_SECRETS or secret.startswith(PUBLIC_SECRET_PREFIXES)
 
 
-class ApiSettings(BaseSettings):
-    """Everything the API needs; build one in code for tests."""
+class ApiSettings(StoreSettings):
+    """Everything the API needs; build one in code for tests.
+
+    The store's settings (``PROGRESS_KEY_PREFIX``, ``PROGRESS_RETENTION_SECONDS``,
+    ``PROGRESS_MAX_STREAM_LENGTH``, ``PROGRESS_STREAMS_PER_CALL``) come from ``StoreSettings``,
+    the model the workers' settings extend too: the API's writes follow the same limits."""
 
     model_config = SettingsConfigDict(env_prefix="SSE_", extra="ignore", populate_by_name=True)
 
@@ -48,13 +52,6 @@ class ApiSettings(BaseSettings):
         default=DEV_JWT_SECRET,
         validation_alias=AliasChoices("JWT_SECRET"),
         min_length=32,
-    )
-    key_prefix: str = Field(default="rt", validation_alias=AliasChoices("PROGRESS_KEY_PREFIX"))
-    retention_seconds: float = Field(
-        default=24 * 3600, validation_alias=AliasChoices("PROGRESS_RETENTION_SECONDS")
-    )
-    streams_per_call: int = Field(
-        default=64, ge=1, validation_alias=AliasChoices("PROGRESS_STREAMS_PER_CALL")
     )
     instance_id: str = Field(default_factory=lambda: f"api-{secrets.token_hex(4)}")
     #: Seconds an sse_token stays valid.
@@ -218,11 +215,3 @@ class ApiSettings(BaseSettings):
                 "sealed with the PUBLIC development key: development only"
             )
         return warnings
-
-    def store_settings(self) -> StoreSettings:
-        """The store settings shared with the workers."""
-        return StoreSettings(
-            prefix=self.key_prefix,
-            retention_seconds=self.retention_seconds,
-            streams_per_call=self.streams_per_call,
-        )

@@ -10,6 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from progress.errors import StoreUnavailable
+from progress.keys import KeyLayout
 
 #: The scan stops after this many keys (the report then says it is not complete).
 MAX_STREAMS_MEASURED = 2000
@@ -21,7 +22,7 @@ class StreamMemory:
 
     def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
         self._client = client
-        self._pattern = f"{prefix}:{{*}}:events"
+        self._pattern = KeyLayout(prefix).all_events()
         self._last: tuple[float, dict[str, Any]] | None = None
 
     async def measure(self) -> dict[str, Any]:

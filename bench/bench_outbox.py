@@ -26,7 +26,7 @@ from contextlib import ExitStack
 from sqlalchemy import func, select
 
 from progress.events import TaskCompleted
-from progress.keys import user_stream
+from progress.keys import KeyLayout, user_stream
 from progress.outbox import OutboxWriter
 from progress.pump import EventPump
 from progress.redis_server import RedisServer
@@ -60,7 +60,7 @@ def audit_log(url: str) -> AuditLog:
 def check(url: str, redis_url: str, users: list[str], total: int) -> None:
     """Exit unless every event is once in Redis and once, published, in SQL."""
     client = connect(redis_url)
-    in_redis = sum(client.xlen(f"rt:{{{user_stream(u)}}}:events") for u in users)
+    in_redis = sum(client.xlen(KeyLayout().events(user_stream(u))) for u in users)
     client.close()
     engine = make_engine(url)
     with make_sessions(engine)() as session:

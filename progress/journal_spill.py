@@ -34,7 +34,7 @@ class RedisJournalSpill:
     def __init__(self, client: redis.Redis, settings: StoreSettings | None = None) -> None:
         self.client = client
         current = settings or StoreSettings()
-        self.key = KeyLayout(current.prefix).journal_pending()
+        self.key = KeyLayout(current.key_prefix).journal_pending()
         self._ttl_ms = int(current.retention_seconds * 1000)
 
     def keep(self, batch: Sequence[Outgoing], placements: Sequence[Placement] = ()) -> None:

@@ -1,7 +1,10 @@
-"""The Redis key layout. Documented in docs/redis.md; change both together.
+"""The Redis key layout: every key and channel name of the system is built here.
 
-Every key of one user shares the hash tag ``{u:<user_id>}`` so a user's stream, stream meta,
-task snapshots and pub/sub channel live on one Redis Cluster shard. Broadcast keys use ``{b}``.
+Documented in docs/redis.md, whose table tests/unit/test_redis_key_table.py checks against this
+class: change both together. Every key of one user shares the hash tag ``{u:<user_id>}`` so a
+user's stream, stream meta, task snapshots, pub/sub channel, leases and buckets live on one
+Redis Cluster shard (a Lua script may touch one slot only). Broadcast keys use ``{b}``, an
+address's abuse keys ``{ip:<address>}``, a novel's readers ``{n:<novel_id>}``.
 """
 
 from __future__ import annotations
@@ -28,20 +31,23 @@ class KeyLayout:
     prefix: str = "rt"
 
     def events(self, stream: str) -> str:
-        """The Redis stream of events (XADD/XRANGE)."""
+        """Stream ``rt:{<stream>}:events`` (``rt:{u:<user>}:events``, ``rt:{b}:events``): the
+        events, field ``e`` = event JSON (XADD/XRANGE)."""
         return f"{self.prefix}:{{{stream}}}:events"
 
     def meta(self, stream: str) -> str:
-        """Hash: ``epoch`` of the stream, ``trimmed_before`` once anything was trimmed."""
+        """Hash ``rt:{<stream>}:meta``: ``epoch`` of the stream, ``trimmed_before`` once anything
+        was trimmed."""
         return f"{self.prefix}:{{{stream}}}:meta"
 
     def seen(self, stream: str) -> str:
-        """Sorted set of the ids of important events appended to the stream (score: ms), so an
-        outbox re-push of the same event is not appended twice; trimmed to the retention."""
+        """Sorted set ``rt:{<stream>}:seen``: the ids of important events appended to the stream
+        (score: ms), so an outbox re-push of the same event is not appended twice; trimmed to
+        the retention."""
         return f"{self.prefix}:{{{stream}}}:seen"
 
     def channel(self, stream: str) -> str:
-        """The pub/sub channel live events of the stream are published on."""
+        """Pub/sub channel ``rt:{<stream>}:live``: live events of the stream."""
         return f"{self.prefix}:{{{stream}}}:live"
 
     def stream_of_channel(self, channel: str) -> str:
@@ -49,39 +55,84 @@ class KeyLayout:
         return channel[len(self.prefix) + 2 : -len("}:live")]
 
     def task(self, user_id: str, task_id: str) -> str:
-        """Hash: latest snapshot of one task, under its owner's tag."""
+        """Hash ``rt:{u:<user>}:task:<task>``: latest snapshot of one task, under its owner's
+        tag."""
         return f"{self.prefix}:{{{user_stream(user_id)}}}:task:{task_id}"
 
     def running(self) -> str:
-        """Sorted set of running tasks (``<user> <task>``) scored by last sign of life (ms)."""
+        """Sorted set ``rt:running``: running tasks (``<user> <task>``) scored by last sign of
+        life (ms)."""
         return f"{self.prefix}:running"
 
     def readers(self, novel_id: str) -> str:
-        """Set of user ids that may read a novel (owner and members), kept by the domain."""
+        """Set ``rt:{n:<novel>}:readers``: user ids that may read a novel (owner and members),
+        kept by the domain."""
         return f"{self.prefix}:{{n:{novel_id}}}:readers"
 
     def control(self) -> str:
-        """Pub/sub channel for access changes, heard by every API instance."""
+        """Pub/sub channel ``rt:control``: access, preference and mode changes, heard by every API
+        instance."""
         return f"{self.prefix}:control"
 
     def realtime_mode(self) -> str:
-        """Hash: the operators' realtime mode (``mode``, ``percent``, ``updated_at``)."""
+        """Hash ``rt:realtime``: the operators' realtime mode (``mode``, ``percent``,
+        ``updated_at``)."""
         return f"{self.prefix}:realtime"
 
     def instances(self) -> str:
-        """Sorted set of the API's runs (processes) scored by the time they are alive until
-        (ms); stream leases name their run, and a dead run's leases stop counting."""
+        """Sorted set ``rt:instances``: the API's runs (processes) scored by the time they are
+        alive until (ms); stream leases name their run, and a dead run's leases stop counting."""
         return f"{self.prefix}:instances"
 
     def cancel(self, task_id: str) -> str:
-        """Flag asking a running task to stop."""
+        """String ``rt:cancel:<task>``: asks a running task (or, under a novel's id, every step of
+        its workflow) to stop."""
         return f"{self.prefix}:cancel:{task_id}"
 
     def journal_pending(self) -> str:
-        """Hash: important events pushed while the SQL journal was unreachable (event id ->
-        spilled record), written to the journal once it is back (``progress.journal_spill``)."""
+        """Hash ``rt:journal-pending``: important events pushed while the SQL journal was
+        unreachable (event id -> spilled record), written to the journal once it is back
+        (``progress.journal_spill``)."""
         return f"{self.prefix}:journal-pending"
 
     def tasks(self, user_id: str) -> str:
-        """Sorted set of the user's task ids, scored by last update (ms)."""
+        """Sorted set ``rt:{u:<user>}:tasks``: the user's task ids, scored by last update (ms)."""
         return f"{self.prefix}:{{{user_stream(user_id)}}}:tasks"
+
+    def all_events(self) -> str:
+        """SCAN match pattern of every event stream (``rt:{*}:events``), users' and
+        broadcast; a pattern, not a key."""
+        return f"{self.prefix}:{{*}}:events"
+
+    def leases(self, user_id: str) -> str:
+        """Sorted set ``rt:{u:<user>}:conns``: the user's open streams, ``<connection>@<run>``
+        scored by lease expiry (ms)."""
+        return f"{self.prefix}:{{{user_stream(user_id)}}}:conns"
+
+    def connection(self, user_id: str, connection_id: str) -> str:
+        """Hash ``rt:{u:<user>}:conn:<connection>``: who holds one open stream, and where."""
+        return f"{self.prefix}:{{{user_stream(user_id)}}}:conn:{connection_id}"
+
+    def spent_sse_token(self, user_id: str, jti: str) -> str:
+        """String ``rt:{u:<user>}:sse-token:<jti>``: marks the sse_token ``jti`` as used."""
+        return f"{self.prefix}:{{{user_stream(user_id)}}}:sse-token:{jti}"
+
+    def preferences(self, user_id: str) -> str:
+        """String ``rt:{u:<user>}:prefs``: the user's notification preferences as JSON."""
+        return f"{self.prefix}:{{{user_stream(user_id)}}}:prefs"
+
+    def user_bucket(self, user_id: str, action: str) -> str:
+        """Hash ``rt:{u:<user>}:rl:<action>``: the user's token bucket for ``action``."""
+        return f"{self.prefix}:{{{user_stream(user_id)}}}:rl:{action}"
+
+    def ip_bucket(self, ip: str, action: str) -> str:
+        """Hash ``rt:{ip:<ip>}:rl:<action>``: the client address's token bucket for ``action``."""
+        return f"{self.prefix}:{{ip:{ip}}}:rl:{action}"
+
+    def ip_strikes(self, ip: str) -> str:
+        """String ``rt:{ip:<ip>}:strikes``: the address's strikes in the current window."""
+        return f"{self.prefix}:{{ip:{ip}}}:strikes"
+
+    def ip_ban(self, ip: str) -> str:
+        """String ``rt:{ip:<ip>}:ban``: exists while the address is banned."""
+        return f"{self.prefix}:{{ip:{ip}}}:ban"

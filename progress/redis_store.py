@@ -329,7 +329,7 @@ class RedisEventStore:
     def __init__(self, client: redis.Redis, settings: StoreSettings | None = None) -> None:
         self.client = client
         self.settings = settings or StoreSettings()
-        self.layout = KeyLayout(self.settings.prefix)
+        self.layout = KeyLayout(self.settings.key_prefix)
         self._state = client.register_script(STATE_LUA)
 
     def append(self, event: EventEnvelope, recipients: Sequence[str] = ()) -> list[StoredEvent]:
@@ -418,7 +418,7 @@ class AsyncRedisEventStore:
     def __init__(self, client: redis.asyncio.Redis, settings: StoreSettings | None = None) -> None:
         self.client = client
         self.settings = settings or StoreSettings()
-        self.layout = KeyLayout(self.settings.prefix)
+        self.layout = KeyLayout(self.settings.key_prefix)
         self._append = client.register_script(APPEND_LUA)
         self._state = client.register_script(STATE_LUA)
 

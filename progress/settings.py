@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from progress.store import StoreSettings
 
 
-class ProgressSettings(BaseSettings):
-    """How workers report progress. Build one in code for tests; nothing reads env at import."""
+class ProgressSettings(StoreSettings):
+    """How workers report progress. Build one in code for tests; nothing reads env at import.
+
+    The store's settings (``key_prefix``, ``retention_seconds``, ``max_stream_length``,
+    ``streams_per_call``) come from ``StoreSettings``, shared with the API."""
 
     model_config = SettingsConfigDict(env_prefix="PROGRESS_", extra="ignore", populate_by_name=True)
 
@@ -17,11 +20,6 @@ class ProgressSettings(BaseSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "PROGRESS_REDIS_URL"),
     )
-    key_prefix: str = "rt"
-    retention_seconds: float = Field(default=24 * 3600, gt=0)
-    max_stream_length: int = Field(default=10_000, ge=10)
-    #: Streams appended to in one script call; 1 on Redis Cluster.
-    streams_per_call: int = Field(default=64, ge=1)
     throttle_seconds: float = Field(default=1.0, ge=0)
     heartbeat_seconds: float = Field(default=60.0, gt=0)
     #: Celery task names that report started/completed/failed without the decorator.
@@ -32,12 +30,3 @@ class ProgressSettings(BaseSettings):
     max_queued_events: int = Field(default=10_000, ge=1)
     #: How long a finishing task waits for its events to be stored.
     flush_timeout_seconds: float = Field(default=5.0, ge=0)
-
-    def store_settings(self) -> StoreSettings:
-        """The part of these settings the event store needs."""
-        return StoreSettings(
-            prefix=self.key_prefix,
-            retention_seconds=self.retention_seconds,
-            max_stream_length=self.max_stream_length,
-            streams_per_call=self.streams_per_call,
-        )

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from progress.cursor import ZERO_ID, StreamState, id_after
 from progress.events import EventEnvelope, encode_event
@@ -23,15 +24,33 @@ from progress.keys import BROADCAST, user_stream
 from progress.snapshot import TaskSnapshot, snapshot_fields
 
 
-class StoreSettings(BaseModel):
-    """How long and how much history the store keeps."""
+class StoreSettings(BaseSettings):
+    """Where the store keeps events and how much, from ``PROGRESS_*``; build one in code for
+    tests. The one model of these settings: the workers' ``ProgressSettings`` and the API's
+    ``ApiSettings`` extend it, so both processes read the same variables and a setting added
+    here reaches both stores."""
 
-    prefix: str = "rt"
-    retention_seconds: float = Field(default=24 * 3600, gt=0)
-    max_stream_length: int = Field(default=10_000, ge=10)
+    # Each field names its variable, so the API's env_prefix (SSE_) does not move it.
+    model_config = SettingsConfigDict(env_prefix="PROGRESS_", extra="forbid", populate_by_name=True)
+
+    #: Starts every Redis key and channel name (``progress.keys.KeyLayout``).
+    key_prefix: str = Field(default="rt", validation_alias=AliasChoices("PROGRESS_KEY_PREFIX"))
+    retention_seconds: float = Field(
+        default=24 * 3600, gt=0, validation_alias=AliasChoices("PROGRESS_RETENTION_SECONDS")
+    )
+    max_stream_length: int = Field(
+        default=10_000, ge=10, validation_alias=AliasChoices("PROGRESS_MAX_STREAM_LENGTH")
+    )
     #: Streams the Redis store appends to in one script call; 1 on Redis Cluster, where one
     #: call must touch one user's keys only.
-    streams_per_call: int = Field(default=64, ge=1)
+    streams_per_call: int = Field(
+        default=64, ge=1, validation_alias=AliasChoices("PROGRESS_STREAMS_PER_CALL")
+    )
+
+    def store_settings(self) -> StoreSettings:
+        """Only the store's settings (of ``ProgressSettings`` or ``ApiSettings``: their store
+        part, every field of this class)."""
+        return StoreSettings(**{name: getattr(self, name) for name in StoreSettings.model_fields})
 
 
 @dataclass(frozen=True, slots=True)

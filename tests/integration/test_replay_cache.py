@@ -16,7 +16,7 @@ from progress.store import StoreSettings
 pytestmark = pytest.mark.integration
 
 # A prefix of its own: broadcast events are in every user's history, and the Redis is shared.
-SETTINGS = StoreSettings(prefix="replay-test")
+SETTINGS = StoreSettings(key_prefix="replay-test")
 
 
 def _notices(store: RedisEventStore, count: int) -> list[str]:

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 
+from progress.keys import KeyLayout, user_stream
 from progress.redis_server import RedisServer
 from tests.integration.test_sse_stream import open_stream
 from tests.servers import ApiServer
@@ -232,3 +234,30 @@ def test_the_operations_report_is_for_admins(
         assert report["backpressure"]["saturated"] is False
     finally:
         stream.close()
+
+
+def test_the_apis_own_writes_keep_streams_to_the_configured_length(
+    redis_server: RedisServer, database: str, user_id: str
+) -> None:
+    """PROGRESS_MAX_STREAM_LENGTH caps what the API appends (notifications, resends) as it caps
+    the workers' appends: both read the one store settings model."""
+    sent, cap = 150, 10
+    unlimited = {"SSE_RATE_WRITE_USER_PER_SECOND": "100000", "SSE_RATE_WRITE_USER_BURST": "100000"}
+    url = f"{redis_server.url}/0"
+    with ApiServer(
+        url, DATABASE_URL=database, PROGRESS_MAX_STREAM_LENGTH=str(cap), **unlimited
+    ) as api:
+        for n in range(sent):
+            body = {
+                "level": "info",
+                "message": f"note {n}",
+                "target": {"audience": "users", "user_ids": [user_id]},
+            }
+            assert notify(api, body).status_code == 202
+    client = redis.Redis.from_url(url)
+    try:
+        length = client.xlen(KeyLayout().events(user_stream(user_id)))
+    finally:
+        client.close()
+    # MAXLEN ~ trims whole radix-tree nodes (at most 100 entries each): a little over the cap
+    assert 0 < length <= cap + 100 < sent

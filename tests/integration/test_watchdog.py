@@ -28,7 +28,7 @@ def store(redis_url: str, user_id: str) -> Iterator[RedisEventStore]:
     # Its own key prefix: the running-task index is global, and other tests leave tasks in it.
     prefix = f"wd-{user_id}"
     progress.configure(ProgressSettings(redis_url=redis_url, key_prefix=prefix))
-    store = RedisEventStore(connect(redis_url), StoreSettings(prefix=prefix))
+    store = RedisEventStore(connect(redis_url), StoreSettings(key_prefix=prefix))
     yield store
     store.close()
     progress.configure(None)
