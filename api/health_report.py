@@ -19,9 +19,10 @@ log = logging.getLogger("api.health")
 async def health(services: ApiServices) -> tuple[dict[str, Any], int]:
     """The public status and its HTTP status (503 when Redis does not answer).
 
-    A database that does not answer makes the status ``degraded``, not 503: streams, history
-    and tasks still work without it, and a 503 would take every instance out of rotation (or
-    get it restarted) for an outage no instance can fix.
+    A database that does not answer, or a journal that still lacks events of an outage (they
+    wait in the spill), makes the status ``degraded``, not 503: streams, history and tasks
+    still work without it, and a 503 would take every instance out of rotation (or get it
+    restarted) for an outage no instance can fix.
     """
     body: dict[str, Any] = {
         "instance_id": services.settings.instance_id,
@@ -48,8 +49,13 @@ async def health(services: ApiServices) -> tuple[dict[str, Any], int]:
             "redis": {"reachable": False, "error": STORE_UNAVAILABLE},
         }
         return body, 503
+    # Important events pushed while the database was down wait in the journal spill: "ok"
+    # also means the journal holds them (a later Redis loss could not take them away).
+    spilled = await services.journal_behind(database_up=database is not None)
+    body["database"]["journal_spilled"] = spilled
+    up = services.hub.link_up and database is not None and spilled == 0
     body |= {
-        "status": "ok" if services.hub.link_up and database is not None else "degraded",
+        "status": "ok" if up else "degraded",
         "redis": {"reachable": True, "latency_ms": round(latency * 1000, 2)},
     }
     return body, 200

@@ -81,6 +81,7 @@ class ApiServices:
     _probe: asyncio.Task[None] | None = None
     _heartbeat: asyncio.Task[None] | None = None
     _database_probe: asyncio.Task[None] | None = None
+    _drain: asyncio.Future[int] | None = None
     #: The tasks writing open streams (stuck writes and the shutdown grace end them).
     open_streams: OpenStreams = field(default_factory=OpenStreams)
     #: The SQL audit of important events (replay beyond Redis, admin audit endpoints).
@@ -242,17 +243,54 @@ class ApiServices:
         self.metrics.database_ping(seconds)
         return seconds
 
+    async def journal_spilled(self) -> int | None:
+        """How many journal records wait in the spill (``rt:journal-pending``): important
+        events pushed while the database was down and not in the audit table yet; None when
+        Redis did not say."""
+        key = KeyLayout(self.settings.key_prefix).journal_pending()
+        try:
+            return int(await self.client.hlen(key))
+        except (RedisError, OSError):
+            return None
+
+    async def _drain_spill(self, archive: Archive) -> int:
+        # Callers while a drain runs share it (it goes on if they stop waiting); raises what
+        # the database or Redis raise (nothing leaves the spill then).
+        if self._drain is None or self._drain.done():
+            settings = self.settings
+            self._drain = asyncio.ensure_future(
+                archive.drain_spill(settings.redis_url, settings.store_settings())
+            )
+            self._drain.add_done_callback(_retrieve)
+        return await asyncio.shield(self._drain)
+
+    async def journal_behind(self, database_up: bool) -> int | None:
+        """Journal records still in the spill; with the database up, after a drain (bounded
+        by ``SSE_DATABASE_PING_TIMEOUT_SECONDS``), so health says "ok" only once the journal
+        holds every important event pushed during an outage. None when Redis did not say."""
+        spilled = await self.journal_spilled()
+        archive = self.archive
+        if not spilled or not database_up or archive is None:
+            return spilled
+        try:
+            await asyncio.wait_for(
+                self._drain_spill(archive), self.settings.database_ping_timeout_seconds
+            )
+        except Exception as exc:  # slow, or the database or Redis failed again: say so
+            log.warning("could not write the journal spill (%s: %s)", type(exc).__name__, exc)
+        return await self.journal_spilled()
+
     async def _probe_database_forever(self, archive: Archive) -> None:
         # Workers spill journal records while the database is down and drain them on their
-        # own schedule; the API drains as soon as it sees the database (back) up.
+        # own schedule; the API drains as soon as it sees the database (back) up (and health
+        # does when it finds records waiting: see journal_behind).
         spilled_since_drain = True
         while True:
             if await self.ping_database() is None:
                 spilled_since_drain = True
             elif spilled_since_drain:
                 try:
-                    settings = self.settings
-                    await archive.drain_spill(settings.redis_url, settings.store_settings())
+                    await self._drain_spill(archive)
                     spilled_since_drain = False
                 except Exception as exc:  # Redis or the database failed again: next probe
                     log.warning(
@@ -267,6 +305,12 @@ class ApiServices:
                 await self.registry.heartbeat()
             except (RedisError, OSError) as exc:
                 log.debug("heartbeat failed: %s", exc)
+
+
+def _retrieve(done: asyncio.Future[int]) -> None:
+    # A drain nobody waited for to the end: read its outcome so asyncio does not log it.
+    if not done.cancelled():
+        done.exception()
 
 
 def _backpressure_settings(settings: ApiSettings) -> BackpressureSettings:

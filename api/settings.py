@@ -158,7 +158,8 @@ class ApiSettings(StoreSettings):
     #: Every this often the API runs ``SELECT 1`` on the database (sse_database_up); when it
     #: answers again after an outage, the journal spill is written to the audit table.
     database_probe_seconds: float = Field(default=5.0, gt=0)
-    #: Health and the probe call the database down when ``SELECT 1`` takes longer than this.
+    #: Health and the probe call the database down when ``SELECT 1`` takes longer than this;
+    #: health waits as long for its write of the journal spill.
     database_ping_timeout_seconds: float = Field(default=1.0, gt=0)
     #: Serve /docs, /redoc and /openapi.json (off: they map the API for anyone who asks).
     docs_enabled: bool = False

@@ -103,6 +103,8 @@ class Expected:
     important: dict[str, set[str]]
     tasks: dict[str, set[str]]
     journal_missing: int
+    #: The important events in a stream but not in the journal: "type event_id (user)".
+    missing_from_journal: list[str] = field(default_factory=list)
 
 
 def expected(database_url: str, redis_url: str, tabs: list[Tab]) -> Expected:
@@ -112,14 +114,19 @@ def expected(database_url: str, redis_url: str, tabs: list[Tab]) -> Expected:
     streams = stream_events(redis_url, users)
     important: dict[str, set[str]] = {}
     tasks: dict[str, set[str]] = {}
-    missing = 0
+    missing: list[str] = []
     for user in users:
         in_stream = {e["event_id"] for e in streams[user] if e.get("important")}
-        missing += len(in_stream - journal.get(user, set()))
+        absent = in_stream - journal.get(user, set())
+        missing += [
+            f"{e['type']} {e['event_id']} ({user})"
+            for e in streams[user]
+            if e["event_id"] in absent
+        ]
         important[user] = in_stream | journal.get(user, set())
         seen = [e.json for tab in tabs if tab.user == user for e in tab.domain_events()]
         tasks[user] = {e["task_id"] for e in streams[user] + seen if e.get("task_id")}
-    return Expected(important, tasks, missing)
+    return Expected(important, tasks, len(missing), missing)
 
 
 def all_delivered(tabs: list[Tab], must_see: dict[str, set[str]]) -> bool:
@@ -286,7 +293,10 @@ def verify(
     check_tabs(counts, tabs, must_see.important, reset_ok)
     counts.journal_missing = must_see.journal_missing
     if must_see.journal_missing:
-        counts.fail(f"{must_see.journal_missing} important events never reached the SQL journal")
+        named = ", ".join(must_see.missing_from_journal[:10])
+        counts.fail(
+            f"{must_see.journal_missing} important events never reached the SQL journal: {named}"
+        )
 
 
 def reset_data(tabs: list[Tab]) -> list[dict]:

@@ -203,6 +203,60 @@ def test_a_database_outage_answers_503_and_every_important_event_reaches_the_jou
         resources.configure(None)
 
 
+def test_health_says_ok_after_a_database_outage_only_once_the_journal_holds_its_events(
+    own_postgres: PostgresServer, own_redis: RedisServer, user_id: str
+) -> None:
+    """The chaos run's database-stop: three ``task.progress-failed`` of the outage were in the
+    users' streams but not in the journal when health already said all well (they were still
+    in the spill, waiting for the API's next probe or the workers' next dispatcher run)."""
+    database_url = own_postgres.create_database(f"catchup_{uuid.uuid4().hex[:12]}")
+    upgrade(database_url)
+    redis_url = f"{own_redis.url}/0"
+    resources.configure(
+        WorkerSettings(redis_url=redis_url, database_url=database_url, broker_db=1, result_db=2)
+    )
+    progress.configure(ProgressSettings(redis_url=redis_url))
+    env = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "WORKER_BROKER_DB": "1",
+        "WORKER_RESULT_DB": "2",
+    }
+    # The API's periodic probe would drain the spill within its period, racing the check
+    # below: with a long period, health alone must make "ok" mean "the journal caught up".
+    api = ApiServer(redis_url, DATABASE_URL=database_url, SSE_DATABASE_PROBE_SECONDS="600")
+    worker = WorkerProcess(env, concurrency=2)  # no beat: no dispatcher run drains the spill
+    store = RedisEventStore(connect(redis_url))
+    outage = False
+    try:
+        api.start()
+        worker.start()
+        own_postgres.stop()
+        outage = True
+        fail_tasks(user_id, 3)
+        failed = until(lambda: stored_events(store, user_id), lambda events: failures(events) == 3)
+        assert failures(failed) == 3, worker.log_text
+
+        own_postgres.start()
+        outage = False
+        up = until(lambda: health(api), lambda r: r.json()["status"] == "ok")
+        assert (up.status_code, up.json()["status"]) == (200, "ok"), up.text
+        important = {e["event_id"] for e in stored_events(store, user_id) if e["important"]}
+        assert len(important) == 3
+        rows = journaled(database_url, user_id)
+        assert sorted(event_id for event_id, _ in rows) == sorted(important), up.text
+        assert {status for _, status in rows} == {"published"}
+        assert up.json()["database"]["journal_spilled"] == 0
+    finally:
+        if outage:
+            own_postgres.start()
+        store.close()
+        worker.close()
+        api.close()
+        progress.configure(None)
+        resources.configure(None)
+
+
 def test_an_api_or_worker_on_an_unmigrated_database_refuses_to_start_and_says_why(
     own_postgres: PostgresServer, redis_server: RedisServer
 ) -> None:
