@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -89,60 +90,87 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: BODY_TOO_LARGE}
 STORE_UNAVAILABLE = "the event store is unavailable; retry later"
 
 
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+
+
+async def _invalid_cursor(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(error_body("invalid_cursor", str(exc)), 400)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The cause (addresses, ports, driver messages) is for operators: the log, not the body.
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    body = error_body("store_unavailable", STORE_UNAVAILABLE)
+    return JSONResponse(body, 503, headers={"Retry-After": str(random.randint(2, 10))})
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # The driver's message names hosts and ports: log it, never send it.
+    log.warning("database unavailable: %s", exc)
+    return JSONResponse(
+        error_body("database_unavailable", "the database is unavailable; retry shortly"),
+        503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = {
+        ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")): err["msg"]
+        for err in exc.errors()
+    }
+    message = "; ".join(f"{field}: {msg}" for field, msg in fields.items())
+    return JSONResponse(error_body("validation_error", message, fields=fields), 422)
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    kind = "task" if isinstance(exc, TaskNotFound) else "novel"
+    return JSONResponse(error_body(f"{kind}_not_found", f"no such {kind}"), 404)
+
+
+async def _too_many_chapters(_: Request, exc: Exception) -> JSONResponse:
+    body = error_body("too_many_active_chapters", str(exc))
+    return JSONResponse(body, 429, headers={"Retry-After": str(ACTIVE_CHAPTERS_RETRY)})
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, exc.headers)
+
+
+ErrorHandler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+#: The translations above, by exception class: the app registers them, and the stream
+#: shortcut (``api.stream_route``), which runs outside the app's exception handling, answers
+#: its errors with them too.
+ERROR_HANDLERS: dict[type[Exception], ErrorHandler] = {
+    StarletteHTTPException: _http_error,
+    ApiError: _api_error,
+    NovelNotFound: _not_found,
+    TaskNotFound: _not_found,
+    TooManyActiveChapters: _too_many_chapters,
+    InvalidCursor: _invalid_cursor,
+    StoreUnavailable: _store_unavailable,
+    RequestValidationError: _validation,
+    **dict.fromkeys(DATABASE_UNAVAILABLE, _database_unavailable),
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the translations above on ``app``."""
+    for error, handler in ERROR_HANDLERS.items():
+        app.add_exception_handler(error, handler)
 
-    async def api_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
 
-    async def invalid_cursor(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(error_body("invalid_cursor", str(exc)), 400)
-
-    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        # The cause (addresses, ports, driver messages) is for operators: the log, not the body.
-        log.warning("%s %s: %s", request.method, request.url.path, exc)
-        body = error_body("store_unavailable", STORE_UNAVAILABLE)
-        return JSONResponse(body, 503, headers={"Retry-After": str(random.randint(2, 10))})
-
-    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        # The driver's message names hosts and ports: log it, never send it.
-        log.warning("database unavailable: %s", exc)
-        return JSONResponse(
-            error_body("database_unavailable", "the database is unavailable; retry shortly"),
-            503,
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
-        )
-
-    async def validation(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        fields = {
-            ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")): err["msg"]
-            for err in exc.errors()
-        }
-        message = "; ".join(f"{field}: {msg}" for field, msg in fields.items())
-        return JSONResponse(error_body("validation_error", message, fields=fields), 422)
-
-    async def not_found(_: Request, exc: Exception) -> JSONResponse:
-        kind = "task" if isinstance(exc, TaskNotFound) else "novel"
-        return JSONResponse(error_body(f"{kind}_not_found", f"no such {kind}"), 404)
-
-    async def too_many_chapters(_: Request, exc: Exception) -> JSONResponse:
-        body = error_body("too_many_active_chapters", str(exc))
-        return JSONResponse(body, 429, headers={"Retry-After": str(ACTIVE_CHAPTERS_RETRY)})
-
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, exc.headers)
-
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(NovelNotFound, not_found)
-    app.add_exception_handler(TaskNotFound, not_found)
-    app.add_exception_handler(TooManyActiveChapters, too_many_chapters)
-    app.add_exception_handler(InvalidCursor, invalid_cursor)
-    app.add_exception_handler(StoreUnavailable, store_unavailable)
-    app.add_exception_handler(RequestValidationError, validation)
-    for error in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(error, database_unavailable)
+async def error_response(request: Request, exc: Exception) -> JSONResponse | None:
+    """The response the app gives ``exc`` (the handler of its most specific class, looked up
+    as the app's exception handling does), None for an exception no handler takes."""
+    for cls in type(exc).__mro__:
+        handler = ERROR_HANDLERS.get(cls)
+        if handler is not None:
+            return await handler(request, exc)
+    return None

@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.middleware.exceptions import ExceptionMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from api.authz import Authorizer
 from api.body_limit import BodyLimit
@@ -42,23 +41,13 @@ log = logging.getLogger("api.main")
 
 
 class RealtimeApp(FastAPI):
-    """FastAPI with two shortcuts for the event stream: the server's own ``send`` is kept in
-    the scope, so streams can write frames straight to the transport
-    (``api.sse_response.DirectWriter``), and ordinary opens skip route matching
-    (``api.stream_route.StreamShortcut``, placed just inside the exception handlers)."""
+    """FastAPI keeping the server's own ``send`` in the scope, so streams can write frames
+    straight to the transport (``api.sse_response.DirectWriter``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope[SERVER_SEND] = send
         await super().__call__(scope, receive, send)
-
-    def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        layer: Any = stack
-        while not isinstance(layer, ExceptionMiddleware):
-            layer = layer.app  # each middleware keeps the app it wraps as ``app``
-        layer.app = StreamShortcut(layer.app)
-        return stack
 
 
 def create_app(
@@ -104,6 +93,9 @@ def create_app(
         openapi_url="/openapi.json" if resolved.docs_enabled else None,
     )
     install_error_handlers(app)
+    # Middleware added first runs innermost. Ordinary stream opens skip routing: inside the
+    # response counter, outside the exception handling (it answers its errors itself).
+    app.add_middleware(StreamShortcut)
     # Inside the response counter (a 413 is counted), outside everything that reads a body.
     app.add_middleware(BodyLimit, max_bytes=resolved.max_body_bytes)
     app.add_middleware(CountResponses)

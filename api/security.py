@@ -8,20 +8,14 @@ token leaked through a log or a URL is worthless once used.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import hashlib
-import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import jwt
-import orjson
 import redis.asyncio
-from jwt.algorithms import HMACAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -86,78 +80,16 @@ def _validated(payload: dict[str, Any]) -> Claims:
         ) from None
 
 
-#: The header PyJWT writes for HS256 (``{"alg":"HS256","typ":"JWT"}``), base64url.
-_PLAIN_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
-#: Claims a plain token may carry; any other (``aud``, ``nbf``, ``iss``...) is left to PyJWT.
-_PLAIN_CLAIMS = frozenset({"sub", "exp", "iat", "sid", "typ", "jexp", "roles", "jti"})
-
-
-def _plain_claims(token: str, key: bytes) -> Claims | None:
-    """The claims of a well-formed, validly signed, unexpired HS256 token with the header and
-    claims this platform writes; None for anything else, which PyJWT then decides (and names
-    what is wrong). A valid stream open decodes its sse_token in a few microseconds instead of
-    PyJWT's ~35 (generic header handling, and key checks that parse the secret as DER keys on
-    every call)."""
-    header, dot, rest = token.partition(".")
-    if header != _PLAIN_HEADER or not dot:
-        return None
-    payload, dot, signature = rest.partition(".")
-    if not dot:
-        return None
-    digest = _hs256(key, f"{header}.{payload}".encode())
-    if not hmac.compare_digest(signature, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()):
-        return None
-    try:
-        raw = orjson.loads(
-            base64.b64decode(payload + "=" * (-len(payload) % 4), altchars=b"-_", validate=True)
-        )
-    except (ValueError, TypeError):
-        return None
-    if not isinstance(raw, dict) or not raw.keys() <= _PLAIN_CLAIMS:
-        return None
-    try:
-        claims = Claims.model_validate(raw)
-    except ValidationError:
-        return None  # PyJWT's path refuses it too, and names the claim
-    now = time.time()
-    if claims.exp <= now or (claims.iat or 0) > now:
-        return None
-    return claims
-
-
-@functools.lru_cache(maxsize=8)
-def _keyed_hmac(key: bytes) -> hmac.HMAC:
-    """HMAC-SHA256 keyed once per key: ``hmac.new`` sets up the keyed state on every call,
-    a copy of it costs about two thirds of that."""
-    return hmac.new(key, digestmod=hashlib.sha256)
-
-
-def _hs256(key: bytes, message: bytes) -> bytes:
-    """HMAC-SHA256 of ``message`` (the same bytes as ``hmac.digest(key, message, "sha256")``)."""
-    mac = _keyed_hmac(key).copy()
-    mac.update(message)
-    return mac.digest()
-
-
-@functools.lru_cache(maxsize=8)
-def _plain_key(secret: str) -> bytes | None:
-    """The secret as an HMAC key, or None when PyJWT refuses it (a PEM, SSH or DER key): then
-    every token goes through PyJWT, which raises as it always did."""
-    try:
-        return HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
-    except jwt.InvalidKeyError:
-        return None
+#: One PyJWT decoder for every token, built once: ``sub`` and ``exp`` are required, PyJWT
+#: checks the signature and the registered claims it knows (``exp``, ``iat``, ``nbf``,
+#: ``aud``...), then :class:`Claims` checks the types. Nothing per key is worth building:
+#: PyJWT prepares the key on every call whatever form it is given in (str, bytes, PyJWK).
+_JWT = jwt.PyJWT(options={"require": ["sub", "exp"]})
 
 
 def _decode(token: str, secret: str) -> Claims:
-    key = _plain_key(secret)
-    claims = _plain_claims(token, key) if key is not None else None
-    if claims is not None:
-        return claims
     try:
-        payload = jwt.decode(
-            token, secret, algorithms=[_ALGORITHM], options={"require": ["sub", "exp"]}
-        )
+        payload = _JWT.decode(token, secret, algorithms=[_ALGORITHM])
     except jwt.ExpiredSignatureError:
         raise unauthorized("token_expired", "the token has expired") from None
     except jwt.InvalidSignatureError:

@@ -4,17 +4,18 @@ Opening a stream is the API's hottest request (thousands at once after a deploy)
 generic handling of one request (route matching over every pattern, the routers' scope copies,
 two ``AsyncExitStack``s, dependency solving, parameter validation through pydantic, and a
 wrapper coroutine around every ``send`` of the stream's life) cost about as much CPU as opening
-the stream itself, and about 3 KiB held per open stream. ``StreamShortcut`` sits just inside
-the app's exception handling (``api.main.RealtimeApp``), so errors keep their JSON bodies and
-responses are still counted; it serves an ordinary open itself: a GET of ``STREAM_PATH`` whose
-``progress_interval_ms`` is absent or plain digits in range. Any other request (HEAD, an
-out-of-range or non-numeric interval) goes on to the endpoint FastAPI declares and documents
-(``api/routes/events.py``), so validation errors keep their exact 422 body.
+the stream itself, and about 3 KiB held per open stream. ``StreamShortcut`` is the innermost of
+the app's own middleware (``api.main.create_app``): inside the response counter and the body
+limit, outside FastAPI's exception handling. It serves an ordinary open itself: a GET of
+``STREAM_PATH`` whose ``progress_interval_ms`` is absent or plain digits in range. Any other
+request (HEAD, an out-of-range or non-numeric interval) goes on to the endpoint FastAPI declares
+and documents (``api/routes/events.py``), so validation errors keep their exact 422 body.
 
 The inputs are read as FastAPI reads them: the last value of a repeated query parameter, the
 first ``Last-Event-ID`` header, an empty header falling back to the ``last_event_id`` query.
-Errors (ApiError, InvalidCursor, StoreUnavailable) propagate to the app's exception handlers
-(``api.errors``), exactly as they do from the endpoint.
+Errors of the open (ApiError, InvalidCursor, StoreUnavailable), all raised before the response
+starts, are answered with the app's own handlers (``api.errors.error_response``), so their
+bodies are exactly the endpoint's.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter, ValidationError
 from starlette.datastructures import Headers, QueryParams
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.clientip import client_ip
+from api.errors import error_response
 from api.services import ApiServices
 from api.sse_response import SseStream
 from api.streams import open_stream
@@ -59,19 +61,20 @@ def valid_interval(value: str | None) -> bool:
     return True
 
 
-async def serve_open(scope: Scope, receive: Receive, send: Send) -> bool:
-    """Serve an ordinary open (a GET whose interval is absent or plain digits in range);
-    return False, having done nothing, for any other request."""
+async def open_response(scope: Scope) -> SseStream | None:
+    """The response of an ordinary open (a GET whose interval is absent or plain digits in
+    range); None, having sent nothing, for any other request. Raises the open's errors, as
+    the endpoint does, before anything is sent."""
     query = QueryParams(scope["query_string"])
     interval = plain_interval(query.get("progress_interval_ms"))
     if scope["method"] != "GET":
-        return False
+        return None
     services: ApiServices = scope["app"].state.services
     if interval is None:
         if not valid_interval(query.get("progress_interval_ms")):
             # The endpoint answers 422; the token presented with it is used up all the same.
             await services.tokens.spend_refused(query.get("sse_token"))
-        return False
+        return None
     connection = HTTPConnection(scope)
     last_event_id = Headers(scope=scope).get("last-event-id") or query.get("last_event_id")
     frames = await open_stream(
@@ -81,20 +84,30 @@ async def serve_open(scope: Scope, receive: Receive, send: Send) -> bool:
         client_ip(connection, services.trusted_proxies),
         interval / 1000,
     )
-    response = SseStream(frames, headers=STREAM_HEADERS, streams=services.open_streams)
-    await response(scope, receive, send)
-    return True
+    return SseStream(frames, headers=STREAM_HEADERS, streams=services.open_streams)
 
 
 class StreamShortcut:
-    """ASGI: ordinary opens of ``STREAM_PATH`` are served by :func:`serve_open`; every other
-    request passes on unchanged."""
+    """ASGI middleware: ordinary opens of ``STREAM_PATH`` are served here (their errors
+    answered as the app answers them); every other request passes on unchanged."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == STREAM_PATH:
-            if await serve_open(scope, receive, send):
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["path"] != STREAM_PATH:
+            await self.app(scope, receive, send)
+            return
+        try:
+            response = await open_response(scope)
+        except Exception as exc:
+            # Raised before the response started: the same answer the endpoint would get.
+            error = await error_response(Request(scope, receive), exc)
+            if error is None:
+                raise
+            await error(scope, receive, send)
+            return
+        if response is None:
+            await self.app(scope, receive, send)
+        else:
+            await response(scope, receive, send)
