@@ -32,6 +32,8 @@ class EventMeta:
     occurred_at: float | None = None
     #: ``level`` of a system.notification, ``severity`` of a system.error.
     level: str | None = None
+    #: The event's ``event_id``: an event sent from the SQL archive is not sent again.
+    event_id: str = ""
 
 
 class Authorizer(Protocol):

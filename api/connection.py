@@ -15,7 +15,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -25,6 +25,18 @@ import orjson
 
 from api.archive import Archive
 from api.authz import Authorizer, EventMeta
+from api.delivery import (
+    CHECK,
+    DUPLICATE,
+    NO_IDS,
+    PACE,
+    PROGRESS_UPDATE,
+    RESET,
+    SEND,
+    SKIP,
+    Verdict,
+    decide,
+)
 from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
 from api.replay_frames import CursorText, MetaCache
 from api.security import Principal
@@ -76,16 +88,13 @@ def event_meta(data: bytes) -> EventMeta:
         novel_id=raw.get("novel_id"),
         occurred_at=_epoch(raw.get("occurred_at")),
         level=raw.get("level") or raw.get("severity"),
+        event_id=str(raw.get("event_id", "")),
     )
 
 
 #: Replayed events' routing fields, parsed once per process (a resume storm replays the same
 #: broadcast events to every stream).
 _replay_meta = MetaCache(event_meta)
-
-
-def _event_id(data: bytes) -> str:
-    return str(orjson.loads(data).get("event_id", ""))
 
 
 def merge_by_stream_id(
@@ -259,7 +268,8 @@ class Connection:
         self._notice_at = principal.expires_at - options.expiry_notice_seconds
         self._overflowed = False
         self._prepared: list[bytes] = []
-        self._updates = UpdatePacer(progress_interval) if progress_interval > 0 else _UNPACED
+        self._paced = progress_interval > 0
+        self._updates = UpdatePacer(progress_interval) if self._paced else _UNPACED
         self.delivered = 0
         self.connected_at = time.monotonic()
         self.observer = observer
@@ -298,7 +308,7 @@ class Connection:
         before = len(self._queue)
         kept: deque[Delivery | Signal] = deque()
         for item in reversed(self._queue):
-            if isinstance(item, Delivery) and item.meta.type == "task.progress-updated":
+            if isinstance(item, Delivery) and item.meta.type == PROGRESS_UPDATE:
                 key = f"{item.stream}/{item.meta.task_id}"
                 if key in newest:
                     continue
@@ -336,19 +346,18 @@ class Connection:
         now = time.time()
         if now >= self._notice_at:
             return False
-        if not self._is_new(item):
-            return True
-        position = self.cursor.positions.get(item.stream)
-        if position is not None and position.epoch != item.epoch:
+        verdict = self._live_verdict(
+            item, self._authorizer.known(self.principal.user_id, item.meta)
+        )
+        if verdict is CHECK or verdict is RESET:
             return False
-        allowed = self._allowed_now(item.meta)
-        if allowed is None:
-            return False
-        if not allowed:
+        if verdict is SKIP:
             self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
             return True
+        if verdict is DUPLICATE:
+            return True
         had_held = self._updates.holding
-        frames = self._frames_of(item, now)
+        frames = self._frames_of(item, verdict, now)
         if frames:
             writer.write(b"".join(data for data, _ in frames))
             self._last_sent = now
@@ -357,26 +366,30 @@ class Connection:
             self._wake()  # the task's timer must now also cover the held update
         return True
 
-    def _allowed_now(self, meta: EventMeta) -> bool | None:
-        if meta.audience == "session" and meta.session_id != self.principal.session_id:
-            return False
-        if not self.preferences.allows(meta):
-            return False
-        return self._authorizer.known(self.principal.user_id, meta)
+    def _live_verdict(self, item: Delivery, access: bool | None) -> Verdict:
+        """What to do with live ``item`` (``access``: the authorizer's answer, None if unknown)."""
+        return decide(
+            item.meta,
+            self.principal.session_id,
+            access,
+            self.preferences,
+            self._from_archive,
+            self._paced,
+            self.cursor.positions.get(item.stream),
+            item.epoch,
+            item.id,
+        )
 
-    async def _allowed(self, meta: EventMeta) -> bool:
-        allowed = self._allowed_now(meta)
-        if allowed is not None:
-            return allowed
-        return await self._authorizer.may_receive(self.principal.user_id, meta)
-
-    def _is_new(self, item: Delivery) -> bool:
-        if self._from_archive and _event_id(item.data) in self._from_archive:
-            return False
-        position = self.cursor.positions.get(item.stream)
-        if position is None or position.epoch != item.epoch:
-            return True
-        return id_after(item.id, position.last_id)
+    async def _stored_verdict(self, meta: EventMeta, sent_from_archive: Set[str]) -> Verdict:
+        """What to do with an event of a catch-up: read after the cursor, so never compared
+        with it, and never paced; asks the authorizer when its answer needs I/O."""
+        user_id, session_id = self.principal.user_id, self.principal.session_id
+        access = self._authorizer.known(user_id, meta)
+        verdict = decide(meta, session_id, access, self.preferences, sent_from_archive)
+        if verdict is CHECK:
+            access = await self._authorizer.may_receive(user_id, meta)
+            verdict = decide(meta, session_id, access, self.preferences, sent_from_archive)
+        return verdict
 
     def _event_frame(self, item: StoredEvent | Delivery, meta: EventMeta) -> bytes:
         self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
@@ -491,10 +504,8 @@ class Connection:
         text = CursorText(self.cursor)
         for item in items:
             text.advance(item.stream, item.epoch, item.id)
-            if self._from_archive and _event_id(item.data) in self._from_archive:
-                continue
             meta = _replay_meta(item.data)
-            if await self._allowed(meta):
+            if await self._stored_verdict(meta, self._from_archive) is SEND:
                 self.delivered += 1
                 chunks.append(frame(meta.type, item.data, text.text()))
         self.cursor = text.cursor
@@ -513,9 +524,9 @@ class Connection:
         a client cut off before then resumes from its older cursor and gets the archive again
         (clients deduplicate by ``event_id``)."""
         meta = event_meta(data)
-        if not await self._allowed(meta):
+        if await self._stored_verdict(meta, NO_IDS) is not SEND:
             return []
-        self._from_archive.add(_event_id(data))
+        self._from_archive.add(meta.event_id)
         self.delivered += 1
         return [frame(meta.type, data, self.cursor.format() if last else None)]
 
@@ -600,27 +611,33 @@ class Connection:
             self._last_sent = time.time()
 
     async def _deliver(self, item: Delivery) -> AsyncIterator[bytes]:
-        if not self._is_new(item):
+        user_id = self.principal.user_id
+        verdict = self._live_verdict(item, self._authorizer.known(user_id, item.meta))
+        if verdict is CHECK:
+            allowed = await self._authorizer.may_receive(user_id, item.meta)
+            verdict = self._live_verdict(item, allowed)
+        if verdict is DUPLICATE:
             return
-        position = self.cursor.positions.get(item.stream)
-        if position is not None and position.epoch != item.epoch:
+        if verdict is RESET:
             # The store lost this stream's history (flush, failover): catching up sends
             # stream.reset, then the new history from its start.
             for chunk in await self._catch_up(self.cursor):
                 yield chunk
             return
-        if not await self._allowed(item.meta):
+        if verdict is SKIP:
             self.cursor = self.cursor.advance(item.stream, item.epoch, item.id)
             return
-        frames = self._frames_of(item, time.time())
+        frames = self._frames_of(item, verdict, time.time())
         if frames:
             yield b"".join(data for data, _ in frames)
             self._observe(frames)
 
-    def _frames_of(self, item: Delivery, now: float) -> list[tuple[bytes, EventMeta]]:
-        """The frames an allowed live event turns into: none while the pacer holds it; the
+    def _frames_of(
+        self, item: Delivery, verdict: Verdict, now: float
+    ) -> list[tuple[bytes, EventMeta]]:
+        """The frames of a live event to send or pace: none while the pacer holds it; the
         task's held update first when one is waiting."""
-        if item.meta.type == "task.progress-updated":
+        if verdict is PACE:
             if not self._updates.admit(item, now):
                 return []
             return [(self._event_frame(item, item.meta), item.meta)]

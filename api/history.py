@@ -6,6 +6,7 @@ stream), the page starts with the important events after the cursor from the SQL
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from api.archive import Archive
 from api.authz import Authorizer
 from api.connection import event_meta, merge_by_stream_id
+from api.delivery import CHECK, NO_IDS, SEND, decide
 from api.security import Principal
 from progress.cursor import (
     ZERO_ID,
@@ -88,15 +90,14 @@ async def read_history(
     candidates.sort(key=lambda item: parse_stream_id(item.id))
     page = candidates[: limit - len(archived)]
     merged = merge_by_stream_id([(id_, data) for _, id_, data in archived], page)
-    from_archive = {str(orjson.loads(data)["event_id"]) for _, _, data in archived}
+    from_archive = {event_meta(data).event_id for _, _, data in archived}
     events: list[dict[str, Any]] = []
     for item in merged:
         if isinstance(item, bytes):
             events += await _visible(authorizer, principal, [item])
             continue
         cursor = cursor.advance(item.stream, item.epoch, item.id)
-        if str(orjson.loads(item.data).get("event_id")) not in from_archive:
-            events += await _visible(authorizer, principal, [item.data])
+        events += await _visible(authorizer, principal, [item.data], from_archive)
     return HistoryPage(
         events=events,
         cursor=cursor.format(),
@@ -121,13 +122,22 @@ async def _archive_page(
 
 
 async def _visible(
-    authorizer: Authorizer, principal: Principal, items: list[bytes]
+    authorizer: Authorizer,
+    principal: Principal,
+    items: list[bytes],
+    sent_from_archive: Set[str] = NO_IDS,
 ) -> list[dict[str, Any]]:
+    """The events of ``items`` the caller may see, as the stream decides (``api.delivery``),
+    except that preferences do not apply here; events already on the page from the archive
+    (``sent_from_archive``) are left out."""
     visible = []
+    user_id, session_id = principal.user_id, principal.session_id
     for data in items:
         meta = event_meta(data)
-        if meta.audience == "session" and meta.session_id != principal.session_id:
-            continue
-        if await authorizer.may_receive(principal.user_id, meta):
+        verdict = decide(meta, session_id, authorizer.known(user_id, meta), None, sent_from_archive)
+        if verdict is CHECK:
+            allowed = await authorizer.may_receive(user_id, meta)
+            verdict = decide(meta, session_id, allowed, None, sent_from_archive)
+        if verdict is SEND:
             visible.append(orjson.loads(data))
     return visible
