@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from progress.events import EventEnvelope
@@ -83,6 +84,48 @@ class Spill(Protocol):
 
     def forget(self, event_ids: Sequence[uuid.UUID]) -> None:
         """Drop these records (they are in the journal now)."""
+        ...
+
+
+class JournalRecord(Protocol):
+    """An event as the journal holds it: its row id, the event, and its other recipients."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def event(self) -> EventEnvelope: ...
+
+    @property
+    def recipients(self) -> Sequence[str]: ...
+
+
+class ReadableJournal(Protocol):
+    """A journal whose records can be read back and pushed again (the SQL audit log)."""
+
+    def mark_published(
+        self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]
+    ) -> None:
+        """Status ``published`` for ``event_ids``; remember where each copy landed."""
+        ...
+
+    def mark_failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
+        """Status ``failed``, one more attempt, and why."""
+        ...
+
+    def get(self, ids: Iterable[int]) -> Sequence[JournalRecord]:
+        """These records (those that exist), oldest first."""
+        ...
+
+    def failed_ids(self, limit: int = 10_000) -> list[int]:
+        """Ids of failed records, oldest first."""
+        ...
+
+    def due_for_push(
+        self, older_than: datetime, max_attempts: int, limit: int = 500
+    ) -> Sequence[JournalRecord]:
+        """Pending records created before ``older_than`` (naive UTC) and failed ones with
+        fewer than ``max_attempts`` attempts; oldest first."""
         ...
 
 
@@ -199,3 +242,53 @@ def drain_spill(spill: Spill, journal: Journal, batch_size: int = 500) -> int:
         spill.forget([r.event.event_id for r in records])
         drained += len(records)
     return drained
+
+
+def push_records(
+    audit: ReadableJournal, writer: EventWriter, records: Sequence[JournalRecord]
+) -> int:
+    """Push recorded events again and record the outcome; how many were pushed."""
+    if not records:
+        return 0
+    batch: list[Outgoing] = [(r.event, r.recipients) for r in records]
+    ids = [r.event.event_id for r in records]
+    try:
+        stored = writer.append_many(batch)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("re-push of %d important events failed: %s", len(ids), reason)
+        audit.mark_failed(ids, reason)
+        return 0
+    audit.mark_published(ids, placements_of(batch, stored))
+    return len(records)
+
+
+def dispatch_pending(
+    audit: ReadableJournal,
+    writer: EventWriter,
+    grace_seconds: float,
+    max_attempts: int,
+    batch_size: int = 500,
+) -> int:
+    """Push every row still pending after ``grace_seconds`` and every failed row with attempts
+    left, batch by batch, oldest first; how many were pushed."""
+    pushed = 0
+    older_than = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=grace_seconds)
+    seen: set[int] = set()
+    while True:
+        due = [
+            r for r in audit.due_for_push(older_than, max_attempts, batch_size) if r.id not in seen
+        ]
+        if not due:
+            return pushed
+        seen.update(r.id for r in due)
+        pushed += push_records(audit, writer, due)
+
+
+def resend(audit: ReadableJournal, writer: EventWriter, ids: Sequence[int] | None = None) -> int:
+    """Push the given rows (every failed row when ``ids`` is None) whatever their status."""
+    targets = list(ids) if ids is not None else audit.failed_ids()
+    pushed = 0
+    for start in range(0, len(targets), 500):
+        pushed += push_records(audit, writer, audit.get(targets[start : start + 500]))
+    return pushed

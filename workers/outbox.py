@@ -17,13 +17,10 @@ import os
 import signal
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
 
-from progress.outbox import Outgoing, Placement, Spill, placements_of
+from progress.outbox import Outgoing, Placement, Spill
 from progress.outbox import drain_spill as drain_into
-from progress.store import EventWriter
-from workers.audit import AuditLog, AuditRecord
-from workers.db import utcnow_naive
+from workers.audit import AuditLog
 from workers.group_commit import GroupCommitter
 
 log = logging.getLogger("workers.outbox")
@@ -95,54 +92,6 @@ class SqlJournal:
         for committer in (self._committer, self._marker):
             if committer is not None:
                 committer.close()
-
-
-def push_records(audit: AuditLog, writer: EventWriter, records: Sequence[AuditRecord]) -> int:
-    """Push recorded events again and record the outcome; how many were pushed."""
-    if not records:
-        return 0
-    batch: list[Outgoing] = [(r.event, r.recipients) for r in records]
-    ids = [r.event.event_id for r in records]
-    try:
-        stored = writer.append_many(batch)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        log.error("re-push of %d important events failed: %s", len(ids), reason)
-        audit.mark_failed(ids, reason)
-        return 0
-    audit.mark_published(ids, placements_of(batch, stored))
-    return len(records)
-
-
-def dispatch_pending(
-    audit: AuditLog,
-    writer: EventWriter,
-    grace_seconds: float,
-    max_attempts: int,
-    batch_size: int = 500,
-) -> int:
-    """Push every row still pending after ``grace_seconds`` and every failed row with attempts
-    left, batch by batch, oldest first; how many were pushed."""
-    pushed = 0
-    older_than = utcnow_naive() - timedelta(seconds=grace_seconds)
-    seen: set[int] = set()
-    while True:
-        due = [
-            r for r in audit.due_for_push(older_than, max_attempts, batch_size) if r.id not in seen
-        ]
-        if not due:
-            return pushed
-        seen.update(r.id for r in due)
-        pushed += push_records(audit, writer, due)
-
-
-def resend(audit: AuditLog, writer: EventWriter, ids: Sequence[int] | None = None) -> int:
-    """Push the given rows (every failed row when ``ids`` is None) whatever their status."""
-    targets = list(ids) if ids is not None else audit.failed_ids()
-    pushed = 0
-    for start in range(0, len(targets), 500):
-        pushed += push_records(audit, writer, audit.get(targets[start : start + 500]))
-    return pushed
 
 
 def drain_spill(audit: AuditLog, spill: Spill) -> int:

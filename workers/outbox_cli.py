@@ -19,9 +19,10 @@ from typing import Any
 
 import orjson
 
+from progress.outbox import dispatch_pending, resend
 from workers import resources
 from workers.db import utcnow_naive
-from workers.outbox import dispatch_pending, drain_spill, resend
+from workers.outbox import drain_spill
 
 
 def _parser() -> argparse.ArgumentParser:

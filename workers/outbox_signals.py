@@ -13,9 +13,10 @@ from typing import Any
 from celery import signals
 
 import progress
+from progress.outbox import dispatch_pending
 from workers import resources
 from workers.migrate import SchemaOutdated, ensure_schema
-from workers.outbox import dispatch_pending, drain_spill
+from workers.outbox import drain_spill
 from workers.sealing import DEV_KEY_WARNING, MissingAuditKeys, sealing_keys, seals_with_dev_key
 
 log = logging.getLogger("workers.outbox")

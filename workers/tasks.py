@@ -22,6 +22,7 @@ from celery import Task, chain, chord, group, shared_task
 from celery.canvas import Signature
 
 import progress
+from progress.outbox import dispatch_pending
 from progress.runtime import get_settings
 from workers import resources
 from workers.batching import ChapterUpdateBatcher
@@ -29,7 +30,7 @@ from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
 from workers.novel_status import fail_novel, reconcile_novels
-from workers.outbox import dispatch_pending, drain_spill
+from workers.outbox import drain_spill
 from workers.pipeline import percent, plan_chapters, summarize
 from workers.watchdog import watch_running_tasks
 
