@@ -1,5 +1,6 @@
-"""The SQL journal behind ``progress.outbox.OutboxWriter``, and the dispatcher that pushes
-what is still pending (after a crash, a restart, or a failed push).
+"""The workers' SQL journal for ``progress.outbox``: the audit log with group commit and the
+tests' fault injection. The outbox itself (journal first, push, marks, spill, its drain, the
+dispatcher and the resend) is ``progress.outbox``.
 
     task / publish ─▶ OutboxWriter ─▶ SqlJournal.record ─▶ (group) commit ─▶ push ─▶ published
                                                        └─ crash here: row stays pending
@@ -18,8 +19,7 @@ import signal
 import uuid
 from collections.abc import Sequence
 
-from progress.outbox import Outgoing, Placement, Spill
-from progress.outbox import drain_spill as drain_into
+from progress.outbox import Outgoing, Placement
 from workers.audit import AuditLog
 from workers.group_commit import GroupCommitter
 
@@ -30,10 +30,10 @@ Pushed = tuple[uuid.UUID, list[Placement]]
 
 
 class SqlJournal:
-    """``progress.outbox.Journal`` on the audit log.
+    """``progress.outbox.Journal`` on the audit log (which is one itself, without batching).
 
     With ``group_commit``, concurrent ``record`` calls share transactions (each still waits
-    for its commit), and ``published`` marks are batched in the background without waiting:
+    for its commit), and ``mark_published`` calls are batched in the background without waiting:
     a mark lost in a crash only means one harmless re-push by the dispatcher.
     """
 
@@ -72,7 +72,9 @@ class SqlJournal:
             log.warning("outbox fault injection: SIGKILL after commit")
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def published(self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]) -> None:
+    def mark_published(
+        self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]
+    ) -> None:
         """Mark the events published and remember their stream ids."""
         if self._marker is None:
             self.audit.mark_published(event_ids, placements)
@@ -82,9 +84,8 @@ class SqlJournal:
             by_event[placement.event_id].append(placement)
         self._marker.defer(list(by_event.items()))
 
-    def failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
-        """Mark the events failed with ``reason`` (logged too)."""
-        log.error("push of %d important events failed: %s", len(event_ids), reason)
+    def mark_failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
+        """Mark the events failed with ``reason``."""
         self.audit.mark_failed(event_ids, reason)
 
     def close(self) -> None:
@@ -92,12 +93,3 @@ class SqlJournal:
         for committer in (self._committer, self._marker):
             if committer is not None:
                 committer.close()
-
-
-def drain_spill(audit: AuditLog, spill: Spill) -> int:
-    """Write the journal records spilled while the database was down to the audit table
-    (without group commit: each batch is committed before it leaves the spill); how many."""
-    drained = drain_into(spill, SqlJournal(audit))
-    if drained:
-        log.warning("outbox: wrote %d spilled journal records to the audit table", drained)
-    return drained
