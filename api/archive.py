@@ -1,6 +1,8 @@
-"""The SQL audit of important events, seen from the API: replay beyond what Redis holds, and
-the operators' list and resend. The audit log is synchronous (SQLAlchemy); every call runs in
-a worker thread so the event loop never blocks on the database.
+"""The SQL audit of important events, seen from the API: replay beyond what Redis holds, the
+API's own sends (system notifications) and the operators' list and resend, through the one
+outbox core (``progress.outbox.Outbox``, with this process's async store). The audit log is
+synchronous (SQLAlchemy); every call runs in a worker thread so the event loop never blocks on
+the database.
 """
 
 from __future__ import annotations
@@ -8,25 +10,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 
-from progress.outbox import Outgoing, placements_of
-from progress.redis_store import AsyncRedisEventStore
+from progress.journal_spill import RedisJournalSpill
+from progress.outbox import Outbox, Outgoing, Push, drain_spill
+from progress.redis_store import AsyncRedisEventStore, connect
 from progress.store import StoreSettings
-from workers.contracts import AuditLog, AuditRecord, drain_journal_spill
+from workers.contracts import AuditLog
 
 log = logging.getLogger("api.archive")
 
 
 class Archive:
-    """Reads and resends audited events; one per app, built in the lifespan."""
+    """Reads, sends and resends audited events; one per app, built in the lifespan."""
 
     def __init__(self, audit: AuditLog, store: AsyncRedisEventStore) -> None:
         self.audit = audit
         self._store = store
+        #: The API's side of the one outbox (progress.outbox): journal first, never spilled.
+        self._outbox = Outbox(audit, journal_required=True)
         self._ping: asyncio.Future[float] | None = None
 
     async def replay(
@@ -62,7 +66,9 @@ class Archive:
         pushed = 0
         for start in range(0, len(ids), 500):
             records = await anyio.to_thread.run_sync(self.audit.get, ids[start : start + 500])
-            pushed += await self._push(records)
+            if records:
+                await self._push(self._outbox.again(records))
+                pushed += len(records)
         return pushed
 
     async def publish(self, batch: list[Outgoing]) -> None:
@@ -76,20 +82,7 @@ class Archive:
         the rows published is only logged: the dispatcher's re-push of such a row is refused
         by the store as a duplicate.
         """
-        important = [(event, recipients) for event, recipients in batch if event.important]
-        if important:
-            await anyio.to_thread.run_sync(self.audit.record, important)
-        event_ids = [event.event_id for event, _ in important]
-        try:
-            stored = await self._store.append_many(batch)
-        except Exception as exc:
-            if event_ids:
-                reason = f"{type(exc).__name__}: {exc}"
-                await self._report(self.audit.mark_failed, event_ids, reason)
-            raise
-        if event_ids:
-            placements = placements_of(batch, stored)
-            await self._report(self.audit.mark_published, event_ids, placements)
+        await self._push(await anyio.to_thread.run_sync(self._outbox.first, batch))
 
     async def ping(self, timeout: float) -> float | None:
         """Seconds a ``SELECT 1`` took, or None when the database did not answer within
@@ -108,32 +101,25 @@ class Archive:
         return time.perf_counter() - started
 
     async def drain_spill(self, redis_url: str, settings: StoreSettings) -> int:
-        """Write the journal records workers spilled while the database was down; how many."""
-        return await anyio.to_thread.run_sync(drain_journal_spill, self.audit, redis_url, settings)
+        """Write the journal records spilled (by any process) while the database was down;
+        how many. Raises what the database or Redis raise (nothing is lost then)."""
+        return await anyio.to_thread.run_sync(self._drain_spill, redis_url, settings)
 
-    @staticmethod
-    async def _report(call: Callable[..., None], *args: Any) -> None:
-        # The push already happened (or failed): a journal error must not undo that.
+    def _drain_spill(self, redis_url: str, settings: StoreSettings) -> int:
+        client = connect(redis_url)
         try:
-            await anyio.to_thread.run_sync(call, *args)
-        except Exception:
-            log.exception("could not record the outcome of a push in the audit")
+            return drain_spill(RedisJournalSpill(client, settings), self.audit)
+        finally:
+            client.close()
 
-    async def _push(self, records: list[AuditRecord]) -> int:
-        if not records:
-            return 0
-        batch: list[Outgoing] = [(r.event, r.recipients) for r in records]
-        event_ids = [r.event.event_id for r in records]
+    async def _push(self, push: Push) -> None:
+        # The push is the async store's; the outbox's bookkeeping runs in a worker thread.
         try:
-            stored = await self._store.append_many(batch)
+            stored = await self._store.append_many(push.batch)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("resend of %d audited events failed: %s", len(records), reason)
-            await anyio.to_thread.run_sync(self.audit.mark_failed, event_ids, reason)
+            await anyio.to_thread.run_sync(self._outbox.failed, push, exc)
             raise
-        placements = placements_of(batch, stored)
-        await anyio.to_thread.run_sync(self.audit.mark_published, event_ids, placements)
-        return len(records)
+        await anyio.to_thread.run_sync(self._outbox.pushed, push, stored)
 
     def close(self) -> None:
         """Close the engine's pooled connections."""

@@ -14,17 +14,13 @@ from sqlalchemy.orm import Session
 
 import progress
 from progress.events import NovelCreated
-from progress.journal_spill import RedisJournalSpill
-from progress.outbox import Outgoing
-from progress.redis_store import connect
-from progress.store import StoreSettings
+from progress.outbox import OutboxWriter, Outgoing
 from workers import resources
 from workers.audit import AuditLog, AuditRecord
 from workers.db import Novel, make_engine, make_sessions
 from workers.migrate import SchemaOutdated, ensure_schema
 from workers.notify import move_novel
 from workers.novels import Invitation, NovelNotFound, TooManyActiveChapters
-from workers.outbox import drain_spill
 from workers.sealing import DEV_AUDIT_KEY, MissingAuditKeys, Sealer, sealing_keys
 from workers.tasks import limits
 
@@ -43,7 +39,6 @@ __all__ = [
     "accept_invitation",
     "cancel_task",
     "close",
-    "drain_journal_spill",
     "ensure_schema",
     "get_novel",
     "leave_novel",
@@ -196,21 +191,13 @@ def open_audit_log(database_url: str, encryption_keys: str, allow_dev_key: bool)
     return AuditLog(make_sessions(make_engine(database_url)), Sealer(keys))
 
 
-def drain_journal_spill(audit: AuditLog, redis_url: str, settings: StoreSettings) -> int:
-    """Write the journal records spilled while the database was down (by any process) to
-    ``audit``; how many. Raises what the database or Redis raise (nothing is lost then)."""
-    client = connect(redis_url)
-    try:
-        return drain_spill(audit, RedisJournalSpill(client, settings))
-    finally:
-        client.close()
-
-
 def send_journaled(batch: Sequence[Outgoing]) -> None:
     """Journal the important events of ``batch``, then push it (journal first: if the journal
     fails, nothing is pushed and the error propagates, so sending again is safe)."""
-    resources.journal().record([item for item in batch if item[0].important])
-    resources.outbox_store().append_many(batch)
+    writer = OutboxWriter(
+        resources.outbox_store().inner, resources.journal(), journal_required=True
+    )
+    writer.append_many(batch)
 
 
 def close() -> None:

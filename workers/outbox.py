@@ -1,5 +1,6 @@
-"""The SQL journal behind ``progress.outbox.OutboxWriter``, and the dispatcher that pushes
-what is still pending (after a crash, a restart, or a failed push).
+"""The workers' SQL journal for ``progress.outbox``: the audit log with group commit and the
+tests' fault injection. The outbox itself (journal first, push, marks, spill, its drain, the
+dispatcher and the resend) is ``progress.outbox``.
 
     task / publish ─▶ OutboxWriter ─▶ SqlJournal.record ─▶ (group) commit ─▶ push ─▶ published
                                                        └─ crash here: row stays pending
@@ -17,13 +18,9 @@ import os
 import signal
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
 
-from progress.outbox import Outgoing, Placement, Spill, placements_of
-from progress.outbox import drain_spill as drain_into
-from progress.store import EventWriter
-from workers.audit import AuditLog, AuditRecord
-from workers.db import utcnow_naive
+from progress.outbox import Outgoing, Placement
+from workers.audit import AuditLog
 from workers.group_commit import GroupCommitter
 
 log = logging.getLogger("workers.outbox")
@@ -33,10 +30,10 @@ Pushed = tuple[uuid.UUID, list[Placement]]
 
 
 class SqlJournal:
-    """``progress.outbox.Journal`` on the audit log.
+    """``progress.outbox.Journal`` on the audit log (which is one itself, without batching).
 
     With ``group_commit``, concurrent ``record`` calls share transactions (each still waits
-    for its commit), and ``published`` marks are batched in the background without waiting:
+    for its commit), and ``mark_published`` calls are batched in the background without waiting:
     a mark lost in a crash only means one harmless re-push by the dispatcher.
     """
 
@@ -75,7 +72,9 @@ class SqlJournal:
             log.warning("outbox fault injection: SIGKILL after commit")
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def published(self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]) -> None:
+    def mark_published(
+        self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]
+    ) -> None:
         """Mark the events published and remember their stream ids."""
         if self._marker is None:
             self.audit.mark_published(event_ids, placements)
@@ -85,9 +84,8 @@ class SqlJournal:
             by_event[placement.event_id].append(placement)
         self._marker.defer(list(by_event.items()))
 
-    def failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
-        """Mark the events failed with ``reason`` (logged too)."""
-        log.error("push of %d important events failed: %s", len(event_ids), reason)
+    def mark_failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
+        """Mark the events failed with ``reason``."""
         self.audit.mark_failed(event_ids, reason)
 
     def close(self) -> None:
@@ -95,60 +93,3 @@ class SqlJournal:
         for committer in (self._committer, self._marker):
             if committer is not None:
                 committer.close()
-
-
-def push_records(audit: AuditLog, writer: EventWriter, records: Sequence[AuditRecord]) -> int:
-    """Push recorded events again and record the outcome; how many were pushed."""
-    if not records:
-        return 0
-    batch: list[Outgoing] = [(r.event, r.recipients) for r in records]
-    ids = [r.event.event_id for r in records]
-    try:
-        stored = writer.append_many(batch)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        log.error("re-push of %d important events failed: %s", len(ids), reason)
-        audit.mark_failed(ids, reason)
-        return 0
-    audit.mark_published(ids, placements_of(batch, stored))
-    return len(records)
-
-
-def dispatch_pending(
-    audit: AuditLog,
-    writer: EventWriter,
-    grace_seconds: float,
-    max_attempts: int,
-    batch_size: int = 500,
-) -> int:
-    """Push every row still pending after ``grace_seconds`` and every failed row with attempts
-    left, batch by batch, oldest first; how many were pushed."""
-    pushed = 0
-    older_than = utcnow_naive() - timedelta(seconds=grace_seconds)
-    seen: set[int] = set()
-    while True:
-        due = [
-            r for r in audit.due_for_push(older_than, max_attempts, batch_size) if r.id not in seen
-        ]
-        if not due:
-            return pushed
-        seen.update(r.id for r in due)
-        pushed += push_records(audit, writer, due)
-
-
-def resend(audit: AuditLog, writer: EventWriter, ids: Sequence[int] | None = None) -> int:
-    """Push the given rows (every failed row when ``ids`` is None) whatever their status."""
-    targets = list(ids) if ids is not None else audit.failed_ids()
-    pushed = 0
-    for start in range(0, len(targets), 500):
-        pushed += push_records(audit, writer, audit.get(targets[start : start + 500]))
-    return pushed
-
-
-def drain_spill(audit: AuditLog, spill: Spill) -> int:
-    """Write the journal records spilled while the database was down to the audit table
-    (without group commit: each batch is committed before it leaves the spill); how many."""
-    drained = drain_into(spill, SqlJournal(audit))
-    if drained:
-        log.warning("outbox: wrote %d spilled journal records to the audit table", drained)
-    return drained

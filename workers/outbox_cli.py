@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
+from progress.outbox import dispatch_pending, drain_spill, resend
 from workers import resources
 from workers.db import utcnow_naive
-from workers.outbox import dispatch_pending, drain_spill, resend
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         return {"resent": resend(audit, store)}
     if args.command == "dispatch":
         grace, attempts = current.outbox_grace_seconds, current.outbox_max_attempts
-        drained = drain_spill(audit, resources.journal_spill())
+        drained = drain_spill(resources.journal_spill(), audit)
         return {"drained": drained, "pushed": dispatch_pending(audit, store, grace, attempts)}
     if args.command == "rotate-keys":
         return {"rotated": audit.rotate_keys()}

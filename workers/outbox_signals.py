@@ -13,9 +13,9 @@ from typing import Any
 from celery import signals
 
 import progress
+from progress.outbox import dispatch_pending, drain_spill
 from workers import resources
 from workers.migrate import SchemaOutdated, ensure_schema
-from workers.outbox import dispatch_pending, drain_spill
 from workers.sealing import DEV_KEY_WARNING, MissingAuditKeys, sealing_keys, seals_with_dev_key
 
 log = logging.getLogger("workers.outbox")
@@ -49,7 +49,7 @@ def _use_outbox(**_: Any) -> None:
 
 def _dispatch_left_over() -> None:
     try:
-        drain_spill(resources.audit_log(), resources.journal_spill())
+        drain_spill(resources.journal_spill(), resources.audit_log())
         pushed = dispatch_pending(
             resources.audit_log(),
             resources.progress_store(),

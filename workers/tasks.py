@@ -22,6 +22,7 @@ from celery import Task, chain, chord, group, shared_task
 from celery.canvas import Signature
 
 import progress
+from progress.outbox import dispatch_pending, drain_spill
 from progress.runtime import get_settings
 from workers import resources
 from workers.batching import ChapterUpdateBatcher
@@ -29,7 +30,6 @@ from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
 from workers.novel_status import fail_novel, reconcile_novels
-from workers.outbox import dispatch_pending, drain_spill
 from workers.pipeline import percent, plan_chapters, summarize
 from workers.watchdog import watch_running_tasks
 
@@ -257,7 +257,7 @@ def outbox_dispatch() -> dict[str, int]:
     """Celery beat: write spilled journal records (pushed while the database was down), then
     push outbox rows still pending (a crashed pusher) or failed (retry)."""
     current = resources.settings()
-    drained = drain_spill(resources.audit_log(), resources.journal_spill())
+    drained = drain_spill(resources.journal_spill(), resources.audit_log())
     pushed = dispatch_pending(
         resources.audit_log(),
         resources.progress_store(),

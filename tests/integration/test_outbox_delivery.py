@@ -16,7 +16,7 @@ import pytest
 
 import progress
 from progress.events import EventEnvelope, NovelCreated, TaskCompleted, TaskFailed, TaskUpdated
-from progress.outbox import OutboxWriter
+from progress.outbox import OutboxWriter, dispatch_pending
 from progress.pump import EventPump
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
@@ -28,7 +28,7 @@ from tests.workers import WorkerProcess
 from workers import contracts, resources
 from workers.audit import AuditLog
 from workers.db import make_engine, make_sessions
-from workers.outbox import SqlJournal, dispatch_pending
+from workers.outbox import SqlJournal
 from workers.sealing import DEV_AUDIT_KEY, Sealer
 from workers.settings import WorkerSettings
 

@@ -22,12 +22,12 @@ from progress.events import (
     TaskUpdated,
 )
 from progress.keys import user_stream
-from progress.outbox import OutboxWriter
+from progress.outbox import OutboxWriter, dispatch_pending, resend
 from progress.redis_store import RedisEventStore, connect
 from workers.audit import AuditLog
 from workers.db import EventAudit, make_engine, make_sessions, utcnow_naive
 from workers.group_commit import GroupCommitter
-from workers.outbox import SqlJournal, dispatch_pending, resend
+from workers.outbox import SqlJournal
 from workers.sealing import Sealer
 
 pytestmark = pytest.mark.integration

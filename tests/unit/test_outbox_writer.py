@@ -30,10 +30,12 @@ class RecordingJournal:
         stored_before = len(self.store.read_after("u:u1", "0-0", 100))
         self.calls.append(("record", ([e.event_id for e, _ in batch], stored_before)))
 
-    def published(self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]) -> None:
+    def mark_published(
+        self, event_ids: Sequence[uuid.UUID], placements: Sequence[Placement]
+    ) -> None:
         self.calls.append(("published", (list(event_ids), [p.stream for p in placements])))
 
-    def failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
+    def mark_failed(self, event_ids: Sequence[uuid.UUID], reason: str) -> None:
         self.calls.append(("failed", (list(event_ids), reason)))
 
 
