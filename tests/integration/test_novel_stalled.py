@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from celery import chain, group
 
+import progress
 from tests.integration.conftest import MakeWorkerStack
 from workers import resources
 
@@ -38,17 +38,18 @@ def test_a_novel_whose_chapters_are_written_but_whose_review_never_started_is_fi
     novel_id = repo.create(user_id, "Adrift", "A chord whose callback never came", 2, []).id
     app = resources.celery_app()
 
-    def step(name: str, *args: object) -> object:
-        return app.signature(name, args=(novel_id, *args), immutable=True)
+    def send(name: str, *args: object) -> None:
+        # As the API sends: as the owner, never waiting for (subscribing to) a result.
+        with progress.acting_as(user_id, None, novel_id=novel_id, workflow_id=novel_id):
+            app.send_task(name, args=[novel_id, *args], ignore_result=True)
 
     # The workflow as it stands when the chord's callback (the review) is lost: the outline
     # and every chapter ran through a real worker, and nothing more is queued.
     with stack.worker(concurrency=2):
-        steps = chain(
-            step("workers.generate_outline"),
-            group(step("workers.generate_chapter", 1), step("workers.generate_chapter", 2)),
-        )
-        steps.apply_async()
+        send("workers.generate_outline")
+        assert wait_for(lambda: repo.get(novel_id).status == "drafting", 30)
+        send("workers.generate_chapter", 1)
+        send("workers.generate_chapter", 2)
         written = wait_for(
             lambda: all(c.status == "written" for c in repo.get(novel_id).chapters), 30
         )
