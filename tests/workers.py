@@ -40,6 +40,17 @@ class WorkerProcess:
 
     def start(self, timeout: float = 30) -> WorkerProcess:
         """Start and wait until the worker answers a ping."""
+        self.spawn()
+        try:
+            self._await_ping(timeout)
+        except BaseException:
+            self.close()  # a worker that never answered must not outlive the test
+            raise
+        return self
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (a supervisor's restart: the broker may
+        still be down)."""
         args = [
             sys.executable,
             "-m",
@@ -61,12 +72,6 @@ class WorkerProcess:
         if self.beat:
             args += ["--beat", "--schedule", f"{self._log.name}.beat"]
         self._process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=self._log)
-        try:
-            self._await_ping(timeout)
-        except BaseException:
-            self.close()  # a worker that never answered must not outlive the test
-            raise
-        return self
 
     def _await_ping(self, timeout: float) -> None:
         assert self._process is not None
@@ -77,6 +82,10 @@ class WorkerProcess:
             if resources.celery_app().control.ping(timeout=0.5):
                 return
         raise RuntimeError(f"worker did not answer:\n{self.log_text}")
+
+    def exited(self) -> bool:
+        """True if the worker ended by itself (it was started and not stopped since)."""
+        return self._process is not None and self._process.poll() is not None
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop it (SIGTERM: warm shutdown; SIGKILL: a crash)."""

@@ -4,16 +4,25 @@
     a step's error callback runs            ─▶ fail_novel       (mark_novel_failed)
     the watchdog declares a step lost       ─▶ reconcile_novels  (same beat run)
     the database was down for any of these  ─▶ reconcile_novels  (every watchdog run after)
+    no step runs and nothing changed for a  ─▶ resume_stalled_novels (every watchdog run)
+    while (a message lost with Redis, a worker that died between steps)
 
 ``reconcile_novels`` fails an in-progress novel when one of its steps' latest outcome (its
 Redis snapshot) is ``failed`` and that failure is newer than the novel's last change: a step
 that ran again after the failure (a retry, a redelivered message) moves the novel on itself.
+
+``resume_stalled_novels`` covers a workflow that stopped without any step failing: every step
+it knows of ended (none running, retrying or stalled) and neither the novel, its chapters nor
+its steps changed for the grace period. A novel being drafted or reviewed is resumed: its
+unwritten chapters are written and the review runs (the writer gets their novel); one still
+queued or outlining is failed (it has nothing worth keeping yet; the writer starts it again).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from progress.reporter import TaskRun
@@ -37,6 +46,14 @@ WORKFLOW_STEPS = frozenset(
 IN_PROGRESS = ("queued", "outlining", "drafting", "reviewing")
 #: Task snapshots of one owner the sweep reads (newest first).
 SWEEP_TASKS_PER_OWNER = 500
+#: A step in one of these is still going (or may come back): its novel is not stalled.
+ACTIVE_STEP = frozenset({"running", "retrying", "stalled"})
+#: Stalled in one of these, a novel is resumed (its outline is kept); in the others, failed.
+RESUMABLE = ("drafting", "reviewing")
+
+#: ``resume(novel_id, chapter_numbers)``: send the rest of a novel's workflow (the chapters
+#: given, then the review).
+Resume = Callable[[str, Sequence[int]], None]
 
 
 def fail_novel(novel_id: str) -> bool:
@@ -68,6 +85,67 @@ def reconcile_novels(store: EventReader) -> int:
                 log.info("novel %s failed: one of its steps failed earlier", novel.novel_id)
                 moved += 1
     return moved
+
+
+def resume_stalled_novels(
+    store: EventReader, grace_seconds: float, resume: Resume
+) -> dict[str, int]:
+    """Resume (or fail) every in-progress novel whose workflow stopped: no step of it is
+    active and nothing of it changed for ``grace_seconds``; how many of each."""
+    repo = resources.novels()
+    now = datetime.now(UTC)
+    grace = timedelta(seconds=grace_seconds)
+    by_owner: dict[str, list[NovelChange]] = {}
+    for novel in repo.changed_in(IN_PROGRESS):
+        if not novel.changed_before(now - grace):
+            continue
+        by_owner.setdefault(novel.owner_id, []).append(novel)
+    done = {"resumed": 0, "failed": 0}
+    for owner_id, novels in by_owner.items():
+        active: set[str] = set()
+        last_step: dict[str, datetime] = {}
+        for task in store.recent_tasks(owner_id, SWEEP_TASKS_PER_OWNER):
+            if task.task_name not in WORKFLOW_STEPS or not task.novel_id:
+                continue
+            if task.status in ACTIVE_STEP:
+                active.add(task.novel_id)
+            known = last_step.get(task.novel_id, task.updated_at)
+            last_step[task.novel_id] = max(known, task.updated_at)
+        for change in novels:
+            stepped = last_step.get(change.novel_id)
+            if change.novel_id in active or (stepped is not None and now - stepped < grace):
+                continue
+            full = repo.get(change.novel_id)
+            if any(not _changed_before(c.updated_at, now - grace) for c in full.chapters):
+                continue
+            # Several workers' beats may run this sweep: only the one whose claim lands acts.
+            if not repo.claim_stalled(change.novel_id, change.status, change.updated_at):
+                continue
+            if change.status in RESUMABLE:
+                missing = [c.number for c in full.chapters if c.status != "written"]
+                resume(change.novel_id, missing)
+                log.warning(
+                    "novel %s was %s with no step running for %g s: resumed (chapters %s, "
+                    "then the review)",
+                    change.novel_id,
+                    change.status,
+                    grace_seconds,
+                    missing or "none",
+                )
+                done["resumed"] += 1
+            elif fail_novel(change.novel_id):
+                log.warning(
+                    "novel %s failed: %s with no step running for %g s (its workflow stopped)",
+                    change.novel_id,
+                    change.status,
+                    grace_seconds,
+                )
+                done["failed"] += 1
+    return done
+
+
+def _changed_before(at: datetime, moment: datetime) -> bool:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)) < moment
 
 
 def _on_run_ended(sender: str, run: TaskRun, outcome: str, **_: Any) -> None:

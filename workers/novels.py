@@ -24,6 +24,7 @@ class NovelChange:
     novel_id: str
     owner_id: str
     updated_at: datetime
+    status: str = ""
 
     def changed_before(self, moment: datetime) -> bool:
         """True if the novel last changed before ``moment`` (stored times are UTC)."""
@@ -201,10 +202,29 @@ class NovelRepository:
     def changed_in(self, statuses: Sequence[str]) -> list[NovelChange]:
         """Id, owner and time of last change of every novel whose status is in ``statuses``."""
         with self._sessions() as session:
-            query = select(Novel.id, Novel.owner_id, Novel.updated_at).where(
+            query = select(Novel.id, Novel.owner_id, Novel.updated_at, Novel.status).where(
                 Novel.status.in_(statuses)
             )
             return [NovelChange(*row) for row in session.execute(query)]
+
+    def claim_stalled(self, novel_id: str, status: str, seen_updated_at: datetime) -> bool:
+        """Mark the novel as changed now if it is still ``status`` and unchanged since
+        ``seen_updated_at``, in one statement: of several sweeps that found it stalled, only
+        one gets True and acts on it."""
+        with self._sessions.begin() as session:
+            moved = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(Novel)
+                    .where(
+                        Novel.id == novel_id,
+                        Novel.status == status,
+                        Novel.updated_at == seen_updated_at,
+                    )
+                    .values(updated_at=utcnow_naive())
+                ),
+            )
+            return moved.rowcount == 1
 
     def set_task(self, novel_id: str, task_id: str) -> None:
         """Remember the task that runs the novel's workflow."""

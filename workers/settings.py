@@ -27,6 +27,10 @@ class WorkerSettings(BaseSettings):
     soft_time_limit_seconds: float = 600
     #: Seconds between watchdog runs (Celery beat) looking for tasks whose heartbeats stopped.
     watchdog_seconds: float = Field(default=60, gt=0)
+    #: An in-progress novel none of whose steps runs and that did not change for this long is
+    #: resumed (drafting, reviewing) or failed (queued, outlining) by the watchdog: its workflow
+    #: stopped (a message lost with Redis). Longer than a step may wait in the queue.
+    novel_resume_after_seconds: float = Field(default=900, gt=0)
     #: ``local`` (built-in deterministic generator) or ``openai`` (LLM_BASE_URL etc.).
     llm: str = Field(default="local", validation_alias=AliasChoices("LLM_PROVIDER", "WORKER_LLM"))
     llm_base_url: str = Field(default="", validation_alias=AliasChoices("LLM_BASE_URL"))

@@ -3,6 +3,7 @@
     create_novel ─▶ chain( generate_outline,
                            chord( group(generate_chapter × N),  review_novel ) )
                     every step: on error ─▶ mark_novel_failed
+    watchdog (a stalled novel) ─▶ chord( group(its unwritten chapters), review_novel )
 
 Progress is the share of the target tokens produced so far; a writer's cancel request is
 checked between tokens. Workflow stages go out as ``workflow.status-changed``.
@@ -13,12 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypedDict
 
 import redis
-from celery import Task, chain, chord, group, shared_task
+from celery import Celery, Task, chain, chord, group, shared_task
 from celery.canvas import Signature
 
 import progress
@@ -29,7 +30,7 @@ from workers.batching import ChapterUpdateBatcher
 from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
-from workers.novel_status import fail_novel, reconcile_novels
+from workers.novel_status import fail_novel, reconcile_novels, resume_stalled_novels
 from workers.pipeline import percent, plan_chapters, summarize
 from workers.watchdog import watch_running_tasks
 
@@ -113,26 +114,38 @@ def limits() -> TimeLimits:
     return {"soft_time_limit": soft, "time_limit": soft + 30}
 
 
+def _step(app: Celery, name: str, novel_id: str, *args: Any) -> Signature:
+    """One workflow step of the novel; its failure fails the novel."""
+    errback = app.signature("workers.mark_novel_failed", args=(novel_id,), immutable=True)
+    return app.signature(name, args=(novel_id, *args), immutable=True, **limits()).on_error(errback)
+
+
+def _chapters_then_review(app: Celery, novel_id: str, numbers: Sequence[int]) -> Signature:
+    """The chapters given, in parallel, then the review (just the review if none)."""
+    review = _step(app, "workers.review_novel", novel_id)
+    if not numbers:
+        return review
+    chapters = [_step(app, "workers.generate_chapter", novel_id, n) for n in numbers]
+    return chord(group(chapters), review)
+
+
 @shared_task(name="workers.create_novel", bind=True)
 @progress.report_progress(estimated_seconds=2)
 def create_novel(self: Task[Any, Any], novel_id: str) -> dict[str, str]:
     """Start the novel's workflow: outline, then chapters in parallel, then review."""
     novel = resources.novels().get(novel_id)
-
-    def step(name: str, *args: Any) -> Signature:
-        errback = self.app.signature("workers.mark_novel_failed", args=(novel_id,), immutable=True)
-        return self.app.signature(name, args=args, immutable=True, **limits()).on_error(errback)
-
-    chapters = [
-        step("workers.generate_chapter", novel_id, n) for n in range(1, novel.chapter_count + 1)
-    ]
     workflow = chain(
-        step("workers.generate_outline", novel_id),
-        chord(group(chapters), step("workers.review_novel", novel_id)),
+        _step(self.app, "workers.generate_outline", novel_id),
+        _chapters_then_review(self.app, novel_id, range(1, novel.chapter_count + 1)),
     )
     progress.update(50, "Starting the workflow", stage="queued")
     workflow.apply_async()
     return {"summary": f"Workflow of {novel.chapter_count} chapters started"}
+
+
+def resume_novel(novel_id: str, numbers: Sequence[int]) -> None:
+    """Send the rest of a stalled novel's workflow: the chapters given, then the review."""
+    _chapters_then_review(resources.celery_app(), novel_id, numbers).apply_async()
 
 
 @shared_task(name="workers.generate_outline", bind=True, **_RETRY)
@@ -237,17 +250,26 @@ _watchdog_running = threading.Lock()
 @shared_task(name="workers.watchdog")
 def watchdog() -> dict[str, int]:
     """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost);
-    then in-progress novels one of whose steps failed are failed (``reconcile_novels``).
+    then in-progress novels one of whose steps failed are failed (``reconcile_novels``), and
+    those whose workflow stopped are resumed or failed (``resume_stalled_novels``).
 
     Runs in one process never overlap: a slow run could otherwise publish ``stalled`` for a
     task after a later run had already declared it lost.
     """
     if not _watchdog_running.acquire(blocking=False):
-        return {"stalled": 0, "lost": 0, "novels_failed": 0}
+        return {"stalled": 0, "lost": 0, "novels_failed": 0, "novels_resumed": 0}
     try:
         store = resources.progress_store()
         found = watch_running_tasks(store, get_settings().heartbeat_seconds)
-        return {**found, "novels_failed": reconcile_novels(store)}
+        failed = reconcile_novels(store)
+        stalled = resume_stalled_novels(
+            store, resources.settings().novel_resume_after_seconds, resume_novel
+        )
+        return {
+            **found,
+            "novels_failed": failed + stalled["failed"],
+            "novels_resumed": stalled["resumed"],
+        }
     finally:
         _watchdog_running.release()
 

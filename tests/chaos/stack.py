@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,9 @@ class Stack:
         self.database_url = database_url
         self.apis: list[ApiServer] = []
         self.workers: list[WorkerProcess] = []
+        self.worker_restarts = 0
+        self._closing = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
         self.worker_env = {
             "REDIS_URL": f"{self.redis.url}/0",
             "DATABASE_URL": database_url,
@@ -125,6 +129,9 @@ class Stack:
             # Important events whose push failed are pushed again within seconds, not 30 s.
             "WORKER_OUTBOX_DISPATCH_SECONDS": "2",
             "WORKER_OUTBOX_GRACE_SECONDS": "2",
+            # A novel whose workflow stopped (its messages lost with Redis) resumes within the
+            # scenario; longer than a queued chapter waits behind the others here.
+            "WORKER_NOVEL_RESUME_AFTER_SECONDS": "10",
             **NOVEL_PACE,
         }
         resources.configure(
@@ -136,6 +143,7 @@ class Stack:
             )
         )
         progress.configure(ProgressSettings(redis_url=f"{self.redis.url}/0"))
+        self._supervisor.start()
 
     @property
     def redis_url(self) -> str:
@@ -162,8 +170,20 @@ class Stack:
         self.workers.append(worker)
         return worker.start(timeout=60)
 
+    def _supervise(self) -> None:
+        # Like compose's ``restart: unless-stopped``: a Celery worker ends itself when its
+        # broker connection breaks in some ways (kombu's "Unrecoverable error"); its
+        # supervisor starts it again. Workers a scenario stopped itself stay stopped.
+        while not self._closing.wait(0.5):
+            for worker in list(self.workers):
+                if worker.exited() and not self._closing.is_set():
+                    self.worker_restarts += 1
+                    worker.spawn()
+
     def close(self) -> None:
         """Stop everything that is still running."""
+        self._closing.set()
+        self._supervisor.join(timeout=70)
         for worker in self.workers:
             worker.close()
         for api in self.apis:

@@ -24,6 +24,12 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 OUTAGE_SECONDS = 6.0
 
 
+def note_worker_restarts(stack: Stack, counts: Counts) -> None:
+    """Note the workers that ended during the outage (restarted by the stack's supervisor)."""
+    if stack.worker_restarts:
+        counts.notes.append(f"{stack.worker_restarts} worker restarted by its supervisor")
+
+
 def redis_outage(tmp_path: Path, report: Report, name: str, keep_data: bool) -> Counts:
     counts = Counts(name)
     with Stack(sqlite_url(tmp_path)) as stack:
@@ -51,6 +57,7 @@ def redis_outage(tmp_path: Path, report: Report, name: str, keep_data: bool) -> 
                 stack.redis_url,
                 reset_ok=not keep_data,
             )
+            note_worker_restarts(stack, counts)
         finally:
             close_tabs(tabs)
             report(counts)
