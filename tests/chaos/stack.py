@@ -22,7 +22,8 @@ import redis
 import progress
 from progress.redis_server import find_redis_server, free_port
 from progress.settings import ProgressSettings
-from tests.chaos.invariants import Counts
+from tests.chaos.invariants import Counts, verify
+from tests.chaos.users import Tab
 from tests.processes import stop_process
 from tests.servers import ApiServer
 from tests.workers import WorkerProcess
@@ -179,6 +180,27 @@ class Stack:
                 if worker.exited() and not self._closing.is_set():
                     self.worker_restarts += 1
                     worker.spawn()
+
+    def verify(
+        self,
+        counts: Counts,
+        base: str,
+        tabs: list[Tab],
+        novel_ids: dict[str, str],
+        reset_ok: bool = False,
+    ) -> None:
+        """Every invariant, checked through the API at ``base`` once the novels had the
+        watchdog's window (and a margin) to end."""
+        verify(
+            counts,
+            base,
+            tabs,
+            novel_ids,
+            WATCHDOG_WINDOW + 10,
+            self.database_url,
+            self.redis_url,
+            reset_ok=reset_ok,
+        )
 
     def close(self) -> None:
         """Stop everything that is still running."""

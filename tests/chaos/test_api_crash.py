@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.conftest import Report
-from tests.chaos.invariants import Counts, verify
+from tests.chaos.invariants import Counts
 from tests.chaos.scenario import start_novels, users, wait_writing
-from tests.chaos.stack import WATCHDOG_WINDOW, Stack, healthy, sqlite_url
+from tests.chaos.stack import Stack, healthy, sqlite_url
 from tests.chaos.users import close_tabs, open_tabs, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
@@ -42,15 +42,7 @@ def test_an_api_instance_killed_while_users_stream(tmp_path: Path, report: Repor
                 )
             if not healthy(survivor.url):
                 counts.fail("the survivor's health does not say all is well")
-            verify(
-                counts,
-                survivor.url,
-                tabs,
-                novels,
-                WATCHDOG_WINDOW + 10,
-                stack.database_url,
-                stack.redis_url,
-            )
+            stack.verify(counts, survivor.url, tabs, novels)
         finally:
             close_tabs(tabs)
             report(counts)

@@ -8,10 +8,9 @@ import time
 import pytest
 
 from tests.chaos.conftest import Report
-from tests.chaos.invariants import Counts, verify
+from tests.chaos.invariants import Counts
 from tests.chaos.scenario import hold, start_novels, users, wait_writing
 from tests.chaos.stack import (
-    WATCHDOG_WINDOW,
     Stack,
     check_health_outage,
     wait_health,
@@ -40,15 +39,7 @@ def test_the_database_stopped_and_restarted(report: Report) -> None:
             postgres.start()
             up = wait_health(api.url, up=True, timeout=15)
             check_health_outage(counts, api.url, "the database", down, up)
-            verify(
-                counts,
-                api.url,
-                tabs,
-                novels,
-                WATCHDOG_WINDOW + 10,
-                stack.database_url,
-                stack.redis_url,
-            )
+            stack.verify(counts, api.url, tabs, novels)
         finally:
             close_tabs(tabs)
             report(counts)

@@ -9,9 +9,9 @@ import pytest
 
 from tests.chaos.conftest import Report
 from tests.chaos.fault_proxy import FaultProxy
-from tests.chaos.invariants import Counts, verify
+from tests.chaos.invariants import Counts
 from tests.chaos.scenario import hold, start_novels, users, wait_writing
-from tests.chaos.stack import WATCHDOG_WINDOW, Stack, sqlite_url
+from tests.chaos.stack import Stack, sqlite_url
 from tests.chaos.users import close_tabs, open_tabs
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
@@ -34,15 +34,7 @@ def test_connections_dropped_repeatedly(tmp_path: Path, report: Report) -> None:
                 proxy.drop_all()
                 hold(DROP_EVERY_SECONDS)
             counts.notes.append(f"{proxy.dropped} connections dropped")
-            verify(
-                counts,
-                stack.apis[0].url,
-                tabs,
-                novels,
-                WATCHDOG_WINDOW + 10,
-                stack.database_url,
-                stack.redis_url,
-            )
+            stack.verify(counts, stack.apis[0].url, tabs, novels)
         finally:
             close_tabs(tabs)
             report(counts)
@@ -61,15 +53,7 @@ def test_connections_slowed(tmp_path: Path, report: Report) -> None:
             counts.notes.append(
                 f"{LATENCY_SECONDS * 1000:.0f} ms latency, {BYTES_PER_SECOND} B/s shared"
             )
-            verify(
-                counts,
-                api.url,
-                tabs,
-                novels,
-                WATCHDOG_WINDOW + 10,
-                stack.database_url,
-                stack.redis_url,
-            )
+            stack.verify(counts, api.url, tabs, novels)
         finally:
             close_tabs(tabs)
             report(counts)

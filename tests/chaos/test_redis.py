@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.conftest import Report
-from tests.chaos.invariants import Counts, verify
+from tests.chaos.invariants import Counts
 from tests.chaos.scenario import hold, start_novels, users, wait_writing
 from tests.chaos.stack import (
-    WATCHDOG_WINDOW,
     Stack,
     check_health_outage,
     sqlite_url,
@@ -47,16 +46,7 @@ def redis_outage(tmp_path: Path, report: Report, name: str, keep_data: bool) -> 
             stack.redis.start()
             up = wait_health(api.url, up=True, timeout=15)
             check_health_outage(counts, api.url, "Redis", down, up)
-            verify(
-                counts,
-                api.url,
-                tabs,
-                novels,
-                WATCHDOG_WINDOW + 10,
-                stack.database_url,
-                stack.redis_url,
-                reset_ok=not keep_data,
-            )
+            stack.verify(counts, api.url, tabs, novels, reset_ok=not keep_data)
             note_worker_restarts(stack, counts)
         finally:
             close_tabs(tabs)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.conftest import Report
-from tests.chaos.invariants import Counts, novel_status, verify
+from tests.chaos.invariants import Counts, novel_status
 from tests.chaos.scenario import WRITING, hold, start_novels, users, wait_writing
 from tests.chaos.stack import WATCHDOG_WINDOW, Stack, healthy, sqlite_url
 from tests.chaos.users import Tab, close_tabs, open_tabs, wait_until
@@ -60,15 +60,7 @@ def test_a_worker_killed_mid_task(tmp_path: Path, report: Report) -> None:
             stack.worker(beat=False, **REDELIVERY)
             if not healthy(api.url):
                 counts.fail("health does not say all is well with Redis and the database up")
-            verify(
-                counts,
-                api.url,
-                tabs,
-                novels,
-                WATCHDOG_WINDOW + 10,
-                stack.database_url,
-                stack.redis_url,
-            )
+            stack.verify(counts, api.url, tabs, novels)
             counts.stuck_novels = max(counts.stuck_novels, len(left))
         finally:
             close_tabs(tabs)
