@@ -32,7 +32,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is None and "transfer-encoding" not in headers:
+            # No body (every stream open, every GET): nothing to count.
+            await self.app(scope, receive, send)
+            return
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             # The unread body stays on the socket: close the connection after answering.
             response = JSONResponse(

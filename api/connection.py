@@ -102,10 +102,15 @@ def merge_by_stream_id(
 ) -> list[bytes | StoredEvent]:
     """Archived events (JSON) and stored ones in stream-id order (ids are times, so they
     compare across epochs); archived events never pushed (no id) last; on a tie the archived
-    copy first."""
+    copy first. An archived event the stored ones also hold is left out: a push retried after
+    the store lost its data stored it again before the journal recorded where, and the
+    stored copy has its place in the history and a cursor."""
+    in_store = {event_meta(item.data).event_id for item in stored} if archived else set()
     never = (float("inf"), float("inf"))
     keyed: list[tuple[tuple[float, float], int, bytes | StoredEvent]] = [
-        (parse_stream_id(id_) if id_ else never, 0, data) for id_, data in archived
+        (parse_stream_id(id_) if id_ else never, 0, data)
+        for id_, data in archived
+        if event_meta(data).event_id not in in_store
     ]
     keyed += [(parse_stream_id(item.id), 1, item) for item in stored]
     keyed.sort(key=lambda entry: (entry[0], entry[1]))

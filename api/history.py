@@ -90,7 +90,7 @@ async def read_history(
     candidates.sort(key=lambda item: parse_stream_id(item.id))
     page = candidates[: limit - len(archived)]
     merged = merge_by_stream_id([(id_, data) for _, id_, data in archived], page)
-    from_archive = {event_meta(data).event_id for _, _, data in archived}
+    from_archive = {event_meta(item).event_id for item in merged if isinstance(item, bytes)}
     events: list[dict[str, Any]] = []
     for item in merged:
         if isinstance(item, bytes):

@@ -40,8 +40,8 @@ class Counts:
     stuck_novels: int = 0
     journal_missing: int = 0
     resets: int = 0
-    #: Events a tab received again after a ``stream.reset`` (Redis lost its data; the sender
-    #: and the outbox write again what they cannot tell was stored): the browser drops them
+    #: Events a tab received again with a ``stream.reset`` between the copies (Redis lost its
+    #: data; the sender writes again what it cannot tell was stored): the browser drops them
     #: by event id; counted and printed, not failed. Any other repeat is a duplicate.
     redelivered_after_reset: int = 0
     contradicted: int = 0
@@ -151,7 +151,8 @@ def check_tabs(
         received = tab.domain_events()
         counts.events += len(received)
         counts.lost += len(must_see[tab.user] - {e.json["event_id"] for e in received})
-        duplicated, redelivered = repeats(tab.events, reset_ok)
+        duplicated, redelivered, lines = repeats(tab.events, reset_ok)
+        counts.notes += [f"{tab.user} repeat: {line}" for line in lines]
         counts.duplicated += duplicated
         counts.redelivered_after_reset += redelivered
         counts.leaked += sum(
@@ -174,29 +175,42 @@ def check_tabs(
         counts.fail(f"{counts.contradicted} tasks completed after being shown failed, no retrying")
 
 
-def repeats(events: list[SseEvent], reset_ok: bool) -> tuple[int, int]:
-    """(duplicates, redeliveries after a reset): an event id seen again on a tab is a duplicate,
-    unless Redis lost its data (``reset_ok``) and the repeat came after a ``stream.reset``:
-    api.md's resume rules let the history be sent again then, and the browser drops repeats
-    by event id. Which path sends a second copy inside one post-reset segment is not known
-    yet (issue 15, left open): until it is, such repeats are counted apart, not failed."""
-    seen: set[str] = set()
-    reset_seen = False
-    duplicated = redelivered = 0
-    for event in events:
+def repeats(events: list[SseEvent], reset_ok: bool) -> tuple[int, int, list[str]]:
+    """(duplicates, redeliveries after a reset, a line per repeat). An event id seen again on
+    a tab is a duplicate, unless Redis lost its data (``reset_ok``) and a ``stream.reset`` came
+    between the copies: an event the tab got live just before the loss whose push was left
+    unanswered is stored again by the retry, and api.md's resume rules let the new history be
+    sent after the reset (the browser drops repeats by event id). Each line says where both
+    copies and the tab's resets and opens were."""
+    seen_at: dict[str, tuple[int, int]] = {}
+    resets_so_far = duplicated = redelivered = 0
+    lines: list[str] = []
+    for index, event in enumerate(events):
         if event.event == "stream.reset":
-            reset_seen = True
+            resets_so_far += 1
             continue
-        if event.event in CONTROL or event.id is None:
+        if event.event in CONTROL:
             continue
         event_id = event.json["event_id"]
-        if event_id not in seen:
-            seen.add(event_id)
-        elif reset_ok and reset_seen:
+        if event_id not in seen_at:
+            seen_at[event_id] = (resets_so_far, index)
+            continue
+        resets_then, first = seen_at[event_id]
+        if reset_ok and resets_then < resets_so_far:
             redelivered += 1
+            seen_at[event_id] = (resets_so_far, index)
         else:
             duplicated += 1
-    return duplicated, redelivered
+        marks = [
+            f"{i}:{e.event}"
+            for i, e in enumerate(events)
+            if e.event in ("stream.reset", "connection.established")
+        ]
+        lines.append(
+            f"{event.event} {event_id} at {first} (id {events[first].id}) and {index} "
+            f"(id {event.id}); marks {marks}"
+        )
+    return duplicated, redelivered, lines
 
 
 def contradictions(received: list[SseEvent]) -> set[str]:

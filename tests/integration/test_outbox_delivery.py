@@ -138,6 +138,46 @@ def test_after_a_redis_flush_a_resumed_client_gets_every_important_event_since_i
         api.close()
 
 
+def test_an_event_stored_again_after_a_flush_while_its_journal_row_is_unpushed_comes_once(
+    own_redis: RedisServer, database_url: str, writer: OutboxWriter, audit: AuditLog, user_id: str
+) -> None:
+    # Redis lost its data while a push was unanswered: the journal still has the event as not
+    # pushed (no stream id), and the retried push stored it in the new history. The catch-up
+    # finds it in both; the writer must get it once.
+    api = start_api(own_redis, database_url)
+    journal = SqlJournal(audit)
+    store = RedisEventStore(connect(f"{own_redis.url}/0"))
+    try:
+        seen = open_stream(api, user_id)
+        writer.append_many([(e, ()) for e in mixed(user_id, 0, 4)])
+        seen.wait_for(lambda events: len(task_ids(events)) == 4)
+        cursor = seen.last_id
+        seen.close()
+        connect(f"{own_redis.url}/0").flushall()
+        retried = TaskCompleted(user_id=user_id, task_id="retried", duration_seconds=1)
+        journal.record([(retried, ())])
+        store.append(retried)
+
+        resumed = open_stream(api, user_id, cursor)
+        resumed.wait_for(lambda events: str(retried.event_id) in task_ids(events))
+        live = TaskCompleted(user_id=user_id, task_id="live", duration_seconds=1)
+        writer.append(live)
+        resumed.wait_for(lambda events: str(live.event_id) in task_ids(events))
+        resumed.close()
+
+        assert resumed.events[1].event == "stream.reset"
+        assert task_ids(resumed.events) == [str(retried.event_id), str(live.event_id)]
+        auth = {"Authorization": f"Bearer {api.jwt(user_id)}"}
+        page = httpx.get(
+            f"{api.url}/api/v1/events/history", params={"since_id": cursor}, headers=auth
+        ).json()
+        assert [e["event_id"] for e in page["events"]] == task_ids(resumed.events)
+    finally:
+        store.close()
+        journal.close()
+        api.close()
+
+
 def test_a_cursor_older_than_what_redis_keeps_still_gets_every_important_event_since(
     own_redis: RedisServer, database_url: str, audit: AuditLog, user_id: str
 ) -> None:
