@@ -50,6 +50,24 @@ class RealtimeApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+#: Every router of the app, in the order they are included.
+ROUTERS = tuple(
+    module.router
+    for module in (
+        auth,
+        events,
+        tasks,
+        novels,
+        invitations,
+        metrics,
+        admin,
+        preferences,
+        realtime,
+        admin_audit,
+    )
+)
+
+
 def create_app(
     settings: ApiSettings | None = None, authorizer: Authorizer | None = None
 ) -> FastAPI:
@@ -99,20 +117,8 @@ def create_app(
     # Inside the response counter (a 413 is counted), outside everything that reads a body.
     app.add_middleware(BodyLimit, max_bytes=resolved.max_body_bytes)
     app.add_middleware(CountResponses)
-    routers = (
-        auth,
-        events,
-        tasks,
-        novels,
-        invitations,
-        metrics,
-        admin,
-        preferences,
-        realtime,
-        admin_audit,
-    )
-    for module in routers:
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     spa = frontend_app(resolved.frontend_dir)
     if spa is not None:
         app.mount("/", spa, name="frontend")
