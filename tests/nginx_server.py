@@ -18,33 +18,8 @@ from tests.processes import stop_process
 NGINX = "/usr/sbin/nginx"
 SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "realtime.conf"
 
-CONFIG = """\
-daemon off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log info;
-events {{
-    worker_connections 256;
-}}
-http {{
-    access_log {root}/access.log;
-    client_body_temp_path {root}/client_body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass {upstream};
-            proxy_http_version 1.1;
-        }}
-    }}
-}}
-"""
-
-
-SHIPPED_MAIN = """\
+#: The main file; ``{server}`` is the server block (a plain proxy, or the shipped front).
+MAIN = """\
 daemon off;
 worker_processes 1;
 pid {root}/nginx.pid;
@@ -59,9 +34,18 @@ http {{
     fastcgi_temp_path {root}/fastcgi;
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
-    include {root}/realtime.conf;
+    {server}
 }}
 """
+
+PLAIN_SERVER = """\
+server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass {upstream};
+            proxy_http_version 1.1;
+        }}
+    }}"""
 
 
 def shipped_config(port: int, upstream: str) -> str:
@@ -111,9 +95,10 @@ class NginxProxy:
         conf = self._root / "nginx.conf"
         if self.shipped:
             (self._root / "realtime.conf").write_text(shipped_config(self.port, self.upstream))
-            conf.write_text(SHIPPED_MAIN.format(root=self._root))
+            server = f"include {self._root}/realtime.conf;"
         else:
-            conf.write_text(CONFIG.format(root=self._root, port=self.port, upstream=self.upstream))
+            server = PLAIN_SERVER.format(port=self.port, upstream=self.upstream)
+        conf.write_text(MAIN.format(root=self._root, server=server))
         args = [NGINX, "-c", str(conf), "-p", str(self._root), "-e", str(self._root / "error.log")]
         with open(self._root / "stderr.log", "wb") as stderr:
             self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
