@@ -8,11 +8,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from cryptography.fernet import Fernet
+
+from api.settings import is_public_secret
+from progress.redis_server import RedisServer
+from tests.servers import ApiServer
+from workers.migrate import upgrade
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +146,86 @@ def test_the_secrets_given_are_the_ones_every_process_gets(
         for variable in ("JWT_SECRET", "AUDIT_ENCRYPTION_KEYS"):
             assert env[variable] == REQUIRED[variable], (name, variable)
         assert REQUIRED["POSTGRES_PASSWORD"] in env["DATABASE_URL"], name
+
+
+def generate_env(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.compose_env", "--output", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def resolved_api_env(docker_compose: str, env_file: Path, *files: str) -> dict[str, str]:
+    """The API's environment as compose resolves it from ``env_file`` and ``files``."""
+    chosen = [arg for name in files for arg in ("-f", name)]
+    unset = {name: value for name, value in os.environ.items() if name not in REQUIRED}
+    result = subprocess.run(
+        [docker_compose, "--env-file", str(env_file), *chosen, "config"],
+        cwd=ROOT,
+        env=unset,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return {
+        k: str(v)
+        for k, v in yaml.safe_load(result.stdout)["services"]["api"]["environment"].items()
+    }
+
+
+def test_the_generated_env_file_holds_fresh_secrets_and_never_replaces_them(
+    tmp_path: Path,
+) -> None:
+    env_file = tmp_path / ".env"
+    assert generate_env(env_file).returncode == 0
+    written = env_file.read_text()
+    values = dict(line.split("=", 1) for line in written.splitlines() if "=" in line)
+    assert set(values) == set(REQUIRED)
+    assert not is_public_secret(values["JWT_SECRET"]) and len(values["JWT_SECRET"]) >= 32
+    Fernet(values["AUDIT_ENCRYPTION_KEYS"].encode())  # a valid key, or this raises
+    assert env_file.stat().st_mode & 0o077 == 0, "the secrets file is readable by others"
+
+    again = generate_env(env_file)
+    assert again.returncode == 1 and "kept" in again.stderr
+    assert env_file.read_text() == written
+
+
+def test_the_dev_override_turns_dev_tokens_on_and_the_default_stack_keeps_them_off(
+    docker_compose: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env_file = tmp_path / ".env"
+    assert generate_env(env_file).returncode == 0
+    dev = resolved_api_env(docker_compose, env_file, COMPOSE_FILE, "docker-compose.dev.yml")
+    production = resolved_api_env(docker_compose, env_file, COMPOSE_FILE)
+    assert dev["SSE_DEV_TOKENS_ENABLED"] == "true"
+    assert production["SSE_DEV_TOKENS_ENABLED"] == "false"
+
+    # The API itself, with what compose gives it (its own Redis and database here).
+    for name, env in (("dev", dev), ("production", production)):
+        given = {
+            k: env[k] for k in ("JWT_SECRET", "AUDIT_ENCRYPTION_KEYS", "SSE_DEV_TOKENS_ENABLED")
+        }
+        database = f"sqlite:///{tmp_path / name}.db"
+        upgrade(database)
+        with ApiServer(
+            f"{redis_server.url}/0", DATABASE_URL=database, AUDIT_ALLOW_DEV_KEY="false", **given
+        ) as api:
+            minted = httpx.post(
+                f"{api.url}/api/v1/auth/dev-token", json={"user_id": "ada"}, timeout=5
+            )
+            if name == "dev":
+                assert minted.status_code == 200, minted.text
+                assert "SSE_DEV_TOKENS_ENABLED=true" in api.log_text
+                bearer = {"Authorization": f"Bearer {minted.json()['access_token']}"}
+                issued = httpx.post(f"{api.url}/api/v1/auth/sse-token", headers=bearer, timeout=5)
+                assert issued.status_code == 200, issued.text
+            else:
+                assert minted.status_code == 404
+                assert minted.json()["error"]["message"] == "development tokens are disabled"
+                assert "SSE_DEV_TOKENS_ENABLED=true" not in api.log_text

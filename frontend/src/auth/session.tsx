@@ -1,6 +1,6 @@
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useState } from "react";
-import { mintDevToken } from "../api/client";
-import { isAdmin } from "./roles";
+import { createApi, mintDevToken } from "../api/client";
+import { claimsOf, isAdmin } from "./roles";
 
 export interface Session {
   jwt: string;
@@ -24,6 +24,8 @@ function load(): Session | null {
 interface AuthValue {
   session: Session | null;
   signIn(userId: string, options?: { admin?: boolean }): Promise<void>;
+  /** Sign in with a JWT from the platform's login (when the API mints no dev tokens). */
+  signInWithToken(jwt: string): Promise<void>;
   signOut(): void;
 }
 
@@ -41,24 +43,42 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     return () => window.removeEventListener("storage", onStorage);
   }, []);
 
-  const signIn = useCallback(async (userId: string, options: { admin?: boolean } = {}) => {
-    const token = await mintDevToken(userId, options.admin ? ["admin"] : []);
-    const next: Session = {
-      jwt: token.access_token,
-      userId,
-      expiresAt: Date.now() + token.expires_in * 1000,
-      admin: isAdmin(token.access_token),
-    };
+  const keep = useCallback((next: Session) => {
     localStorage.setItem(STORAGE_KEY, JSON.stringify(next));
     setSession(next);
   }, []);
+
+  const signIn = useCallback(
+    async (userId: string, options: { admin?: boolean } = {}) => {
+      const token = await mintDevToken(userId, options.admin ? ["admin"] : []);
+      keep({
+        jwt: token.access_token,
+        userId,
+        expiresAt: Date.now() + token.expires_in * 1000,
+        admin: isAdmin(token.access_token),
+      });
+    },
+    [keep],
+  );
+
+  const signInWithToken = useCallback(
+    async (jwt: string) => {
+      const { sub, exp } = claimsOf(jwt);
+      if (typeof sub !== "string" || typeof exp !== "number") {
+        throw new Error("This is not a platform token: it has no user (sub) or expiry (exp).");
+      }
+      await createApi(jwt).sseToken(); // the API checks the signature and the expiry
+      keep({ jwt, userId: sub, expiresAt: exp * 1000, admin: isAdmin(jwt) });
+    },
+    [keep],
+  );
 
   const signOut = useCallback(() => {
     localStorage.removeItem(STORAGE_KEY);
     setSession(null);
   }, []);
 
-  return <AuthContext.Provider value={{ session, signIn, signOut }}>{children}</AuthContext.Provider>;
+  return <AuthContext.Provider value={{ session, signIn, signInWithToken, signOut }}>{children}</AuthContext.Provider>;
 }
 
 export function useAuth(): AuthValue {

@@ -1,29 +1,78 @@
 import { type FormEvent, useState } from "react";
+import { ApiError } from "../api/client";
 import { useAuth } from "../auth/session";
 
-/** Development sign-in: a JWT for any user id from POST /api/v1/auth/dev-token. */
+function messageOf(failure: unknown): string {
+  return failure instanceof Error ? failure.message : String(failure);
+}
+
+/**
+ * Sign-in: a development JWT for any user id (POST /api/v1/auth/dev-token) while the API mints
+ * them; otherwise the token the platform's login service gave the user, pasted here.
+ */
 export function SignIn() {
-  const { signIn } = useAuth();
+  const { signIn, signInWithToken } = useAuth();
   const [userId, setUserId] = useState("");
+  const [token, setToken] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [admin, setAdmin] = useState(false);
-  const submit = async (event: FormEvent) => {
+  const [devTokensOff, setDevTokensOff] = useState(false);
+
+  const attempt = async (event: FormEvent, action: () => Promise<void>) => {
     event.preventDefault();
     setBusy(true);
     setError(null);
     try {
-      await signIn(userId.trim(), { admin });
+      await action();
     } catch (failure) {
-      setError(failure instanceof Error ? failure.message : String(failure));
+      if (failure instanceof ApiError && failure.status === 404 && !devTokensOff) {
+        setDevTokensOff(true); // this server mints no dev tokens: say what to do instead
+      } else {
+        setError(messageOf(failure));
+      }
     } finally {
       setBusy(false);
     }
   };
+
+  if (devTokensOff) {
+    return (
+      <main className="signin">
+        <h1>Sign in to InfiniteScribe</h1>
+        <p role="status">
+          This server does not issue development tokens. Sign in through your platform&apos;s
+          login: it gives you a token (a JWT) for this app. Paste it below.
+        </p>
+        <form onSubmit={(event) => attempt(event, () => signInWithToken(token.trim()))}>
+          <label>
+            Token from your login
+            <textarea
+              name="token"
+              value={token}
+              onChange={(e) => setToken(e.target.value)}
+              rows={4}
+              required
+              autoFocus
+            />
+          </label>
+          <button type="submit" disabled={busy}>
+            Sign in with this token
+          </button>
+          {error ? <p role="alert">{error}</p> : null}
+        </form>
+        <p className="hint">
+          Operators: for a development stack, start the API with SSE_DEV_TOKENS_ENABLED=true
+          (docker-compose.dev.yml does).
+        </p>
+      </main>
+    );
+  }
+
   return (
     <main className="signin">
       <h1>Sign in to InfiniteScribe</h1>
-      <form onSubmit={submit}>
+      <form onSubmit={(event) => attempt(event, () => signIn(userId.trim(), { admin }))}>
         <label>
           User id
           <input
