@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.authz import EventMeta
-from api.backpressure import Backpressure, BackpressureSettings, LoadMonitor, ProgressPacer
-from api.connection import Delivery
+from api.auth.authz import EventMeta
+from api.hub.backpressure import Backpressure, BackpressureSettings, LoadMonitor, ProgressPacer
+from api.stream.connection import Delivery
 
 pytestmark = pytest.mark.unit
 

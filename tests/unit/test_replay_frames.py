@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from api.authz import EventMeta
-from api.connection import event_meta
-from api.replay_frames import CursorText, MetaCache
+from api.auth.authz import EventMeta
+from api.stream.connection import event_meta
+from api.stream.replay_frames import CursorText, MetaCache
 from progress.cursor import Cursor, StreamPosition
 
 

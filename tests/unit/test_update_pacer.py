@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.authz import EventMeta
-from api.connection import Delivery, UpdatePacer
+from api.auth.authz import EventMeta
+from api.stream.connection import Delivery, UpdatePacer
 
 pytestmark = pytest.mark.unit
 

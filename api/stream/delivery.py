@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Set
 from enum import IntEnum
 
-from api.authz import EventMeta
+from api.auth.authz import EventMeta
 from api.preferences import NotificationPreferences
 from progress.cursor import StreamPosition, id_after
 

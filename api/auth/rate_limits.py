@@ -29,8 +29,8 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from api.auth.tokens import Principal
 from api.errors import ApiError
-from api.security import Principal
 from progress.keys import KeyLayout
 
 log = logging.getLogger("api.ratelimit")

@@ -23,9 +23,11 @@ from typing import Protocol
 
 import orjson
 
-from api.archive import Archive
-from api.authz import Authorizer, EventMeta
-from api.delivery import (
+from api.auth.authz import Authorizer, EventMeta
+from api.auth.tokens import Principal
+from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
+from api.stream.archive import Archive
+from api.stream.delivery import (
     CHECK,
     DUPLICATE,
     NO_IDS,
@@ -37,10 +39,8 @@ from api.delivery import (
     Verdict,
     decide,
 )
-from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
-from api.replay_frames import CursorText, MetaCache
-from api.security import Principal
-from api.sse_response import DirectWriter, current_writer
+from api.stream.replay_frames import CursorText, MetaCache
+from api.stream.response import DirectWriter, current_writer
 from progress.cursor import (
     ZERO_ID,
     Cursor,

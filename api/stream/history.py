@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from api.archive import Archive
-from api.authz import Authorizer
-from api.connection import event_meta, merge_by_stream_id
-from api.delivery import CHECK, NO_IDS, SEND, decide
-from api.security import Principal
+from api.auth.authz import Authorizer
+from api.auth.tokens import Principal
+from api.stream.archive import Archive
+from api.stream.connection import event_meta, merge_by_stream_id
+from api.stream.delivery import CHECK, NO_IDS, SEND, decide
 from progress.cursor import (
     ZERO_ID,
     Cursor,
