@@ -12,10 +12,11 @@ import anyio
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from api.auth.authz import Authorizer, EventMeta, NovelMembershipAuthorizer, RedisNovelAccess
+from api.auth.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
 from api.auth.client_ip import Network, parse_networks
 from api.auth.rate_limits import BUCKET_LUA, STRIKE_LUA, WRITE, AbuseGuard, AbuseLimits, Rate
 from api.auth.tokens import TokenService
+from api.event_meta import EventMeta
 from api.hub.backpressure import Backpressure, BackpressureSettings
 from api.hub.hub import Hub
 from api.hub.leases import ACQUIRE_LUA, HEARTBEAT_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry

@@ -23,7 +23,9 @@ import orjson
 
 from api.auth.authz import NovelMembershipAuthorizer
 from api.auth.tokens import Principal
-from api.stream.connection import Connection, Delivery, StreamOptions, event_meta
+from api.event_meta import event_meta
+from api.stream.connection import Connection, StreamOptions
+from api.stream.delivery import Delivery
 from progress.keys import BROADCAST, user_stream
 from progress.redis_store import AsyncRedisEventStore
 

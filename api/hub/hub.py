@@ -32,13 +32,15 @@ import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.auth.authz import Authorizer, EventMeta
+from api.auth.authz import Authorizer
+from api.event_meta import EventMeta, event_meta
 from api.hub.backpressure import Backpressure
 from api.hub.leases import ConnectionRegistry, Lease
 from api.hub.pubsub_link import PubSubLink, RedisAddress, Replies
 from api.preferences import NotificationPreferences
 from api.realtime_mode import ModeRule, RealtimeModeStore, mode_for
-from api.stream.connection import Connection, Delivery, Signal, event_meta
+from api.stream.connection import Connection, Signal
+from api.stream.delivery import Delivery
 from progress.errors import StoreUnavailable
 from progress.keys import BROADCAST, KeyLayout, user_stream
 from progress.redis_store import parse_live_message

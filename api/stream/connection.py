@@ -23,8 +23,9 @@ from typing import Protocol
 
 import orjson
 
-from api.auth.authz import Authorizer, EventMeta
+from api.auth.authz import Authorizer
 from api.auth.tokens import Principal
+from api.event_meta import EventMeta, event_meta
 from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
 from api.stream.archive import Archive
 from api.stream.delivery import (
@@ -36,6 +37,7 @@ from api.stream.delivery import (
     RESET,
     SEND,
     SKIP,
+    Delivery,
     Verdict,
     decide,
 )
@@ -65,33 +67,6 @@ class Signal(Enum):
     POLLING = "polling"  # operators moved this user to polling: end with realtime.mode
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A live event as the hub received it: where it is stored, its routing fields, its JSON."""
-
-    stream: str
-    epoch: str
-    id: str
-    meta: EventMeta
-    data: bytes
-
-
-def event_meta(data: bytes) -> EventMeta:
-    """Parse the routing fields of an event's JSON."""
-    raw = orjson.loads(data)
-    return EventMeta(
-        type=raw["type"],
-        user_id=raw.get("user_id"),
-        session_id=raw.get("session_id"),
-        audience=raw.get("audience", "user"),
-        task_id=raw.get("task_id"),
-        novel_id=raw.get("novel_id"),
-        occurred_at=_epoch(raw.get("occurred_at")),
-        level=raw.get("level") or raw.get("severity"),
-        event_id=str(raw.get("event_id", "")),
-    )
-
-
 #: Replayed events' routing fields, parsed once per process (a resume storm replays the same
 #: broadcast events to every stream).
 _replay_meta = MetaCache(event_meta)
@@ -110,13 +85,6 @@ def merge_by_stream_id(
     keyed += [(parse_stream_id(item.id), 1, item) for item in stored]
     keyed.sort(key=lambda entry: (entry[0], entry[1]))
     return [item for _, _, item in keyed]
-
-
-def _epoch(iso: str | None) -> float | None:
-    try:
-        return datetime.fromisoformat(iso).timestamp() if iso else None
-    except ValueError:
-        return None
 
 
 def frame(event: str, data: bytes, cursor: str | None = None, retry_ms: int | None = None) -> bytes:

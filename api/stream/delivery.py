@@ -28,11 +28,24 @@ A skipped event is not for this client: it is not sent, but the cursor moves pas
 from __future__ import annotations
 
 from collections.abc import Set
+from dataclasses import dataclass
 from enum import IntEnum
 
-from api.auth.authz import EventMeta
+from api.event_meta import EventMeta
 from api.preferences import NotificationPreferences
 from progress.cursor import StreamPosition, id_after
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A live event as the hub received it: where it is stored, its routing fields, its JSON."""
+
+    stream: str
+    epoch: str
+    id: str
+    meta: EventMeta
+    data: bytes
+
 
 #: The one event type a pacer may hold or a full queue may drop: a newer one supersedes it.
 PROGRESS_UPDATE = "task.progress-updated"

@@ -14,8 +14,9 @@ from pydantic import BaseModel
 
 from api.auth.authz import Authorizer
 from api.auth.tokens import Principal
+from api.event_meta import event_meta
 from api.stream.archive import Archive
-from api.stream.connection import event_meta, merge_by_stream_id
+from api.stream.connection import merge_by_stream_id
 from api.stream.delivery import CHECK, NO_IDS, SEND, decide
 from progress.cursor import (
     ZERO_ID,

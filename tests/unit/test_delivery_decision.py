@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from api.auth.authz import EventMeta, NovelMembershipAuthorizer
+from api.auth.authz import NovelMembershipAuthorizer
+from api.event_meta import EventMeta
 from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
-from api.stream.connection import Delivery, UpdatePacer
+from api.stream.connection import UpdatePacer
 from api.stream.delivery import (
     CHECK,
     DUPLICATE,
@@ -17,6 +18,7 @@ from api.stream.delivery import (
     RESET,
     SEND,
     SKIP,
+    Delivery,
     Verdict,
     decide,
 )

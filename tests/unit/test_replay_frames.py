@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from api.auth.authz import EventMeta
-from api.stream.connection import event_meta
+from api.event_meta import EventMeta, event_meta
 from api.stream.replay_frames import CursorText, MetaCache
 from progress.cursor import Cursor, StreamPosition
 
