@@ -77,7 +77,7 @@ class ApiServices:
     redis_health: RedisHealth = field(init=False)
     trusted_proxies: tuple[Network, ...] = ()
     started_at: float = field(default_factory=time.monotonic)
-    #: Set when the server begins to shut down (api.sse_response.supervise_streams).
+    #: Set when the server begins to shut down (api.stream.response.supervise_streams).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _probe: asyncio.Task[None] | None = None
     _heartbeat: asyncio.Task[None] | None = None

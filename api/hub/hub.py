@@ -3,8 +3,8 @@
 Concurrency (all on the event loop, no threads):
 
     pub/sub link ── a batch per socket read ──▶ route ──▶ Backpressure.admit (progress updates
-    (api/pubsub_link.py)                          held per stream while saturated:
-                                                  api/backpressure.py)
+    (api/hub/pubsub_link.py)                      held per stream while saturated:
+                                                  api/hub/backpressure.py)
                                               ──▶ Connection.offer (bounded queues)
                  ◀─ subscribe confirmations resolve attach() waiters
     lease task  ── every lease/3 s, in slices of 100 ──▶ registry.refresh(leases)

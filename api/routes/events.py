@@ -20,7 +20,7 @@ from progress.cursor import Cursor
 router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=COMMON_ERRORS)
 
 
-# Ordinary opens are served before routing (api/stream_route.py StreamShortcut); this
+# Ordinary opens are served before routing (api/stream/shortcut.py StreamShortcut); this
 # endpoint documents the route and serves the other requests (HEAD, invalid parameters).
 @router.get(
     STREAM_PATH.removeprefix(router.prefix),

@@ -1,8 +1,8 @@
 """One open SSE stream: its bounded queue of live events and the frames it writes.
 
-The hub (``api.fanout``) calls :meth:`Connection.offer` from its one reader task. While the
+The hub (``api.hub.hub``) calls :meth:`Connection.offer` from its one reader task. While the
 stream's task is parked with nothing queued, and the event can be decided without I/O, ``offer``
-writes its frame straight to the socket (``api.sse_response.DirectWriter``): no queue, no task
+writes its frame straight to the socket (``api.stream.response.DirectWriter``): no queue, no task
 wake-up, no trip through the ASGI send chain. Otherwise the event is queued and the stream's own
 generator (:meth:`Connection.frames`) writes it. A full queue first loses superseded progress
 updates of the same task (the newest stays); if still full, the connection is closed with a

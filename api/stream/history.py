@@ -128,7 +128,7 @@ async def _visible(
     items: list[bytes],
     sent_from_archive: Set[str] = NO_IDS,
 ) -> list[dict[str, Any]]:
-    """The events of ``items`` the caller may see, as the stream decides (``api.delivery``),
+    """The events of ``items`` the caller may see, as the stream decides (``api.stream.delivery``),
     except that preferences do not apply here; events already on the page from the archive
     (``sent_from_archive``) are left out."""
     visible = []
