@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from api.security import mint_jwt
+from api.auth.tokens import mint_jwt
 from tests.e2e.conftest import screenshot
 from tests.servers import ApiServer
 

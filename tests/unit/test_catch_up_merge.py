@@ -1,12 +1,12 @@
 """How a catch-up after a lost history merges the SQL archive with what Redis holds now
-(``api.connection.merge_by_stream_id``, also used by ``/events/history``)."""
+(``api.stream.connection.merge_by_stream_id``, also used by ``/events/history``)."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from api.connection import merge_by_stream_id
+from api.stream.connection import merge_by_stream_id
 from progress.store import StoredEvent
 
 pytestmark = pytest.mark.unit
