@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.clientip import client_ip
+from api.auth.client_ip import client_ip
+from api.auth.rate_limits import WRITE
+from api.auth.tokens import Principal
 from api.errors import ApiError
-from api.ratelimit import WRITE
-from api.security import Principal
 from api.services import ApiServices
 
 _bearer = HTTPBearer(auto_error=False, description="A platform JWT (HS256)")

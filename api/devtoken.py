@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from api.security import mint_jwt
+from api.auth.tokens import mint_jwt
 from api.settings import ApiSettings
 
 

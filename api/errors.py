@@ -7,7 +7,7 @@ database errors (contracts.DATABASE_UNAVAILABLE)
                               -> 503  database_unavailable, Retry-After
 RequestValidationError        -> 422  validation_error (fields named)
 HTTPException (no route)      -> 404  not_found / 405 method_not_allowed
-HTTPException (body limit)    -> 413  body_too_large (api.body_limit)
+HTTPException (body limit)    -> 413  body_too_large (api.ops.body_limit)
 TooManyActiveChapters         -> 429  too_many_active_chapters (Retry-After)
 """
 
@@ -145,7 +145,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 ErrorHandler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 
 #: The translations above, by exception class: the app registers them, and the stream
-#: shortcut (``api.stream_route``), which runs outside the app's exception handling, answers
+#: shortcut (``api.stream.shortcut``), which runs outside the app's exception handling, answers
 #: its errors with them too.
 ERROR_HANDLERS: dict[type[Exception], ErrorHandler] = {
     StarletteHTTPException: _http_error,

@@ -12,14 +12,14 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from api.authz import Authorizer
-from api.body_limit import BodyLimit
+from api.auth.authz import Authorizer
 from api.errors import install_error_handlers
 from api.frontend import frontend_app
-from api.gc_tuning import freeze_long_lived
-from api.http_metrics import CountResponses
-from api.logging_json import install_json_logs
-from api.logs import install_redaction
+from api.ops.body_limit import BodyLimit
+from api.ops.gc_tuning import freeze_long_lived
+from api.ops.http_metrics import CountResponses
+from api.ops.json_logs import install_json_logs
+from api.ops.log_redaction import install_redaction
 from api.routes import (
     admin,
     admin_audit,
@@ -34,15 +34,15 @@ from api.routes import (
 )
 from api.services import ApiServices
 from api.settings import ApiSettings
-from api.sse_response import SERVER_SEND, supervise_streams
-from api.stream_route import StreamShortcut
+from api.stream.response import SERVER_SEND, supervise_streams
+from api.stream.shortcut import StreamShortcut
 
 log = logging.getLogger("api.main")
 
 
 class RealtimeApp(FastAPI):
     """FastAPI keeping the server's own ``send`` in the scope, so streams can write frames
-    straight to the transport (``api.sse_response.DirectWriter``)."""
+    straight to the transport (``api.stream.response.DirectWriter``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from anyio import from_thread, to_thread
 
-from api.authz import RedisNovelAccess
+from api.auth.authz import RedisNovelAccess
 from workers import contracts
 
 

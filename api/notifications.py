@@ -3,7 +3,7 @@
 Built as ``system.notification`` / ``system.error`` events and stored like any other event,
 so they are in history and resumable. They are never coalesced (only
 ``task.progress-updated`` is) and never held by backpressure (the pacer holds only progress
-updates), so they go out at once. Shared by the admin endpoint and ``python -m api.notify``.
+updates), so they go out at once. Shared by the admin endpoint and ``python -m api.notify_cli``.
 """
 
 from __future__ import annotations

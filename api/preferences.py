@@ -15,7 +15,7 @@ import orjson
 import redis.asyncio
 from pydantic import BaseModel, Field, field_validator
 
-from api.authz import EventMeta
+from api.event_meta import EventMeta
 from progress.errors import StoreUnavailable
 from progress.events import EVENT_TYPES
 from progress.keys import KeyLayout

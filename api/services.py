@@ -12,25 +12,26 @@ import anyio
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from api.archive import Archive
-from api.authz import Authorizer, EventMeta, NovelMembershipAuthorizer, RedisNovelAccess
-from api.backpressure import Backpressure, BackpressureSettings
-from api.clientip import Network, parse_networks
-from api.connection import StreamOptions
-from api.fanout import Hub
-from api.metrics import ApiMetrics
+from api.auth.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
+from api.auth.client_ip import Network, parse_networks
+from api.auth.rate_limits import BUCKET_LUA, STRIKE_LUA, WRITE, AbuseGuard, AbuseLimits, Rate
+from api.auth.tokens import TokenService
+from api.event_meta import EventMeta
+from api.hub.backpressure import Backpressure, BackpressureSettings
+from api.hub.hub import Hub
+from api.hub.leases import ACQUIRE_LUA, HEARTBEAT_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
+from api.hub.pubsub_link import RedisAddress
+from api.hub.redis_batching import BatchingRedis
+from api.ops.metrics import ApiMetrics
+from api.ops.redis_health import RedisHealth
+from api.ops.redis_memory import StreamMemory
 from api.preferences import PreferenceStore
-from api.pubsub_link import RedisAddress
-from api.ratelimit import BUCKET_LUA, STRIKE_LUA, WRITE, AbuseGuard, AbuseLimits, Rate
-from api.realtime import RealtimeModeStore
-from api.redis_batching import BatchingRedis
-from api.redis_health import RedisHealth
-from api.registry import ACQUIRE_LUA, HEARTBEAT_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
-from api.replay_cache import SharedReplayStore
-from api.security import TokenService
+from api.realtime_mode import RealtimeModeStore
 from api.settings import ApiSettings
-from api.sse_response import OpenStreams
-from api.stream_memory import StreamMemory
+from api.stream.archive import Archive
+from api.stream.connection import StreamOptions
+from api.stream.response import OpenStreams
+from api.stream.shared_replay import SharedReplayStore
 from progress.keys import KeyLayout
 from progress.redis_store import STATE_LUA, AsyncRedisEventStore, connect_async
 from workers.contracts import SchemaOutdated, ensure_schema, open_audit_log
@@ -76,7 +77,7 @@ class ApiServices:
     redis_health: RedisHealth = field(init=False)
     trusted_proxies: tuple[Network, ...] = ()
     started_at: float = field(default_factory=time.monotonic)
-    #: Set when the server begins to shut down (api.sse_response.supervise_streams).
+    #: Set when the server begins to shut down (api.stream.response.supervise_streams).
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _probe: asyncio.Task[None] | None = None
     _heartbeat: asyncio.Task[None] | None = None

@@ -78,7 +78,7 @@ class ApiSettings(StoreSettings):
     max_replay: int = Field(default=5000, ge=1)
     #: ``auth.expiring`` goes out this long before the JWT behind a stream expires.
     expiry_notice_seconds: float = Field(default=30.0, ge=0)
-    #: Objects alive this long are frozen out of garbage collection (see api/gc_tuning.py).
+    #: Objects alive this long are frozen out of garbage collection (see api/ops/gc_tuning.py).
     #: Short: a ramp of 10,000 opens must not reach a full collection (1 s pause) unfrozen.
     gc_freeze_seconds: float = Field(default=5.0, gt=0)
     #: A full collection (one planned pause) this often, to reclaim frozen garbage.

@@ -43,7 +43,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.security import mint_jwt
+from api.auth.tokens import mint_jwt
 from progress.events import TaskCompleted, TaskFailed, TaskStarted, TaskUpdated
 from progress.redis_server import RedisServer, free_port
 from progress.redis_store import RedisEventStore, connect

@@ -6,7 +6,7 @@ Starts an embedded redis-server. A publisher process publishes ``--messages`` me
 ``--size`` bytes on one channel at ``--rate`` per second (one pipeline every 5 ms). This
 process reads them on uvloop, first with redis.asyncio's ``PubSub.get_message`` in the loop the
 hub used before (bounded wait, one await chain per message), then with
-``api.pubsub_link.PubSubLink`` (every reply of a socket read in one list). The reader does
+``api.hub.pubsub_link.PubSubLink`` (every reply of a socket read in one list). The reader does
 nothing with a message but count it, so the figure is the read path alone. Prints one JSON
 line: the reader's CPU microseconds per message (process CPU time, which other processes on
 the machine disturb far less than latency) and the share of a core it used.
@@ -28,7 +28,7 @@ import redis
 import redis.asyncio
 import uvloop
 
-from api.pubsub_link import PubSubLink, RedisAddress, Replies
+from api.hub.pubsub_link import PubSubLink, RedisAddress, Replies
 from progress.redis_server import RedisServer
 
 CHANNEL = "bench:pubsub-read"

@@ -21,9 +21,11 @@ from typing import Any, cast
 
 import orjson
 
-from api.authz import NovelMembershipAuthorizer
-from api.connection import Connection, Delivery, StreamOptions, event_meta
-from api.security import Principal
+from api.auth.authz import NovelMembershipAuthorizer
+from api.auth.tokens import Principal
+from api.event_meta import event_meta
+from api.stream.connection import Connection, StreamOptions
+from api.stream.delivery import Delivery
 from progress.keys import BROADCAST, user_stream
 from progress.redis_store import AsyncRedisEventStore
 

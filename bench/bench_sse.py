@@ -7,7 +7,7 @@ Starts an embedded redis-server on loopback (unless --redis-url), one uvicorn pr
 ``api.main:app`` (uvloop + httptools when installed, access log off), several load-client
 processes and one publisher process, then:
 
-1. each client mints a JWT per user (``api.security.mint_jwt``, one user per stream) and trades
+1. each client mints a JWT per user (``api.auth.tokens.mint_jwt``, one user per stream) and trades
    it for an ``sse_token`` over raw keep-alive HTTP/1.1, many requests in parallel;
 2. the clients open their share of the streams at ``--ramp-rate`` streams/s in total (open loop:
    a slow server does not slow the arrivals), each a raw ``GET`` parsed by hand (chunked
@@ -482,7 +482,7 @@ class LoadClient:
                 self.pipe.send(("count", len(self.seen)))
 
     async def fetch_tokens(self) -> dict[str, str]:
-        from api.security import mint_jwt
+        from api.auth.tokens import mint_jwt
 
         pending = list(self.users)
         tokens: dict[str, str] = {}

@@ -258,7 +258,7 @@ class LoadClient:
     async def fetch_tokens(self, per_user: int) -> None:
         if self.target.kind != "ours":
             return
-        from api.security import mint_jwt
+        from api.auth.tokens import mint_jwt
 
         pending = [user for user in self.users for _ in range(per_user)]
 

@@ -2,7 +2,7 @@
 
 :class:`Outbox` is the one core of it, for every sender: the workers' event writer
 (:class:`OutboxWriter`), the dispatcher and the resend (:func:`dispatch_pending`,
-:func:`resend`), and the API's system notifications and admin resend (``api.archive``, which
+:func:`resend`), and the API's system notifications and admin resend (``api.stream.archive``, which
 pushes with its async store). The caller pushes; the outbox does the bookkeeping around it:
 
 1. :meth:`Outbox.first` records the batch's important events in the :class:`Journal`

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, cast
 
 import hiredis
@@ -26,6 +27,12 @@ Command = tuple[str | bytes | int | float, ...]
 # hiredis' stub types the argument as a 1-tuple (``Tuple[X]``, not ``Tuple[X, ...]``) and
 # leaves the result untyped; it packs a whole command into bytes.
 _pack_command = cast(Callable[[Command], bytes], hiredis.pack_command)
+
+
+def lua_source(package: str, name: str) -> str:
+    """The text of the Lua script ``lua/<name>`` shipped in ``package`` (package data), such as
+    ``lua_source("progress", "append.lua")`` for ``progress/lua/append.lua``."""
+    return resources.files(package).joinpath("lua", name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from api.security import mint_jwt
+from api.auth.tokens import mint_jwt
 from progress.redis_server import RedisServer, free_port
 from scripts.health import wait_until_up
 from scripts.terminal_view import ProgressBoard, sse_events

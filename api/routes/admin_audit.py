@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.archive import Archive
 from api.deps import AdminUser, AdminWriter, Services
 from api.errors import COMMON_ERRORS, ApiError
+from api.stream.archive import Archive
 from api.text import ID_PATTERN, PathRowId
 
 router = APIRouter(

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from api.auth.issuance import issue_sse_token as issue_guarded
+from api.auth.tokens import mint_jwt
 from api.deps import BearerToken, ClientIp, Services
 from api.errors import COMMON_ERRORS, ApiError
-from api.issuance import issue_sse_token as issue_guarded
-from api.security import mint_jwt
 from api.text import Line
 from progress.events import Identifier
 

@@ -9,18 +9,18 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ADMIN_ROLE, BearerToken, ClientIp, CurrentUser, Services
 from api.errors import COMMON_ERRORS, ApiError
-from api.health_report import health as health_status
-from api.health_report import report
-from api.history import HistoryPage, read_history
-from api.sse_response import SseStream
-from api.stream_route import MAX_PROGRESS_INTERVAL_MS, STREAM_HEADERS, STREAM_PATH
-from api.streams import open_stream
+from api.ops.health import health as health_status
+from api.ops.health import report
+from api.stream.history import HistoryPage, read_history
+from api.stream.open import open_stream
+from api.stream.response import SseStream
+from api.stream.shortcut import MAX_PROGRESS_INTERVAL_MS, STREAM_HEADERS, STREAM_PATH
 from progress.cursor import Cursor
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=COMMON_ERRORS)
 
 
-# Ordinary opens are served before routing (api/stream_route.py StreamShortcut); this
+# Ordinary opens are served before routing (api/stream/shortcut.py StreamShortcut); this
 # endpoint documents the route and serves the other requests (HEAD, invalid parameters).
 @router.get(
     STREAM_PATH.removeprefix(router.prefix),

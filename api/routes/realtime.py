@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import AdminWriter, CurrentUser, Services
 from api.errors import COMMON_ERRORS
-from api.realtime import Mode, ModeRule, mode_for
+from api.realtime_mode import Mode, ModeRule, mode_for
 
 router = APIRouter(prefix="/api/v1/realtime", tags=["realtime"], responses=COMMON_ERRORS)
 

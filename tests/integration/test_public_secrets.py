@@ -11,7 +11,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from api.security import mint_jwt
+from api.auth.tokens import mint_jwt
 from progress.redis_server import RedisServer
 from tests.integration.conftest import MakeWorkerStack
 from tests.servers import JWT_SECRET, ApiServer

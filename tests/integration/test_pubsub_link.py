@@ -1,4 +1,4 @@
-"""Issue 8: the hub's own pub/sub link (api/pubsub_link.py) on a real Redis."""
+"""Issue 8: the hub's own pub/sub link (api/hub/pubsub_link.py) on a real Redis."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import redis
 import uvloop
 
-from api.pubsub_link import LinkLost, PubSubLink, RedisAddress, Replies
+from api.hub.pubsub_link import LinkLost, PubSubLink, RedisAddress, Replies
 from progress.events import TaskUpdated
 from progress.keys import KeyLayout, user_stream
 from progress.redis_server import RedisServer, find_redis_server

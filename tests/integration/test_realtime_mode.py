@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.realtime import ModeRule, mode_for
+from api.realtime_mode import ModeRule, mode_for
 from progress.events import TaskCompleted, TaskUpdated
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect

@@ -1,4 +1,4 @@
-"""Issue 8: the API's auto-pipelining Redis client (api/redis_batching.py) on a real Redis."""
+"""Issue 8: the API's auto-pipelining Redis client (api/hub/redis_batching.py) on a real Redis."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from api.redis_batching import BatchingRedis
+from api.hub.redis_batching import BatchingRedis
 from progress.redis_store import connect_async
 
 pytestmark = pytest.mark.integration

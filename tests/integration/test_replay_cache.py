@@ -1,4 +1,5 @@
-"""Issue 8: streams resuming together share their broadcast replay reads (api/replay_cache.py)."""
+"""Issue 8: streams resuming together share their broadcast replay reads
+(api/stream/shared_replay.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import pytest
 import redis
 
-from api.replay_cache import SharedReplayStore
+from api.stream.shared_replay import SharedReplayStore
 from progress.events import SystemNotification
 from progress.keys import BROADCAST
 from progress.redis_store import RedisEventStore, connect, connect_async

@@ -196,7 +196,7 @@ def test_bad_tokens_get_401_saying_why(
 ) -> None:
     import jwt as pyjwt
 
-    from api.security import mint_jwt
+    from api.auth.tokens import mint_jwt
     from tests.servers import JWT_SECRET
 
     values = {
@@ -307,7 +307,7 @@ def test_content_events_reach_members_until_their_access_is_revoked(
 ) -> None:
     import asyncio
 
-    from api.authz import RedisNovelAccess
+    from api.auth.authz import RedisNovelAccess
     from progress.events import NovelCreated
     from progress.redis_store import connect_async
 

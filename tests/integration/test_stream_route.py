@@ -1,4 +1,4 @@
-"""The stream route's lean handler (api/stream_route.py) answers like FastAPI's: real uvicorn."""
+"""The stream route's lean handler (api/stream/shortcut.py) answers like FastAPI's: real uvicorn."""
 
 from __future__ import annotations
 

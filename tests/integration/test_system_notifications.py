@@ -177,7 +177,7 @@ def test_the_cli_sends_a_notification(
             [
                 sys.executable,
                 "-m",
-                "api.notify",
+                "api.notify_cli",
                 "critical",
                 "Writing is paused",
                 "--user",
@@ -199,7 +199,7 @@ def test_the_cli_sends_a_notification(
     finally:
         stream.close()
     bad = subprocess.run(
-        [sys.executable, "-m", "api.notify", "loud", "x"],
+        [sys.executable, "-m", "api.notify_cli", "loud", "x"],
         capture_output=True,
         text=True,
         timeout=30,

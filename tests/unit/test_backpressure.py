@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.authz import EventMeta
-from api.backpressure import Backpressure, BackpressureSettings, LoadMonitor, ProgressPacer
-from api.connection import Delivery
+from api.event_meta import EventMeta
+from api.hub.backpressure import Backpressure, BackpressureSettings, LoadMonitor, ProgressPacer
+from api.stream.delivery import Delivery
 
 pytestmark = pytest.mark.unit
 

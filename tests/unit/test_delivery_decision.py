@@ -1,4 +1,4 @@
-"""The delivery decision (``api.delivery.decide``): every rule, with the real authorizer and
+"""The delivery decision (``api.stream.delivery.decide``): every rule, with the real authorizer and
 preferences, no Redis (novel readers held in memory)."""
 
 from __future__ import annotations
@@ -7,19 +7,21 @@ import asyncio
 
 import pytest
 
-from api.authz import EventMeta, NovelMembershipAuthorizer
-from api.connection import Delivery, UpdatePacer
-from api.delivery import (
+from api.auth.authz import NovelMembershipAuthorizer
+from api.event_meta import EventMeta
+from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
+from api.stream.connection import UpdatePacer
+from api.stream.delivery import (
     CHECK,
     DUPLICATE,
     PACE,
     RESET,
     SEND,
     SKIP,
+    Delivery,
     Verdict,
     decide,
 )
-from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
 from progress.cursor import StreamPosition
 
 pytestmark = pytest.mark.unit

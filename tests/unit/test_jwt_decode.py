@@ -10,7 +10,7 @@ import jwt
 import orjson
 import pytest
 
-from api import security
+from api.auth import tokens
 from api.errors import ApiError
 
 SECRET = "unit-secret-0123456789abcdef0123456789"
@@ -86,7 +86,7 @@ def test_every_token_kind_has_an_expectation() -> None:
 def test_each_token_is_accepted_or_refused_with_its_code(name: str) -> None:
     token = _tokens()[name]
     try:
-        claims = security._decode(token, SECRET)
+        claims = tokens._decode(token, SECRET)
     except ApiError as exc:
         assert (exc.status, exc.code, exc.message) == (401, *EXPECTED[name])
     else:
@@ -95,6 +95,6 @@ def test_each_token_is_accepted_or_refused_with_its_code(name: str) -> None:
 
 
 def test_a_valid_sse_token_keeps_its_typed_claims() -> None:
-    claims = security._decode(_tokens()["sse"], SECRET)
+    claims = tokens._decode(_tokens()["sse"], SECRET)
     assert (claims.typ, claims.sid, claims.roles, claims.jti) == ("sse", "s1", ["a"], "j")
     assert isinstance(claims.jexp, float)

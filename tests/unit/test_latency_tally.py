@@ -1,6 +1,6 @@
 """The relay's histogram: Prometheus' cumulative ``le`` buckets from plain counts."""
 
-from api.metrics import LatencyTally
+from api.ops.metrics import LatencyTally
 
 
 def test_a_sample_on_a_bound_counts_in_that_bucket_and_buckets_are_cumulative() -> None:

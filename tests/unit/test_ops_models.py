@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from api.authz import EventMeta
-from api.clientip import client_ip, parse_networks
+from api.auth.client_ip import client_ip, parse_networks
+from api.event_meta import EventMeta
 from api.notifications import NotificationRequest, Target, build_events
 from api.preferences import NotificationPreferences
 

@@ -1,6 +1,6 @@
 """Issue 16 item 3: the one outbox core (progress.outbox) against the in-memory journal: journal
 first, exactly one row per event, the statuses, failures counted once per batch, the spill and
-its drain, the dispatcher and the resend, and the API's async use of it (api.archive)."""
+its drain, the dispatcher and the resend, and the API's async use of it (api.stream.archive)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from api.archive import Archive
+from api.stream.archive import Archive
 from progress.errors import StoreUnavailable
 from progress.events import SystemNotification, TaskCompleted, TaskUpdated
 from progress.outbox import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hiredis
 import pytest
 
-from api.pubsub_link import RedisAddress, encode_command
+from api.hub.pubsub_link import RedisAddress, encode_command
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.realtime import ModeRule, bucket_of, mode_for
+from api.realtime_mode import ModeRule, bucket_of, mode_for
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.logs import redact
+from api.ops.log_redaction import redact
 
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJl"
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from api.authz import EventMeta
-from api.connection import event_meta
-from api.replay_frames import CursorText, MetaCache
+from api.event_meta import EventMeta, event_meta
+from api.stream.replay_frames import CursorText, MetaCache
 from progress.cursor import Cursor, StreamPosition
 
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api import stream_route
 from api.errors import install_error_handlers, unauthorized
-from api.stream_route import STREAM_PATH, StreamShortcut
+from api.stream import shortcut
+from api.stream.shortcut import STREAM_PATH, StreamShortcut
 from progress.errors import InvalidCursor, StoreUnavailable
 
 ERRORS = {
@@ -60,7 +60,7 @@ def test_an_open_refused_by_the_shortcut_answers_as_the_endpoint_would(
     async def refused(*_: object) -> None:
         raise error
 
-    monkeypatch.setattr(stream_route, "open_stream", refused)
+    monkeypatch.setattr(shortcut, "open_stream", refused)
     served = _answer(_app(error, shortcut=True))
     assert served == _answer(_app(error, shortcut=False))
     assert served[0] in (400, 401, 503)
@@ -70,6 +70,6 @@ def test_an_error_no_handler_takes_is_a_500(monkeypatch: pytest.MonkeyPatch) -> 
     async def broken(*_: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(stream_route, "open_stream", broken)
+    monkeypatch.setattr(shortcut, "open_stream", broken)
     app = _app(RuntimeError("not reached"), shortcut=True)
     assert asyncio.run(_get(app, "sse_token=t")).status_code == 500

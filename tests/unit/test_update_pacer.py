@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.authz import EventMeta
-from api.connection import Delivery, UpdatePacer
+from api.event_meta import EventMeta
+from api.stream.connection import UpdatePacer
+from api.stream.delivery import Delivery
 
 pytestmark = pytest.mark.unit
 

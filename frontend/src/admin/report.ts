@@ -1,4 +1,4 @@
-/** The operations report of GET /api/v1/events/health (api/health_report.py) and how it reads. */
+/** The operations report of GET /api/v1/events/health (api/ops/health.py) and how it reads. */
 
 export interface HealthBody {
   instance_id: string;

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import anyio
 
-from api.connection import Connection
+from api.auth.rate_limits import retry_after_jitter
 from api.errors import ApiError
-from api.ratelimit import retry_after_jitter
-from api.registry import Lease
+from api.hub.leases import Lease
 from api.services import ApiServices
+from api.stream.connection import Connection
 from progress.cursor import Cursor
 
 log = logging.getLogger("api.streams")

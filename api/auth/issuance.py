@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.security import Principal
+from api.auth.tokens import Principal
 from api.services import ApiServices
 
 

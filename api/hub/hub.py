@@ -3,8 +3,8 @@
 Concurrency (all on the event loop, no threads):
 
     pub/sub link ── a batch per socket read ──▶ route ──▶ Backpressure.admit (progress updates
-    (api/pubsub_link.py)                          held per stream while saturated:
-                                                  api/backpressure.py)
+    (api/hub/pubsub_link.py)                      held per stream while saturated:
+                                                  api/hub/backpressure.py)
                                               ──▶ Connection.offer (bounded queues)
                  ◀─ subscribe confirmations resolve attach() waiters
     lease task  ── every lease/3 s, in slices of 100 ──▶ registry.refresh(leases)
@@ -32,13 +32,15 @@ import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.authz import Authorizer, EventMeta
-from api.backpressure import Backpressure
-from api.connection import Connection, Delivery, Signal, event_meta
+from api.auth.authz import Authorizer
+from api.event_meta import EventMeta, event_meta
+from api.hub.backpressure import Backpressure
+from api.hub.leases import ConnectionRegistry, Lease
+from api.hub.pubsub_link import PubSubLink, RedisAddress, Replies
 from api.preferences import NotificationPreferences
-from api.pubsub_link import PubSubLink, RedisAddress, Replies
-from api.realtime import ModeRule, RealtimeModeStore, mode_for
-from api.registry import ConnectionRegistry, Lease
+from api.realtime_mode import ModeRule, RealtimeModeStore, mode_for
+from api.stream.connection import Connection, Signal
+from api.stream.delivery import Delivery
 from progress.errors import StoreUnavailable
 from progress.keys import BROADCAST, KeyLayout, user_stream
 from progress.redis_store import parse_live_message

@@ -1,9 +1,9 @@
 """Send a system notification or error from the command line (same events as the endpoint).
 
-    python -m api.notify info "Maintenance at 22:00 UTC" [--action "Save your work"]
-    python -m api.notify critical "Writing is paused" --user u1 --user u2
-    python -m api.notify warning "Your session ends soon" --user u1 --session s1
-    python -m api.notify --error high "Generation is slow" --scope "chapter generation"
+    python -m api.notify_cli info "Maintenance at 22:00 UTC" [--action "Save your work"]
+    python -m api.notify_cli critical "Writing is paused" --user u1 --user u2
+    python -m api.notify_cli warning "Your session ends soon" --user u1 --session s1
+    python -m api.notify_cli --error high "Generation is slow" --scope "chapter generation"
 
 Journals the events in the audit table of ``DATABASE_URL`` (the outbox), then writes them to the
 Redis in ``REDIS_URL`` with the key prefix in ``PROGRESS_KEY_PREFIX``. When the journal cannot
@@ -29,7 +29,7 @@ from workers import contracts
 
 def parse(argv: list[str]) -> NotificationRequest | ErrorRequest:
     """The request the arguments describe; SystemExit(2) with the reason when invalid."""
-    parser = argparse.ArgumentParser(prog="python -m api.notify", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m api.notify_cli", description=__doc__)
     parser.add_argument("level", help="info|warning|critical (with --error: low..critical)")
     parser.add_argument("message")
     parser.add_argument("--error", action="store_true", help="send system.error")

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from api.connection import Delivery
+from api.stream.delivery import Delivery
 from progress.events import TERMINAL_TASK_TYPES
 
 PROGRESS = "task.progress-updated"

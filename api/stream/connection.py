@@ -1,8 +1,8 @@
 """One open SSE stream: its bounded queue of live events and the frames it writes.
 
-The hub (``api.fanout``) calls :meth:`Connection.offer` from its one reader task. While the
+The hub (``api.hub.hub``) calls :meth:`Connection.offer` from its one reader task. While the
 stream's task is parked with nothing queued, and the event can be decided without I/O, ``offer``
-writes its frame straight to the socket (``api.sse_response.DirectWriter``): no queue, no task
+writes its frame straight to the socket (``api.stream.response.DirectWriter``): no queue, no task
 wake-up, no trip through the ASGI send chain. Otherwise the event is queued and the stream's own
 generator (:meth:`Connection.frames`) writes it. A full queue first loses superseded progress
 updates of the same task (the newest stays); if still full, the connection is closed with a
@@ -23,9 +23,12 @@ from typing import Protocol
 
 import orjson
 
-from api.archive import Archive
-from api.authz import Authorizer, EventMeta
-from api.delivery import (
+from api.auth.authz import Authorizer
+from api.auth.tokens import Principal
+from api.event_meta import EventMeta, event_meta
+from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
+from api.stream.archive import Archive
+from api.stream.delivery import (
     CHECK,
     DUPLICATE,
     NO_IDS,
@@ -34,13 +37,12 @@ from api.delivery import (
     RESET,
     SEND,
     SKIP,
+    Delivery,
     Verdict,
     decide,
 )
-from api.preferences import DEFAULT_PREFERENCES, NotificationPreferences
-from api.replay_frames import CursorText, MetaCache
-from api.security import Principal
-from api.sse_response import DirectWriter, current_writer
+from api.stream.replay_frames import CursorText, MetaCache
+from api.stream.response import DirectWriter, current_writer
 from progress.cursor import (
     ZERO_ID,
     Cursor,
@@ -63,33 +65,6 @@ class Signal(Enum):
     RESYNC = "resync"  # the pub/sub link came back: catch up from the cursor
     SHUTDOWN = "shutdown"  # the server is stopping
     POLLING = "polling"  # operators moved this user to polling: end with realtime.mode
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A live event as the hub received it: where it is stored, its routing fields, its JSON."""
-
-    stream: str
-    epoch: str
-    id: str
-    meta: EventMeta
-    data: bytes
-
-
-def event_meta(data: bytes) -> EventMeta:
-    """Parse the routing fields of an event's JSON."""
-    raw = orjson.loads(data)
-    return EventMeta(
-        type=raw["type"],
-        user_id=raw.get("user_id"),
-        session_id=raw.get("session_id"),
-        audience=raw.get("audience", "user"),
-        task_id=raw.get("task_id"),
-        novel_id=raw.get("novel_id"),
-        occurred_at=_epoch(raw.get("occurred_at")),
-        level=raw.get("level") or raw.get("severity"),
-        event_id=str(raw.get("event_id", "")),
-    )
 
 
 #: Replayed events' routing fields, parsed once per process (a resume storm replays the same
@@ -115,13 +90,6 @@ def merge_by_stream_id(
     keyed += [(parse_stream_id(item.id), 1, item) for item in stored]
     keyed.sort(key=lambda entry: (entry[0], entry[1]))
     return [item for _, _, item in keyed]
-
-
-def _epoch(iso: str | None) -> float | None:
-    try:
-        return datetime.fromisoformat(iso).timestamp() if iso else None
-    except ValueError:
-        return None
 
 
 def frame(event: str, data: bytes, cursor: str | None = None, retry_ms: int | None = None) -> bytes:

@@ -29,52 +29,18 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from api.auth.tokens import Principal
 from api.errors import ApiError
-from api.security import Principal
 from progress.keys import KeyLayout
+from progress.redis_pipeline import lua_source
 
 log = logging.getLogger("api.ratelimit")
 
-# KEYS: bucket, ban (or "" for none)   ARGV: rate per s, burst
-# Returns {allowed 1/0, retry after ms, banned ms left (0 when not banned)}.
-BUCKET_LUA = """
-if KEYS[2] ~= '' then
-  local banned = redis.call('PTTL', KEYS[2])
-  if banned > 0 then return {0, banned, banned} end
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rate = tonumber(ARGV[1]) / 1000
-local burst = tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1]) or burst
-local ts = tonumber(b[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed, wait = 0, 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = math.ceil((1 - tokens) / rate)
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
-return {allowed, wait, 0}
-"""
+# The scripts are package data (api/auth/lua/*.lua), each with its KEYS, ARGV and reply in
+# its header.
+BUCKET_LUA = lua_source("api.auth", "rate_bucket.lua")
 
-# KEYS: strikes, ban   ARGV: window ms, ban after, ban ms   Returns ban ms left (0: not banned).
-STRIKE_LUA = """
-local banned = redis.call('PTTL', KEYS[2])
-if banned > 0 then return banned end
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-if n >= tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
-  redis.call('DEL', KEYS[1])
-  return tonumber(ARGV[3])
-end
-return 0
-"""
+STRIKE_LUA = lua_source("api.auth", "ip_strike.lua")
 
 
 #: The action every write request of a user is charged to.

@@ -25,7 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from api.authz import EventMeta
+from api.event_meta import EventMeta
 from progress.events import EVENT_TYPES, TERMINAL_TASK_TYPES
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

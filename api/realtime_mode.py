@@ -7,7 +7,8 @@ on the control channel, and every hub moves the affected streams at once (``real
 event, then the stream ends). ``SSE_ENABLED=false`` in settings means polling for everyone,
 whatever Redis holds.
 
-CLI: ``python -m api.realtime show`` | ``python -m api.realtime set polling [--percent N]``.
+CLI: ``python -m api.realtime_mode show`` | ``python -m api.realtime_mode set polling
+[--percent N]``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What a connection does with an event it could receive: one pure decision for every path.
 
 The catch-up of a stream (stored and archived events), both live paths of
-``api.connection.Connection`` (the hub's direct write and the stream's own task) and
-``/events/history`` (``api.history``) all ask :func:`decide`, so the rule of what a client
+``api.stream.connection.Connection`` (the hub's direct write and the stream's own task) and
+``/events/history`` (``api.stream.history``) all ask :func:`decide`, so the rule of what a client
 receives next is written once. It reads nothing but its arguments: no Redis, no clock, no
 asyncio, and it allocates nothing (the relay asks it once per event and recipient, up to
 40,000 times a second). The rules, in the order they apply:
@@ -14,7 +14,7 @@ asyncio, and it allocates nothing (the relay asks it once per event and recipien
 3. **Session audience**: an event for one session goes only to streams opened with that
    session (a token without ``sid`` gets none) → else :data:`SKIP`.
 4. **Preferences**: what the user muted → :data:`SKIP` (critical ones are never muted).
-5. **Access**: the authorizer's answer (``api.authz``: own events and broadcasts yes, another
+5. **Access**: the authorizer's answer (``api.auth.authz``: own events and broadcasts yes, another
    user's content event if the user may read its novel); refused → :data:`SKIP`; not known
    without reading Redis → :data:`CHECK` (ask it, then decide again with its answer).
 6. **Pacing**: a progress update on a stream that asked for ``progress_interval_ms`` →
@@ -28,11 +28,24 @@ A skipped event is not for this client: it is not sent, but the cursor moves pas
 from __future__ import annotations
 
 from collections.abc import Set
+from dataclasses import dataclass
 from enum import IntEnum
 
-from api.authz import EventMeta
+from api.event_meta import EventMeta
 from api.preferences import NotificationPreferences
 from progress.cursor import StreamPosition, id_after
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A live event as the hub received it: where it is stored, its routing fields, its JSON."""
+
+    stream: str
+    epoch: str
+    id: str
+    meta: EventMeta
+    data: bytes
+
 
 #: The one event type a pacer may hold or a full queue may drop: a newer one supersedes it.
 PROGRESS_UPDATE = "task.progress-updated"

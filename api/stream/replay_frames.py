@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from api.authz import EventMeta
+from api.event_meta import EventMeta
 from progress.cursor import Cursor
 
 #: Never part of a formatted cursor (stream names, epochs and ids are validated text).

@@ -18,7 +18,7 @@ from typing import TextIO
 
 import orjson
 
-from api.logs import redact
+from api.ops.log_redaction import redact
 
 FIELDS = ("connection_id", "user_id", "instance_id", "reason", "client_ip", "delivered")
 

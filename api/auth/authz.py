@@ -9,31 +9,13 @@ cache that a revocation clears at once.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
 import redis.asyncio
 
+from api.event_meta import EventMeta
 from progress.keys import KeyLayout
-
-
-@dataclass(frozen=True, slots=True)
-class EventMeta:
-    """The routing fields of an event, parsed once per message."""
-
-    type: str
-    user_id: str | None
-    session_id: str | None
-    audience: str
-    task_id: str | None
-    novel_id: str | None
-    #: Epoch seconds of ``occurred_at`` (delivery latency), None when absent.
-    occurred_at: float | None = None
-    #: ``level`` of a system.notification, ``severity`` of a system.error.
-    level: str | None = None
-    #: The event's ``event_id``: an event sent from the SQL archive is not sent again.
-    event_id: str = ""
 
 
 class Authorizer(Protocol):

@@ -27,11 +27,11 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.clientip import client_ip
+from api.auth.client_ip import client_ip
 from api.errors import error_response
 from api.services import ApiServices
-from api.sse_response import SseStream
-from api.streams import open_stream
+from api.stream.open import open_stream
+from api.stream.response import SseStream
 
 STREAM_PATH = "/api/v1/events/stream"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -12,11 +12,12 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from api.archive import Archive
-from api.authz import Authorizer
-from api.connection import event_meta, merge_by_stream_id
-from api.delivery import CHECK, NO_IDS, SEND, decide
-from api.security import Principal
+from api.auth.authz import Authorizer
+from api.auth.tokens import Principal
+from api.event_meta import event_meta
+from api.stream.archive import Archive
+from api.stream.connection import merge_by_stream_id
+from api.stream.delivery import CHECK, NO_IDS, SEND, decide
 from progress.cursor import (
     ZERO_ID,
     Cursor,
@@ -127,7 +128,7 @@ async def _visible(
     items: list[bytes],
     sent_from_archive: Set[str] = NO_IDS,
 ) -> list[dict[str, Any]]:
-    """The events of ``items`` the caller may see, as the stream decides (``api.delivery``),
+    """The events of ``items`` the caller may see, as the stream decides (``api.stream.delivery``),
     except that preferences do not apply here; events already on the page from the archive
     (``sent_from_archive``) are left out."""
     visible = []

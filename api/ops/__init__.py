@@ -1,0 +1,1 @@
+"""Operations: metrics, health, logs, GC tuning, Redis memory, the request body limit."""
