@@ -52,7 +52,9 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The caller of a Bearer JWT; 401 with the reason otherwise."""
-    return services.tokens.principal_from_jwt(credentials.credentials if credentials else None)
+    return await services.tokens.principal_from_jwt(
+        credentials.credentials if credentials else None
+    )
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

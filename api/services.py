@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from api.auth.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
 from api.auth.client_ip import Network, parse_networks
+from api.auth.platform_jwt import platform_verifier
 from api.auth.rate_limits import BUCKET_LUA, STRIKE_LUA, WRITE, AbuseGuard, AbuseLimits, Rate
 from api.auth.tokens import TokenService
 from api.event_meta import EventMeta
@@ -150,6 +151,7 @@ class ApiServices:
                 settings.key_prefix,
                 settings.token_ttl_seconds,
                 settings.expiry_notice_seconds,
+                platform=platform_verifier(settings),
             ),
             registry=registry,
             authorizer=authorizer,

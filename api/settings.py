@@ -31,6 +31,12 @@ PUBLIC_JWT_SECRETS = frozenset(
 PUBLIC_SECRET_PREFIXES = ("dev-only", "demo-only")
 
 
+#: What ``SSE_JWT_ALGORITHMS`` may name: signatures checked with a public key.
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
 def is_public_secret(secret: str) -> bool:
     """True for a JWT secret published in this repository (or shaped like its placeholders)."""
     return secret in PUBLIC_JWT_SECRETS or secret.startswith(PUBLIC_SECRET_PREFIXES)
@@ -53,6 +59,25 @@ class ApiSettings(StoreSettings):
         validation_alias=AliasChoices("JWT_SECRET"),
         min_length=32,
     )
+    #: The identity provider's JWKS URL: platform JWTs are then RS256/ES256 tokens verified
+    #: with its published keys (``JWT_SECRET`` still signs the sse_tokens). Unset: platform
+    #: JWTs are HS256 with ``JWT_SECRET``.
+    jwks_url: str | None = None
+    #: Signature algorithms accepted with ``jwks_url`` (asymmetric only).
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    #: Required ``iss`` and ``aud`` of platform JWTs, when set.
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    #: The claims naming the user and their roles; a dotted path reaches into an object
+    #: (Keycloak: ``realm_access.roles``); a claim named with dots is found first (Auth0's
+    #: ``https://example.com/roles``).
+    jwt_subject_claim: str = Field(default="sub", min_length=1)
+    jwt_roles_claim: str = Field(default="roles", min_length=1)
+    #: The JWKS is fetched again after this long, or when a token names a key it lacks, but
+    #: at most once per ``jwks_refresh_min_seconds`` (a flood of unknown ``kid``s costs the
+    #: provider one request).
+    jwks_max_age_seconds: float = Field(default=3600.0, gt=0)
+    jwks_refresh_min_seconds: float = Field(default=30.0, ge=0)
     instance_id: str = Field(default_factory=lambda: f"api-{secrets.token_hex(4)}")
     #: Seconds an sse_token stays valid.
     token_ttl_seconds: int = Field(default=60, ge=5)
@@ -187,6 +212,22 @@ class ApiSettings(StoreSettings):
                 "SSE_DEV_TOKENS_ENABLED=true for a development server"
             )
         return self
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        refused = [name for name in value if name not in ASYMMETRIC_ALGORITHMS]
+        if refused:
+            raise ValueError(
+                f"{refused} cannot verify an identity provider's tokens: use "
+                f"{sorted(ASYMMETRIC_ALGORITHMS)} (HS256 is JWT_SECRET without SSE_JWKS_URL)"
+            )
+        return value
+
+    @field_validator("jwks_url", "jwt_issuer", "jwt_audience", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes an unset variable as ""
 
     @model_validator(mode="after")
     def _heartbeat_within_alive(self) -> Self:

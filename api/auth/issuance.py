@@ -14,7 +14,7 @@ async def issue_sse_token(
     services.redis_health.check()
 
     async def authenticate() -> Principal:
-        return services.tokens.principal_from_jwt(bearer)
+        return await services.tokens.principal_from_jwt(bearer)
 
     principal = await services.guard.authenticated("sse_token", client_ip, authenticate)
     await services.guard.admit("sse_token", client_ip, principal.user_id)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import jwt
 import redis.asyncio
@@ -69,7 +70,8 @@ class Claims(BaseModel):
     )
 
 
-def _validated(payload: dict[str, Any]) -> Claims:
+def validated_claims(payload: dict[str, Any]) -> Claims:
+    """The claims of a verified payload, type-checked; 401 naming the first wrong claim."""
     try:
         return Claims.model_validate(payload)
     except ValidationError as exc:
@@ -80,29 +82,45 @@ def _validated(payload: dict[str, Any]) -> Claims:
         ) from None
 
 
-#: One PyJWT decoder for every token, built once: ``sub`` and ``exp`` are required, PyJWT
-#: checks the signature and the registered claims it knows (``exp``, ``iat``, ``nbf``,
-#: ``aud``...), then :class:`Claims` checks the types. Nothing per key is worth building:
-#: PyJWT prepares the key on every call whatever form it is given in (str, bytes, PyJWK).
+#: The PyJWT decoder of sse_tokens (and HS256 platform JWTs), built once: ``sub`` and ``exp``
+#: are required, PyJWT checks the signature and the registered claims it knows (``exp``,
+#: ``iat``, ``nbf``, ``aud``...), then :class:`Claims` checks the types. Nothing per key is
+#: worth building: PyJWT prepares the key on every call whatever form it is given in.
 _JWT = jwt.PyJWT(options={"require": ["sub", "exp"]})
 
 
-def _decode(token: str, secret: str) -> Claims:
+def translated_jwt_errors(decode: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The payload ``decode`` returns; PyJWT's errors as 401s that say what is wrong."""
     try:
-        payload = _JWT.decode(token, secret, algorithms=[_ALGORITHM])
+        return decode()
     except jwt.ExpiredSignatureError:
         raise unauthorized("token_expired", "the token has expired") from None
     except jwt.InvalidSignatureError:
         raise unauthorized("token_invalid_signature", "the token's signature is wrong") from None
     except jwt.DecodeError:
         raise unauthorized("token_malformed", "the token is not a well-formed JWT") from None
-    except jwt.InvalidTokenError as exc:
+    except jwt.PyJWTError as exc:  # a wrong issuer or audience, a key of the wrong type...
         raise unauthorized("token_invalid", f"the token is not valid: {exc}") from None
-    return _validated(payload)
+
+
+def _decode(token: str, secret: str) -> Claims:
+    return validated_claims(
+        translated_jwt_errors(lambda: _JWT.decode(token, secret, algorithms=[_ALGORITHM]))
+    )
+
+
+class PlatformJwtVerifier(Protocol):
+    """How the platform's JWTs are checked (``api.auth.platform_jwt``): a shared secret, or
+    the identity provider's published keys."""
+
+    async def verify(self, token: str) -> Claims:
+        """The token's claims; 401 (``ApiError``) saying what is wrong with it."""
+        ...
 
 
 class TokenService:
-    """Checks JWTs, issues sse_tokens and spends them once."""
+    """Checks platform JWTs (with ``platform``), issues sse_tokens (HS256 with ``secret``, so
+    any instance can check them) and spends them once."""
 
     def __init__(
         self,
@@ -111,18 +129,21 @@ class TokenService:
         prefix: str = "rt",
         ttl: int = 60,
         expiry_notice: float = 0.0,
+        *,
+        platform: PlatformJwtVerifier,
     ) -> None:
         self._secret = secret
+        self._platform = platform
         self._client = client
         self._layout = KeyLayout(prefix)
         self.ttl = ttl
         self._expiry_notice = expiry_notice
 
-    def principal_from_jwt(self, token: str | None) -> Principal:
+    async def principal_from_jwt(self, token: str | None) -> Principal:
         """The caller of a Bearer JWT; 401 saying what is wrong with it."""
         if not token:
             raise unauthorized("token_missing", "an Authorization: Bearer <JWT> header is needed")
-        claims = _decode(token, self._secret)
+        claims = await self._platform.verify(token)
         if claims.typ == "sse":
             raise unauthorized("token_wrong_type", "an sse_token cannot be used as a Bearer JWT")
         return Principal(

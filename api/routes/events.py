@@ -94,7 +94,7 @@ async def health(services: Services, bearer: BearerToken) -> JSONResponse:
     also the operations report under ``report``."""
     admin = None
     if bearer is not None:
-        admin = services.tokens.principal_from_jwt(bearer)
+        admin = await services.tokens.principal_from_jwt(bearer)
         if ADMIN_ROLE not in admin.roles:
             raise ApiError(403, "forbidden", "the operations report needs the admin role")
     body, status = await health_status(services)
