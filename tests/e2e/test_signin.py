@@ -26,6 +26,9 @@ def production_api(stack_env: dict[str, str]) -> Iterator[ApiServer]:
         DATABASE_URL=stack_env["DATABASE_URL"],
         JWT_SECRET=SECRET,
         SSE_DEV_TOKENS_ENABLED="false",
+        # Its own keys: strikes and bans other tests left for 127.0.0.1 in the session's Redis
+        # must not refuse this page, nor its forged token theirs.
+        PROGRESS_KEY_PREFIX=f"signin{secrets.token_hex(4)}",
     )
     with server:
         yield server

@@ -150,6 +150,8 @@ def api(jwks: Jwks, redis_server: RedisServer, tmp_path: Path) -> Iterator[ApiSe
         # Many addresses in real life; one here: the flood test must reach the key cache,
         # not the per-address ban that would stop a single attacker first.
         SSE_BAN_AFTER_STRIKES="1000",
+        # Its own keys: the strikes of these refused tokens stay out of other tests' way.
+        PROGRESS_KEY_PREFIX=f"idp{secrets.token_hex(4)}",
     ) as server:
         yield server
 
