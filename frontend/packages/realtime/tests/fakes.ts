@@ -1,8 +1,8 @@
 /** Test doubles for the browser and the API: timers, EventSource, BroadcastChannel, Web Locks. */
-import type { EventSourceLike, RealtimeApi } from "../src/realtime/connection";
-import type { ChannelLike, LockManagerLike } from "../src/realtime/leader";
-import type { Clock, EventType, HistoryPage, RealtimeConfig, RealtimeEvent } from "../src/realtime/types";
-import { DEFAULT_CONFIG } from "../src/realtime/types";
+import type { EventSourceLike, RealtimeApi } from "../src/client/connection.js";
+import type { ChannelLike, LockManagerLike } from "../src/client/leader.js";
+import type { Clock, EventType, HistoryPage, RealtimeConfig, RealtimeEvent } from "../src/client/types.js";
+import { DEFAULT_CONFIG } from "../src/client/types.js";
 
 /** Lets pending promise callbacks run. */
 export async function settle(): Promise<void> {
