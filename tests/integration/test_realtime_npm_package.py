@@ -94,7 +94,8 @@ def pack(destination: Path) -> Path:
     out = run(["npm", "pack", "--json", "--pack-destination", str(destination)], PACKAGE)
     (entry,) = json.loads(out[out.index("[") :])
     files = {f["path"] for f in entry["files"]}
-    assert {"package.json", "README.md", "dist/index.js", "dist/index.d.ts"} <= files
+    expected = {"package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/testing.js"}
+    assert expected <= files, files
     assert not any(path.startswith(("src/", "tests/")) for path in files), files
     return destination / str(entry["filename"])
 
