@@ -7,11 +7,15 @@
 # The API also serves the browser app, built in the first stage (docs/frontend.md).
 FROM node:20-slim AS frontend
 WORKDIR /frontend
+# An npm workspace: the app and packages/realtime (@infinitescribe/realtime), built first.
 COPY frontend/package.json frontend/package-lock.json ./
+COPY frontend/packages/realtime/package.json ./packages/realtime/
 RUN npm ci --no-audit --no-fund
 COPY frontend/index.html frontend/tsconfig.json frontend/vite.config.ts ./
+COPY frontend/packages/realtime/tsconfig.json frontend/packages/realtime/tsconfig.build.json ./packages/realtime/
+COPY frontend/packages/realtime/src ./packages/realtime/src
 COPY frontend/src ./src
-RUN npx tsc --noEmit && npx vite build
+RUN npm run build
 
 FROM python:3.11-slim
 

@@ -24,12 +24,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The browser app (frontend/): npm ci when the lock file changed, then build into frontend/dist,
-# which the API serves at /.
+# The browser app (frontend/, an npm workspace): npm ci when the lock file changed, then build
+# the package frontend/packages/realtime (@infinitescribe/realtime) and the app into
+# frontend/dist, which the API serves at /.
 frontend: frontend/node_modules/.installed
 	cd frontend && npm run build
 
-frontend/node_modules/.installed: frontend/package-lock.json
+frontend/node_modules/.installed: frontend/package-lock.json frontend/packages/realtime/package.json
 	cd frontend && npm ci --no-audit --no-fund
 	touch $@
 
@@ -45,4 +46,4 @@ lint: setup
 	VENV=$(VENV) scripts/lint.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache frontend/node_modules frontend/dist test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache frontend/node_modules frontend/dist frontend/packages/*/dist test-artifacts

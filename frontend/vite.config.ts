@@ -9,7 +9,8 @@ export default defineConfig({
     proxy: { "/api": process.env.API_URL ?? "http://127.0.0.1:8000" },
   },
   test: {
-    include: ["tests/**/*.test.ts"],
+    // The app's tests and the packages' (packages/*/tests), all in one run.
+    include: ["tests/**/*.test.ts", "packages/*/tests/**/*.test.ts"],
     environment: "node",
   },
 });

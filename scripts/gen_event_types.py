@@ -1,6 +1,7 @@
 """Write the browser's event types from the pydantic event models.
 
-``python -m scripts.gen_event_types`` regenerates ``frontend/src/realtime/events.generated.ts``
+``python -m scripts.gen_event_types`` regenerates
+``frontend/packages/realtime/src/client/events.generated.ts`` (in the browser package)
 from the JSON Schema of ``progress.events.Event``: one TypeScript interface per event model
 (through the frontend's ``json-schema-to-typescript``, so ``make frontend`` must have run) and
 ``EVENT_TYPES``, the list of event type names the browser listens to. Commit the result;
@@ -23,7 +24,7 @@ from progress.events import EVENT_TYPES, Event
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONTEND = ROOT / "frontend"
-TARGET = FRONTEND / "src" / "realtime" / "events.generated.ts"
+TARGET = FRONTEND / "packages" / "realtime" / "src" / "client" / "events.generated.ts"
 JSON2TS = FRONTEND / "node_modules" / ".bin" / "json2ts"
 
 BANNER = (

@@ -2,9 +2,10 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { useState } from "react";
 import { BrowserRouter, Navigate, Route, Routes } from "react-router";
 import { AuthProvider, useAuth } from "./auth/session";
+import { ApiProvider } from "./api/context";
+import { AppRealtime } from "./components/AppRealtime";
 import { Layout } from "./components/Layout";
 import { ToastProvider } from "./components/Toasts";
-import { RealtimeProvider } from "./hooks/RealtimeProvider";
 import { Admin } from "./pages/Admin";
 import { Novel } from "./pages/Novel";
 import { Novels } from "./pages/Novels";
@@ -15,17 +16,19 @@ function Routed() {
   const { session } = useAuth();
   if (!session) return <SignIn />;
   return (
-    <RealtimeProvider key={session.userId} session={session}>
-      <Routes>
-        <Route element={<Layout />}>
-          <Route index element={<Novels />} />
-          <Route path="novels/:novelId" element={<Novel />} />
-          <Route path="notifications" element={<NotificationCenter />} />
-          <Route path="admin" element={<Admin />} />
-          <Route path="*" element={<Navigate to="/" replace />} />
-        </Route>
-      </Routes>
-    </RealtimeProvider>
+    <ApiProvider jwt={session.jwt}>
+      <AppRealtime key={session.userId} session={session}>
+        <Routes>
+          <Route element={<Layout />}>
+            <Route index element={<Novels />} />
+            <Route path="novels/:novelId" element={<Novel />} />
+            <Route path="notifications" element={<NotificationCenter />} />
+            <Route path="admin" element={<Admin />} />
+            <Route path="*" element={<Navigate to="/" replace />} />
+          </Route>
+        </Routes>
+      </AppRealtime>
+    </ApiProvider>
   );
 }
 

@@ -1,18 +1,7 @@
 import type { HealthBody } from "../admin/report";
 import type { NotificationBody } from "../admin/notificationForm";
 import type { NotificationPreferences } from "../preferences/preferencesForm";
-import type { HistoryPage, RealtimeConfig, TaskSnapshot } from "../realtime/types";
-
-/** An HTTP failure with the API's error code (docs/api.md, Errors). */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+import { apiRequest, createRealtimeApi } from "@infinitescribe/realtime";
 
 export interface Chapter {
   id: string;
@@ -49,43 +38,9 @@ export interface NewNovel {
   chapter_count: number;
 }
 
-const REQUEST_TIMEOUT_MS = 15_000;
-
-async function request<T>(
-  method: string,
-  path: string,
-  jwt: string | null,
-  body?: unknown,
-  /** Error statuses whose body is still the answer (the health check's 503). */
-  accept: number[] = [],
-): Promise<T> {
-  const headers: Record<string, string> = {};
-  if (jwt) headers.Authorization = `Bearer ${jwt}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let response: Response;
-  try {
-    response = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      // A black-holed server must not hang a reconnect attempt forever.
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-  } catch {
-    throw new ApiError(0, "network_error", "The server cannot be reached");
-  }
-  if (!response.ok && !accept.includes(response.status)) {
-    const payload = (await response.json().catch(() => null)) as {
-      error?: { code?: string; message?: string };
-    } | null;
-    throw new ApiError(
-      response.status,
-      payload?.error?.code ?? "http_error",
-      payload?.error?.message ?? `HTTP ${response.status}`,
-    );
-  }
-  if (response.status === 204) return undefined as T;
-  return (await response.json()) as T;
+/** The app's calls go through the package's JSON client (same bearer token, same errors). */
+function request<T>(method: string, path: string, jwt: string | null, body?: unknown, accept?: number[]) {
+  return apiRequest<T>(method, path, { token: jwt, body, accept });
 }
 
 export interface ModeRule {
@@ -106,19 +61,10 @@ export async function mintDevToken(
   });
 }
 
-/** The API as one signed-in user sees it. */
+/** The API as one signed-in user sees it: the realtime calls (the package's) and the app's. */
 export function createApi(jwt: string) {
   return {
-    sseToken: async () =>
-      (await request<{ sse_token: string }>("POST", "/api/v1/auth/sse-token", jwt)).sse_token,
-    history: (sinceId: string | null, limit: number) => {
-      const query = new URLSearchParams({ limit: String(limit) });
-      if (sinceId) query.set("since_id", sinceId);
-      return request<HistoryPage>("GET", `/api/v1/events/history?${query}`, jwt);
-    },
-    config: () => request<RealtimeConfig>("GET", "/api/v1/realtime/config", jwt),
-    task: (taskId: string) =>
-      request<TaskSnapshot>("GET", `/api/v1/tasks/${encodeURIComponent(taskId)}`, jwt),
+    ...createRealtimeApi({ token: jwt }),
     novels: () => request<Novel[]>("GET", "/api/v1/novels", jwt),
     novel: (novelId: string) =>
       request<Novel>("GET", `/api/v1/novels/${encodeURIComponent(novelId)}`, jwt),

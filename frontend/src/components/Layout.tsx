@@ -1,6 +1,6 @@
 import { NavLink, Outlet } from "react-router";
 import { useAuth } from "../auth/session";
-import { useContentNotifications, useSystemNotifications } from "../hooks/useNotifications";
+import { useContentNotifications, useSystemNotifications } from "@infinitescribe/realtime";
 import { SSEConnectionStatus } from "./SSEConnectionStatus";
 
 /** Header (navigation, unread count, sign out), connection status, and the page. */

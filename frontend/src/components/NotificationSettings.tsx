@@ -1,6 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
-import { useRealtime } from "../hooks/RealtimeProvider";
+import { useApi } from "../api/context";
 import {
   DEFAULT_PREFERENCES,
   isDirty,
@@ -9,13 +9,13 @@ import {
   type NotificationPreferences,
   toggleMuted,
 } from "../preferences/preferencesForm";
-import { DOMAIN_EVENT_TYPES } from "../realtime/types";
+import { DOMAIN_EVENT_TYPES } from "@infinitescribe/realtime";
 
 const PREFERENCES_KEY = ["notification-preferences"] as const;
 
 /** What the server relays to this writer: a minimum level and muted event types (saved server-side). */
 export function NotificationSettings() {
-  const { api } = useRealtime();
+  const api = useApi();
   const queryClient = useQueryClient();
   const saved = useQuery({ queryKey: PREFERENCES_KEY, queryFn: api.preferences });
   const [draft, setDraft] = useState<NotificationPreferences | null>(null);

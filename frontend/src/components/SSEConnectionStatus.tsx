@@ -1,7 +1,6 @@
 import { useEffect, useState } from "react";
 import { useAuth } from "../auth/session";
-import { useSSEConnection } from "../hooks/useSSEConnection";
-import type { ConnectionState } from "../realtime/types";
+import { type ConnectionState, useSSEConnection } from "@infinitescribe/realtime";
 
 function describe(state: ConnectionState, now: number): { label: string; detail: string } {
   switch (state.status) {

@@ -1,6 +1,4 @@
-import { useTaskProgress } from "../hooks/useTaskProgress";
-import { useSSEConnection } from "../hooks/useSSEConnection";
-import { taskLabel } from "../realtime/taskProgress";
+import { taskLabel, useSSEConnection, useTaskProgress } from "@infinitescribe/realtime";
 
 /** One task's bar: percent, stage, status, ETA, error with its suggestion, Flower link. */
 export function TaskProgressBar({

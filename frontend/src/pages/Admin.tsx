@@ -18,7 +18,7 @@ import {
   healthTone,
 } from "../admin/report";
 import { useAuth } from "../auth/session";
-import { useRealtime } from "../hooks/RealtimeProvider";
+import { useApi } from "../api/context";
 
 const REPORT_REFRESH_MS = 3000;
 
@@ -150,7 +150,7 @@ function Report({ body }: { body: HealthBody }) {
 
 /** The operations report, refetched every few seconds; the last one stays shown while the API is down. */
 function HealthReport() {
-  const { api } = useRealtime();
+  const api = useApi();
   const now = useNow(1000);
   const health = useQuery({
     queryKey: ["admin", "health"],
@@ -184,7 +184,7 @@ function HealthReport() {
 
 /** SSE or polling, for everyone or a share of writers (PUT /api/v1/realtime/config). */
 function RealtimeMode() {
-  const { api } = useRealtime();
+  const api = useApi();
   const mine = useQuery({ queryKey: ["admin", "my-realtime-mode"], queryFn: api.config });
   const [mode, setMode] = useState<ModeRule["mode"] | null>(null);
   const [percent, setPercent] = useState(100);
@@ -247,7 +247,7 @@ function RealtimeMode() {
 
 /** POST /api/v1/admin/notifications. */
 function SendNotification() {
-  const { api } = useRealtime();
+  const api = useApi();
   const [form, setForm] = useState<NotificationForm>(EMPTY_NOTIFICATION_FORM);
   const [invalid, setInvalid] = useState<string | null>(null);
   const send = useMutation({ mutationFn: api.sendNotification });

@@ -1,5 +1,5 @@
 import { NotificationSettings } from "../components/NotificationSettings";
-import { type Notifications, useContentNotifications, useSystemNotifications } from "../hooks/useNotifications";
+import { type Notifications, useContentNotifications, useSystemNotifications } from "@infinitescribe/realtime";
 
 function NotificationList({ title, list }: { title: string; list: Notifications }) {
   return (

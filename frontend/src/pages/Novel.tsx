@@ -4,8 +4,9 @@ import { useParams } from "react-router";
 import type { Api } from "../api/client";
 import { TaskProgressBar } from "../components/TaskProgressBar";
 import { useToast } from "../components/Toasts";
-import { useRealtime } from "../hooks/RealtimeProvider";
-import { queryKeys } from "../realtime/queryKeys";
+import { useRealtime } from "@infinitescribe/realtime";
+import { useApi } from "../api/context";
+import { queryKeys } from "../api/queryKeys";
 
 /** The tasks of one novel found in the user's retained history, oldest first. */
 async function novelTasks(api: Api, novelId: string): Promise<string[]> {
@@ -26,7 +27,7 @@ async function novelTasks(api: Api, novelId: string): Promise<string[]> {
 
 /** Rewrite one chapter; its task's bar (and its toast) follow below it. */
 function ReviseChapter({ novelId, number }: { novelId: string; number: number }) {
-  const { api } = useRealtime();
+  const api = useApi();
   const [taskId, setTaskId] = useState<string | null>(null);
   const revise = useMutation({
     mutationFn: () => api.reviseChapter(novelId, number, ""),
@@ -54,7 +55,8 @@ function ReviseChapter({ novelId, number }: { novelId: string; number: number })
  */
 export function Novel() {
   const { novelId = "" } = useParams();
-  const { api, hub } = useRealtime();
+  const api = useApi();
+  const { hub } = useRealtime();
   const novel = useQuery({ queryKey: queryKeys.novel(novelId), queryFn: () => api.novel(novelId) });
   const history = useQuery({
     queryKey: queryKeys.novelTasks(novelId),

@@ -1,12 +1,12 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
 import { Link, useNavigate } from "react-router";
-import { useRealtime } from "../hooks/RealtimeProvider";
-import { queryKeys } from "../realtime/queryKeys";
+import { useApi } from "../api/context";
+import { queryKeys } from "../api/queryKeys";
 
 /** Novels others invited the user to read: accept to receive and read one, or decline. */
 function Invitations() {
-  const { api } = useRealtime();
+  const api = useApi();
   const queryClient = useQueryClient();
   const invitations = useQuery({
     queryKey: queryKeys.invitations,
@@ -56,7 +56,7 @@ function Invitations() {
 
 /** The writer's novels (refreshed by content events), invitations, and the "new novel" form. */
 export function Novels() {
-  const { api } = useRealtime();
+  const api = useApi();
   const queryClient = useQueryClient();
   const navigate = useNavigate();
   const novels = useQuery({ queryKey: queryKeys.novels, queryFn: api.novels });

@@ -1,5 +1,5 @@
 import { type FormEvent, useState } from "react";
-import { ApiError } from "../api/client";
+import { ApiError } from "@infinitescribe/realtime";
 import { useAuth } from "../auth/session";
 
 function messageOf(failure: unknown): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_BACKOFF } from "../src/realtime/backoff";
+import { DEFAULT_BACKOFF } from "../src/client/backoff.js";
 import {
   type Effect,
   initialState,
@@ -9,8 +9,8 @@ import {
   type Phase,
   transition,
   view,
-} from "../src/realtime/connectionMachine";
-import { DEFAULT_CONFIG } from "../src/realtime/types";
+} from "../src/client/connectionMachine.js";
+import { DEFAULT_CONFIG } from "../src/client/types.js";
 
 const env: MachineEnv = {
   canStream: true,

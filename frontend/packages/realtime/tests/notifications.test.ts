@@ -1,9 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { NotificationStore, notificationKind } from "../src/realtime/notifications";
-import { keysToInvalidate } from "../src/realtime/queryKeys";
-import { progressIntervalFor } from "../src/realtime/network";
-import type { EventType, RealtimeEvent } from "../src/realtime/types";
-import { makeEvent } from "./fakes";
+import { NotificationStore, notificationKind } from "../src/client/notifications.js";
+import { progressIntervalFor } from "../src/client/network.js";
+import type { EventType, RealtimeEvent } from "../src/client/types.js";
+import { makeEvent } from "./fakes.js";
 
 class MemoryStorage {
   private readonly data = new Map<string, string>();
@@ -51,21 +50,6 @@ describe("notifications", () => {
     expect(notificationKind(chapters)).toBe("content");
     expect(notificationKind(retyped("system.notification"))).toBe("system");
     expect(notificationKind(retyped("task.progress-updated"))).toBeNull();
-  });
-});
-
-describe("cache invalidation", () => {
-  it("marks stale only the novel and the chapters an event names", () => {
-    expect(keysToInvalidate(chapters)).toEqual([
-      ["novel", "n1"],
-      ["chapter", "n1", "c1"],
-      ["chapter", "n1", "c2"],
-    ]);
-    expect(keysToInvalidate(retyped("content.novel-created"))).toEqual([
-      ["novels"],
-      ["novel", "n1"],
-    ]);
-    expect(keysToInvalidate(retyped("task.progress-updated"))).toEqual([]);
   });
 });
 

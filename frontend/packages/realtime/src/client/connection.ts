@@ -1,4 +1,4 @@
-import { DEFAULT_BACKOFF, type BackoffPolicy } from "./backoff";
+import { DEFAULT_BACKOFF, type BackoffPolicy } from "./backoff.js";
 import {
   type Effect,
   initialState,
@@ -9,7 +9,7 @@ import {
   type TimerName,
   transition,
   view,
-} from "./connectionMachine";
+} from "./connectionMachine.js";
 import {
   type Clock,
   type ConnectionState,
@@ -21,7 +21,7 @@ import {
   type RealtimeEvent,
   realClock,
   type ResetInfo,
-} from "./types";
+} from "./types.js";
 
 /** What `unknownEvent` names when the stream skipped an event whose type is not listened to. */
 export const UNLISTED_STREAM_EVENT = "(unlisted stream event)";

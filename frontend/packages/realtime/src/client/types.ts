@@ -1,9 +1,9 @@
 /** Shapes shared by the realtime modules: server events, snapshots, config, connection state. */
 
-import { EVENT_TYPES, type EventType, type RealtimeEvent } from "./events.generated";
+import { EVENT_TYPES, type EventType, type RealtimeEvent } from "./events.generated.js";
 
 /** The server's events (docs/events.md), generated from progress/events.py. */
-export type * from "./events.generated";
+export type * from "./events.generated.js";
 
 /** `GET /api/v1/tasks/{id}` */
 export interface TaskSnapshot {

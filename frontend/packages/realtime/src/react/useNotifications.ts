@@ -1,6 +1,6 @@
 import { useSyncExternalStore } from "react";
-import type { NotificationItem, NotificationStore } from "../realtime/notifications";
-import { useRealtime } from "./RealtimeProvider";
+import type { NotificationItem, NotificationStore } from "../client/notifications.js";
+import { useRealtime } from "./RealtimeProvider.js";
 
 export interface Notifications {
   items: NotificationItem[];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffCeiling, backoffDelay, DEFAULT_BACKOFF } from "../src/realtime/backoff";
+import { backoffCeiling, backoffDelay, DEFAULT_BACKOFF } from "../src/client/backoff.js";
 
 describe("backoff", () => {
   it("doubles from 1 s and is capped at 30 s", () => {

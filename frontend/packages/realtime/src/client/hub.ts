@@ -1,13 +1,13 @@
-import type { ConnectionListener } from "./connection";
-import { EventDeduper } from "./dedupe";
-import { type ChannelLike, LeaderElection, type LockManagerLike } from "./leader";
+import type { ConnectionListener } from "./connection.js";
+import { EventDeduper } from "./dedupe.js";
+import { type ChannelLike, LeaderElection, type LockManagerLike } from "./leader.js";
 import {
   type ConnectionState,
   DEFAULT_CONFIG,
   type RealtimeConfig,
   type RealtimeEvent,
   type ResetInfo,
-} from "./types";
+} from "./types.js";
 
 /** What a leader tab's connection must offer (RealtimeConnection does). */
 export interface ConnectionLike {

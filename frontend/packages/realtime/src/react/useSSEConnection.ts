@@ -1,6 +1,6 @@
 import { useSyncExternalStore } from "react";
-import type { HubSnapshot } from "../realtime/hub";
-import { useRealtime } from "./RealtimeProvider";
+import type { HubSnapshot } from "../client/hub.js";
+import { useRealtime } from "./RealtimeProvider.js";
 
 export interface SSEConnection extends HubSnapshot {
   /** Connect again now, forgetting failed attempts. */

@@ -1,7 +1,5 @@
-import { useQuery } from "@tanstack/react-query";
 import { useCallback, useEffect, useRef, useState } from "react";
-import { ApiError } from "../api/client";
-import { queryKeys } from "../realtime/queryKeys";
+import type { RealtimeClientApi } from "../client/api.js";
 import {
   applyEvent,
   emptyView,
@@ -9,13 +7,11 @@ import {
   fromSnapshot,
   isTerminal,
   type TaskError,
-  taskLabel,
   type TaskView,
-} from "../realtime/taskProgress";
-import { LatestValueThrottle } from "../realtime/throttle";
-import { type RealtimeEvent, realClock, type TaskStatus } from "../realtime/types";
-import { useToast } from "../components/Toasts";
-import { useRealtime } from "./RealtimeProvider";
+} from "../client/taskProgress.js";
+import { LatestValueThrottle } from "../client/throttle.js";
+import { type RealtimeEvent, realClock, type TaskSnapshot, type TaskStatus } from "../client/types.js";
+import { useRealtime, useTaskEndCallback } from "./RealtimeProvider.js";
 
 /** At most this many renders per second per task, however fast progress arrives. */
 const RENDERS_PER_SECOND = 4;
@@ -30,23 +26,73 @@ export interface TaskProgress {
   etaSeconds: number | null;
 }
 
+export interface TaskProgressOptions {
+  /**
+   * Call the provider's `onTaskEnd` when the task ends while watched (default true); false
+   * e.g. for the steps of a workflow that announces itself.
+   */
+  notify?: boolean;
+}
+
+/** Tries of a snapshot request that failed other than with 404, and the first wait. */
+const SNAPSHOT_TRIES = 4;
+const SNAPSHOT_RETRY_MS = 1000;
+
+interface Snapshot {
+  taskId: string | null;
+  data: TaskSnapshot | null;
+  /** The server does not know the task (404). */
+  missing: boolean;
+}
+
+function httpStatus(error: unknown): number | undefined {
+  return (error as { status?: number } | null)?.status;
+}
+
+/** `GET /api/v1/tasks/{id}`: retried with backoff unless 404, again on each `refetch()`. */
+function useTaskSnapshot(api: RealtimeClientApi, taskId: string | null) {
+  const [snapshot, setSnapshot] = useState<Snapshot>({ taskId, data: null, missing: false });
+  const [generation, setGeneration] = useState(0);
+
+  useEffect(() => {
+    if (taskId === null) return;
+    let live = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const load = (attempt: number) => {
+      api.task(taskId).then(
+        (data) => {
+          if (live) setSnapshot({ taskId, data, missing: false });
+        },
+        (error: unknown) => {
+          if (!live) return;
+          const missing = httpStatus(error) === 404;
+          if (missing || attempt + 1 >= SNAPSHOT_TRIES) {
+            setSnapshot((old) => (old.taskId === taskId ? { ...old, missing } : { taskId, data: null, missing }));
+          } else timer = setTimeout(() => load(attempt + 1), SNAPSHOT_RETRY_MS * 2 ** attempt);
+        },
+      );
+    };
+    load(0);
+    return () => {
+      live = false;
+      clearTimeout(timer);
+    };
+  }, [api, taskId, generation]);
+
+  const refetch = useCallback(() => setGeneration((n) => n + 1), []);
+  const current = snapshot.taskId === taskId ? snapshot : { taskId, data: null, missing: false };
+  return { ...current, refetch };
+}
+
 /**
- * One task's progress: its snapshot, then live events; a toast when it ends while watched
- * (unless `notify` is false, e.g. for the steps of a workflow that toasts itself).
+ * One task's progress: its snapshot, then live events, at most a few renders a second; when it
+ * ends while watched, the provider's `onTaskEnd` is called once (unless `notify` is false).
+ * `taskId` null: nothing is watched yet.
  */
-export function useTaskProgress(
-  taskId: string | null,
-  { notify = true }: { notify?: boolean } = {},
-): TaskProgress {
+export function useTaskProgress(taskId: string | null, { notify = true }: TaskProgressOptions = {}): TaskProgress {
   const { api, hub } = useRealtime();
-  const toast = useToast();
-  const snapshot = useQuery({
-    queryKey: queryKeys.task(taskId ?? ""),
-    queryFn: () => api.task(taskId ?? ""),
-    enabled: taskId !== null,
-    retry: (count, error) => !(error instanceof ApiError && error.status === 404) && count < 3,
-    staleTime: Number.POSITIVE_INFINITY,
-  });
+  const onTaskEnd = useTaskEndCallback();
+  const snapshot = useTaskSnapshot(api, taskId);
   const [view, setView] = useState<TaskView | null>(null);
   const latest = useRef<TaskView | null>(null);
   const throttle = useRef<LatestValueThrottle<TaskView> | null>(null);
@@ -61,7 +107,7 @@ export function useTaskProgress(
     return () => t.cancel();
   }, [taskId]);
 
-  // Stable while `notify` is (toast is): the effects below subscribe once per task.
+  // Stable while `notify` is (onTaskEnd is): the effects below subscribe once per task.
   const push = useCallback(
     (next: TaskView, live: boolean) => {
       const previous = latest.current;
@@ -71,16 +117,11 @@ export function useTaskProgress(
         throttle.current?.flush();
         if (live && notify && !(previous && isTerminal(previous.status)) && !announced.current) {
           announced.current = true;
-          const name = taskLabel(next.taskName);
-          if (next.status === "completed") toast(`${name} completed`, "success");
-          else if (next.status === "failed") {
-            const hint = next.error?.retrySuggestion ? ` ${next.error.retrySuggestion}` : "";
-            toast(`${name} failed: ${next.error?.message ?? "unknown error"}.${hint}`, "error");
-          } else toast(`${name} was cancelled`, "info");
+          onTaskEnd(next);
         }
       }
     },
-    [notify, toast],
+    [notify, onTaskEnd],
   );
 
   useEffect(() => {
@@ -123,9 +164,8 @@ export function useTaskProgress(
   }, [hub, taskId, running]);
 
   if (!view) {
-    const missing = snapshot.error instanceof ApiError && snapshot.error.status === 404;
     return {
-      status: missing ? "unknown" : "loading",
+      status: snapshot.missing ? "unknown" : "loading",
       percent: 0,
       stage: null,
       message: null,

@@ -3,9 +3,9 @@ import {
   type ConnectionListener,
   RealtimeConnection,
   UNLISTED_STREAM_EVENT,
-} from "../src/realtime/connection";
-import type { ConnectionState, RealtimeEvent } from "../src/realtime/types";
-import { FakeApi, FakeClock, FakeEventSource, makeEvent, settle } from "./fakes";
+} from "../src/client/connection.js";
+import type { ConnectionState, RealtimeEvent } from "../src/client/types.js";
+import { FakeApi, FakeClock, FakeEventSource, makeEvent, settle } from "./fakes.js";
 
 interface Harness {
   connection: RealtimeConnection;

@@ -14,8 +14,8 @@
  *   any ─offline, or every tab hidden 3 min─▶ paused ─online and visible─▶ resume (stream or poll)
  *   any ─stop, 401─▶ closed
  */
-import { backoffDelay, type BackoffPolicy } from "./backoff";
-import type { ConnectionState, PollingReason, RealtimeConfig } from "./types";
+import { backoffDelay, type BackoffPolicy } from "./backoff.js";
+import type { ConnectionState, PollingReason, RealtimeConfig } from "./types.js";
 
 export type TimerName = "retry" | "watchdog" | "poll" | "background" | "hidden";
 

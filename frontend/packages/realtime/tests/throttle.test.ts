@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { LatestValueThrottle } from "../src/realtime/throttle";
-import { FakeClock } from "./fakes";
+import { LatestValueThrottle } from "../src/client/throttle.js";
+import { FakeClock } from "./fakes.js";
 
 describe("LatestValueThrottle", () => {
   it("commits at most once per interval however fast values arrive, ending on the latest", async () => {

@@ -1,4 +1,4 @@
-import type { Clock } from "./types";
+import type { Clock } from "./types.js";
 
 /**
  * Hands the latest pushed value to `commit` at most once per `intervalMs`: the first value at

@@ -1,4 +1,4 @@
-import type { RealtimeEvent } from "./types";
+import type { RealtimeEvent } from "./types.js";
 
 export type NotificationKind = "content" | "system";
 

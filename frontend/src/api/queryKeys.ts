@@ -1,5 +1,5 @@
 import type { QueryKey } from "@tanstack/react-query";
-import type { RealtimeEvent } from "./types";
+import type { RealtimeEvent } from "@infinitescribe/realtime";
 
 /** TanStack Query keys of the data realtime events change. */
 export const queryKeys = {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { applyEvent, etaSeconds, fromSnapshot, taskLabel } from "../src/realtime/taskProgress";
-import type { EventType, RealtimeEvent, TaskSnapshot } from "../src/realtime/types";
-import { makeEvent } from "./fakes";
+import { applyEvent, etaSeconds, fromSnapshot, taskLabel } from "../src/client/taskProgress.js";
+import type { EventType, RealtimeEvent, TaskSnapshot } from "../src/client/types.js";
+import { makeEvent } from "./fakes.js";
 
 const snapshot: TaskSnapshot = {
   task_id: "t1",

@@ -1,8 +1,8 @@
 import { describe, expect, it, vi } from "vitest";
-import { RealtimeConnection } from "../src/realtime/connection";
-import { RealtimeHub } from "../src/realtime/hub";
-import type { RealtimeEvent } from "../src/realtime/types";
-import { FakeApi, FakeChannelBus, FakeClock, FakeEventSource, FakeLocks, makeEvent, settle } from "./fakes";
+import { RealtimeConnection } from "../src/client/connection.js";
+import { RealtimeHub } from "../src/client/hub.js";
+import type { RealtimeEvent } from "../src/client/types.js";
+import { FakeApi, FakeChannelBus, FakeClock, FakeEventSource, FakeLocks, makeEvent, settle } from "./fakes.js";
 
 function event(id: string): RealtimeEvent {
   return makeEvent("task.progress-updated", { event_id: id, task_id: "t", percent: 1 });

@@ -1,13 +1,24 @@
-import { RealtimeConnection, type RealtimeApi } from "./connection";
-import { RealtimeHub } from "./hub";
-import type { ChannelLike, LockManagerLike } from "./leader";
-import { type NetworkInfoLike, progressIntervalFor } from "./network";
+import { RealtimeConnection, type RealtimeApi } from "./connection.js";
+import { RealtimeHub } from "./hub.js";
+import type { ChannelLike, LockManagerLike } from "./leader.js";
+import { type NetworkInfoLike, progressIntervalFor } from "./network.js";
 
 type NetworkInformation = NetworkInfoLike & EventTarget;
 
+export interface BrowserHubOptions {
+  /** Path or URL of `GET /api/v1/events/stream`. */
+  streamUrl?: string;
+  /** The tabs' BroadcastChannel and Web Lock name; one per user (the default adds the user id). */
+  channelName?: string;
+}
+
 /** A hub wired to this browser's EventSource, BroadcastChannel, Web Locks and page events. */
-export function createBrowserHub(userId: string, api: RealtimeApi): { hub: RealtimeHub; dispose(): void } {
-  const name = `infinitescribe-realtime:${userId}`;
+export function createBrowserHub(
+  userId: string,
+  api: RealtimeApi,
+  { streamUrl = "/api/v1/events/stream", channelName }: BrowserHubOptions = {},
+): { hub: RealtimeHub; dispose(): void } {
+  const name = channelName ?? `infinitescribe-realtime:${userId}`;
   const channel: ChannelLike | null =
     typeof BroadcastChannel === "function" ? new BroadcastChannel(name) : null;
   const locks = (navigator as Navigator & { locks?: LockManagerLike }).locks ?? null;
@@ -20,7 +31,7 @@ export function createBrowserHub(userId: string, api: RealtimeApi): { hub: Realt
     createConnection: (cursor, listener) =>
       new RealtimeConnection({
         api,
-        streamUrl: "/api/v1/events/stream",
+        streamUrl,
         createEventSource:
           typeof EventSource === "function" ? (url) => new EventSource(url) : null,
         listener,

@@ -1,4 +1,4 @@
-import { type RealtimeEvent, TERMINAL_STATUSES, type TaskSnapshot, type TaskStatus } from "./types";
+import { type RealtimeEvent, TERMINAL_STATUSES, type TaskSnapshot, type TaskStatus } from "./types.js";
 
 export interface TaskError {
   type: string | null;

@@ -1,8 +1,8 @@
 /** Test doubles for the browser and the API: timers, EventSource, BroadcastChannel, Web Locks. */
-import type { EventSourceLike, RealtimeApi } from "../src/realtime/connection";
-import type { ChannelLike, LockManagerLike } from "../src/realtime/leader";
-import type { Clock, EventType, HistoryPage, RealtimeConfig, RealtimeEvent } from "../src/realtime/types";
-import { DEFAULT_CONFIG } from "../src/realtime/types";
+import type { EventSourceLike, RealtimeApi } from "../src/client/connection.js";
+import type { ChannelLike, LockManagerLike } from "../src/client/leader.js";
+import type { Clock, HistoryPage, RealtimeConfig } from "../src/client/types.js";
+import { DEFAULT_CONFIG } from "../src/client/types.js";
 
 /** Lets pending promise callbacks run. */
 export async function settle(): Promise<void> {
@@ -176,29 +176,4 @@ export class FakeLocks implements LockManagerLike {
   }
 }
 
-type EventOf<T extends EventType> = Extract<RealtimeEvent, { type: T }>;
-
-/**
- * An event of `type` with the envelope filled in; `fields` gives the rest. Tests name only the
- * fields they look at, so the result is cast rather than checked field by field.
- */
-export function makeEvent<T extends EventType>(
-  type: T,
-  fields: Partial<EventOf<T>> & Record<string, unknown> = {},
-): EventOf<T> {
-  return {
-    event_id: "e",
-    type,
-    occurred_at: "2026-01-01T00:00:00Z",
-    schema_version: 1,
-    user_id: "u",
-    session_id: null,
-    audience: "user",
-    task_id: null,
-    novel_id: null,
-    chapter_id: null,
-    workflow_id: null,
-    important: false,
-    ...fields,
-  } as unknown as EventOf<T>;
-}
+export { makeEvent } from "../src/testing.js";
