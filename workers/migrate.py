@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import OperationalError
 
-from workers.db import make_engine
+from progress.sql import make_engine
 from workers.settings import DEFAULT_DATABASE_URL, WorkerSettings
 
 _ROOT = Path(__file__).resolve().parent

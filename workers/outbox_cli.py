@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 
 from progress.outbox import dispatch_pending, drain_spill, resend
+from progress.sql import utcnow_naive
 from workers import resources
-from workers.db import utcnow_naive
 
 
 def _parser() -> argparse.ArgumentParser:

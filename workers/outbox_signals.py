@@ -14,9 +14,9 @@ from celery import signals
 
 import progress
 from progress.outbox import dispatch_pending, drain_spill
+from progress.sealing import DEV_KEY_WARNING, MissingAuditKeys, sealing_keys, seals_with_dev_key
 from workers import resources
 from workers.migrate import SchemaOutdated, ensure_schema
-from workers.sealing import DEV_KEY_WARNING, MissingAuditKeys, sealing_keys, seals_with_dev_key
 
 log = logging.getLogger("workers.outbox")
 

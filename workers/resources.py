@@ -11,17 +11,17 @@ from typing import Generic, TypeVar
 import redis
 from celery import Celery
 
+from progress.audit_log import AuditLog
 from progress.journal_spill import RedisJournalSpill
+from progress.journal_sql import SqlJournal
 from progress.keys import KeyLayout
 from progress.outbox import OutboxWriter
 from progress.redis_store import RedisEventStore, connect
 from progress.runtime import get_settings as get_progress_settings
-from workers.audit import AuditLog
-from workers.db import make_engine, make_sessions
+from progress.sealing import Sealer, sealing_keys
+from progress.sql import make_engine, make_sessions
 from workers.llm import LLMClient, make_llm_client
 from workers.novels import NovelRepository
-from workers.outbox import SqlJournal
-from workers.sealing import Sealer, sealing_keys
 from workers.settings import WorkerSettings
 
 _lock = threading.RLock()

@@ -50,7 +50,7 @@ class WorkerSettings(BaseSettings):
     audit_encryption_keys: str = Field(
         default="", validation_alias=AliasChoices("AUDIT_ENCRYPTION_KEYS")
     )
-    #: Development only: seal with the public key (workers.sealing.DEV_AUDIT_KEY) when
+    #: Development only: seal with the public key (progress.sealing.DEV_AUDIT_KEY) when
     #: AUDIT_ENCRYPTION_KEYS is unset (a warning is logged at start).
     audit_allow_dev_key: bool = Field(
         default=False, validation_alias=AliasChoices("AUDIT_ALLOW_DEV_KEY")

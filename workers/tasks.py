@@ -25,14 +25,14 @@ from celery.canvas import Signature
 import progress
 from progress.outbox import dispatch_pending, drain_spill
 from progress.runtime import get_settings
+from progress.sql import utcnow_naive
+from progress.watchdog import watch_running_tasks
 from workers import resources
 from workers.batching import ChapterUpdateBatcher
-from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
 from workers.novel_status import fail_novel, reconcile_novels, resume_stalled_novels
 from workers.pipeline import percent, plan_chapters, summarize
-from workers.watchdog import watch_running_tasks
 
 log = logging.getLogger("workers.tasks")
 

@@ -13,7 +13,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from workers.db import Chapter, Novel, NovelMember, make_engine, make_sessions, utcnow_naive
+from progress.sql import make_engine, make_sessions, utcnow_naive
+from workers.db import Chapter, Novel, NovelMember
 from workers.migrate import upgrade
 from workers.novels import NovelRepository, TooManyActiveChapters
 

@@ -15,16 +15,17 @@ from cryptography.fernet import Fernet
 from sqlalchemy import update
 
 import progress
+from progress.audit_log import AuditLog
 from progress.events import NovelCreated, TaskCompleted
+from progress.journal_tables import EventAudit
 from progress.keys import user_stream
 from progress.redis_server import free_port
 from progress.redis_store import RedisEventStore, connect
+from progress.sealing import DEV_AUDIT_KEY, Sealer
 from progress.settings import ProgressSettings
+from progress.sql import make_engine, make_sessions, utcnow_naive
 from workers import resources, tasks
-from workers.audit import AuditLog
-from workers.db import EventAudit, make_engine, make_sessions, utcnow_naive
 from workers.notify import save_chapter_and_announce
-from workers.sealing import DEV_AUDIT_KEY, Sealer
 from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration

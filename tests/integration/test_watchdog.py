@@ -16,9 +16,9 @@ from progress.keys import user_stream
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
 from progress.store import StoreSettings
+from progress.watchdog import FAIL_AFTER, STALL_AFTER, watch_running_tasks
 from tests.integration.conftest import MakeWorkerStack, has, types
 from workers import contracts
-from workers.watchdog import FAIL_AFTER, STALL_AFTER, watch_running_tasks
 
 pytestmark = pytest.mark.integration
 
