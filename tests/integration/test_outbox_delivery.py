@@ -227,7 +227,7 @@ def test_worker_killed_between_commit_and_push_delivers_the_event_once_after_res
     )
     progress.configure(ProgressSettings(redis_url=redis_url))
     api = start_api(own_redis, database_url, SSE_HEARTBEAT_SECONDS="0.5")
-    doomed = WorkerProcess({**env, "WORKER_OUTBOX_CRASH_AFTER_COMMIT": "true"}, concurrency=1)
+    doomed = WorkerProcess({**env, "PROGRESS_OUTBOX_CRASH_AFTER_COMMIT": "true"}, concurrency=1)
     try:
         stream = open_stream(api, user_id)
         doomed.start()

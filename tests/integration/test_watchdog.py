@@ -81,6 +81,7 @@ def test_sigkilled_worker_leaves_stalled_then_failed_never_endless_running(
         # seconds to start on a loaded machine and must still see the task stall first.
         PROGRESS_HEARTBEAT_SECONDS="3",
         WORKER_WATCHDOG_SECONDS="0.5",
+        PROGRESS_WATCHDOG_SECONDS="0.5",
     )
     with stack.worker(concurrency=4) as victim:
         contracts.start_novel(user_id, None, "Doomed", "A crash mid-outline", 3)
