@@ -12,7 +12,6 @@ import redis
 from celery import Celery
 
 from progress.audit_log import AuditLog
-from progress.journal_spill import RedisJournalSpill
 from progress.journal_sql import SqlJournal
 from progress.journaling import Journaling
 from progress.keys import KeyLayout
@@ -115,11 +114,6 @@ def journal() -> SqlJournal:
 def outbox_store() -> OutboxWriter:
     """This process's outbox writer for synchronous publishing."""
     return journaling().writer()
-
-
-def journal_spill() -> RedisJournalSpill:
-    """The journal spill (on the event store's Redis), for draining it."""
-    return journaling().spill()
 
 
 @_Resource

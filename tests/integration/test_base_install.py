@@ -25,13 +25,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 
 APP = """
+import os
 import sys
 
 from celery import Celery
 
 import progress
 
-app = Celery("base", broker=sys.argv[1] if len(sys.argv) > 1 else None, set_as_current=False)
+app = Celery("base", broker=os.environ["BASE_BROKER_URL"], set_as_current=False)
 app.conf.broker_connection_retry_on_startup = True
 progress.install(app)
 
@@ -44,7 +45,7 @@ def halve(n: int) -> int:
 
 
 if __name__ == "__main__":
-    with progress.acting_as(sys.argv[2]):
+    with progress.acting_as(sys.argv[1]):
         halve.delay(42)
 """
 
@@ -56,7 +57,8 @@ def test_the_base_install_has_no_api_or_app_dependencies_and_reports_progress(
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
     install = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)]
-    subprocess.run(install, check=True, timeout=600, cwd=tmp_path)
+    done = subprocess.run(install, timeout=600, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
 
     probe = "import importlib.util as u; print([m for m in %r if u.find_spec(m)])"
     present = subprocess.run(
@@ -72,12 +74,12 @@ def test_the_base_install_has_no_api_or_app_dependencies_and_reports_progress(
     (tmp_path / "basetask.py").write_text(APP)
     broker = f"{redis_server.url}/7"
     user = f"base-{uuid.uuid4().hex[:10]}"
-    env = {"REDIS_URL": f"{redis_server.url}/0", "PATH": str(venv / "bin")}
+    env = {"REDIS_URL": f"{redis_server.url}/0", "BASE_BROKER_URL": broker}
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         worker = subprocess.Popen(
             [python, "-m", "celery", "-A", "basetask:app", "worker", "--pool", "solo",
-             "--without-mingle", "--without-gossip", "--loglevel", "INFO", "-b", broker],
+             "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
             cwd=tmp_path, env=env, stdout=out, stderr=out,
         )  # fmt: skip
     client = connect(f"{redis_server.url}/0")
@@ -88,7 +90,7 @@ def test_the_base_install_has_no_api_or_app_dependencies_and_reports_progress(
             assert worker.poll() is None, log.read_text(errors="replace")
             assert time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.1)
-        send = [python, "basetask.py", broker, user]
+        send = [python, "basetask.py", user]
         subprocess.run(send, check=True, timeout=60, cwd=tmp_path, env=env)
         deadline = time.monotonic() + 30
         while True:
