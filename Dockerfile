@@ -33,11 +33,11 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 RUN mkdir progress workers api \
     && touch progress/__init__.py workers/__init__.py api/__init__.py \
-    && pip install . \
+    && pip install ".[api,app]" \
     && pip uninstall -y infinitescribe-realtime \
     && rm -rf progress workers api build *.egg-info
 
-# The project itself (the Alembic migrations ship inside the workers package).
+# The project itself (the Alembic migrations ship inside the workers and progress packages).
 COPY progress ./progress
 COPY workers ./workers
 COPY api ./api

@@ -25,17 +25,18 @@ from contextlib import ExitStack
 
 from sqlalchemy import func, select
 
+from progress.audit_log import AuditLog
 from progress.events import TaskCompleted
+from progress.journal_sql import SqlJournal
+from progress.journal_tables import EventAudit
 from progress.keys import KeyLayout, user_stream
 from progress.outbox import OutboxWriter
 from progress.pump import EventPump
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
-from workers.audit import AuditLog
-from workers.db import EventAudit, make_engine, make_sessions
+from progress.sealing import DEV_AUDIT_KEY, Sealer
+from progress.sql import make_engine, make_sessions
 from workers.migrate import upgrade
-from workers.outbox import SqlJournal
-from workers.sealing import DEV_AUDIT_KEY, Sealer
 
 BATCHING = (0.002, 500)  # the defaults: wait at most 2 ms, at most 500 events per commit
 

@@ -1,5 +1,8 @@
 """Live, throttled progress events for Celery tasks, stored in Redis Streams.
 
+app = Celery("myapp", broker=...)
+progress.install(app)    # signals, the SQL journal if DATABASE_URL is set, beat entries
+
 @app.task(bind=True)
 @progress.report_progress(estimated_seconds=30)
 def draft_chapter(self, chapter_id): ...
@@ -21,9 +24,10 @@ from progress.errors import (
 )
 from progress.events import Event, parse_event
 from progress.identity import Identity, acting_as
+from progress.installation import install
 from progress.reporter import report_progress, update
 from progress.runtime import configure, get_reporter, publish, shutdown
-from progress.settings import ProgressSettings
+from progress.settings import JournalSettings, ProgressSettings
 
 __all__ = [
     "Cancelled",
@@ -31,6 +35,7 @@ __all__ = [
     "Identity",
     "InvalidCursor",
     "InvalidEvent",
+    "JournalSettings",
     "NotInTask",
     "ProgressError",
     "ProgressSettings",
@@ -38,6 +43,7 @@ __all__ = [
     "acting_as",
     "configure",
     "get_reporter",
+    "install",
     "parse_event",
     "publish",
     "report_progress",

@@ -22,8 +22,8 @@ recorded event again (:meth:`Outbox.again`: a dispatcher after a crash, an opera
 is harmless: the store refuses an important event id it already appended.
 
 The journal is a Protocol (:class:`Journal`, :class:`ReadableJournal`); the SQL one is
-``workers.audit.AuditLog`` (``workers.outbox.SqlJournal`` adds group commit), the in-memory one
-``progress.testing.MemoryJournal``. This module knows no database.
+``progress.audit_log.AuditLog`` (``progress.journal_sql.SqlJournal`` adds group commit), the
+in-memory one ``progress.testing.MemoryJournal``. This module knows no database.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """In-memory stand-ins for tests: the outbox's journal without a database.
 
 :class:`MemoryJournal` is a :class:`progress.outbox.ReadableJournal` with the SQL audit log's
-semantics (``workers.audit.AuditLog``): one row per event id, status ``pending`` when recorded,
+semantics (``progress.audit_log.AuditLog``): one row per event id, status ``pending`` when recorded,
 ``published`` / ``failed`` after a push (each mark one more attempt), rows read back oldest
 first. ``down`` makes every call raise, as a database that does not answer.
 """

@@ -155,6 +155,7 @@ def main() -> int:
         env.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
         env.setdefault("WORKER_LOCAL_TOKENS_PER_SECOND", "60")
         env.setdefault("WORKER_WATCHDOG_SECONDS", "20")
+        env.setdefault("PROGRESS_WATCHDOG_SECONDS", "20")
         env["PYTHONPATH"] = str(ROOT)
         os.environ.update(env)
         upgrade(env["DATABASE_URL"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from progress.signals import connect_signals
+import progress
 from workers.metrics import connect_exporters
 from workers.novel_status import connect_novel_status
 from workers.outbox_signals import connect_outbox_signals
@@ -33,21 +33,13 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
         },
         beat_schedule={
             "watchdog": {"task": "workers.watchdog", "schedule": settings.watchdog_seconds},
-            "outbox-dispatch": {
-                "task": "workers.outbox_dispatch",
-                "schedule": settings.outbox_dispatch_seconds,
-            },
-            "audit-retention": {
-                "task": "workers.audit_retention",
-                "schedule": settings.audit_retention_every_seconds,
-            },
         },
     )
     app.conf["worker_settings"] = settings
     app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
-    connect_signals()
     connect_exporters()
-    connect_outbox_signals()
+    connect_outbox_signals()  # the app's schema check, before the library's
+    progress.install(app, settings.journal_settings())
     connect_novel_status()
     return app
 

@@ -13,15 +13,16 @@ from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 import progress
+from progress.audit_log import AuditLog, AuditRecord
 from progress.events import NovelCreated
 from progress.outbox import OutboxWriter, Outgoing
+from progress.sealing import DEV_AUDIT_KEY, MissingAuditKeys, Sealer, sealing_keys
+from progress.sql import make_engine, make_sessions
 from workers import resources
-from workers.audit import AuditLog, AuditRecord
-from workers.db import Novel, make_engine, make_sessions
+from workers.db import Novel
 from workers.migrate import SchemaOutdated, ensure_schema
 from workers.notify import move_novel
 from workers.novels import Invitation, NovelNotFound, TooManyActiveChapters
-from workers.sealing import DEV_AUDIT_KEY, MissingAuditKeys, Sealer, sealing_keys
 from workers.tasks import limits
 
 __all__ = [

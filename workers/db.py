@@ -10,28 +10,18 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import (
-    BigInteger,
     DateTime,
     ForeignKey,
-    Index,
-    Integer,
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
-    Session,
     mapped_column,
     relationship,
-    sessionmaker,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
 
 
 def _now() -> datetime:
@@ -114,98 +104,3 @@ class Chapter(Base):
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
 
     novel: Mapped[Novel] = relationship(back_populates="chapters")
-
-
-#: Autoincrementing 64-bit keys; SQLite only autoincrements an INTEGER PRIMARY KEY.
-BigId = BigInteger().with_variant(Integer, "sqlite")
-
-
-def utcnow_naive() -> datetime:
-    """Now in UTC without tzinfo: how the audit tables store time on every backend."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class EventAudit(Base):
-    """One important event: the outbox row written before the push, kept as the audit trail.
-
-    ``payload`` is the event's JSON with every sensitive value set to null; ``sealed`` holds
-    those values encrypted (Fernet, see ``workers.sealing``). ``status`` is ``pending`` until
-    the push to Redis succeeded (``published``) or failed (``failed``, with ``last_error``).
-    """
-
-    __tablename__ = "sse_event_audit"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(36), unique=True)
-    type: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    session_id: Mapped[str | None] = mapped_column(String(64))
-    audience: Mapped[str] = mapped_column(String(16))
-    task_id: Mapped[str | None] = mapped_column(String(64))
-    novel_id: Mapped[str | None] = mapped_column(String(64))
-    chapter_id: Mapped[str | None] = mapped_column(String(64))
-    workflow_id: Mapped[str | None] = mapped_column(String(64))
-    payload: Mapped[str] = mapped_column(Text)
-    sealed: Mapped[str | None] = mapped_column(Text)
-    occurred_at: Mapped[datetime] = mapped_column(DateTime())
-    created_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow_naive, index=True)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime())
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
-    attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
-
-    streams: Mapped[list[EventAuditStream]] = relationship(
-        back_populates="audit",
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-        lazy="selectin",
-        order_by="EventAuditStream.position",
-    )
-
-
-class EventAuditStream(Base):
-    """A stream an audited event belongs to (owner's first), and its id there once pushed.
-
-    Replay reads these rows: a stream's important events after a cursor's id, in stream order.
-    """
-
-    __tablename__ = "sse_event_audit_streams"
-    __table_args__ = (Index("ix_sse_audit_streams_replay", "stream", "stream_ms", "stream_seq"),)
-
-    audit_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("sse_event_audit.id", ondelete="CASCADE"), primary_key=True
-    )
-    stream: Mapped[str] = mapped_column(String(70), primary_key=True)
-    position: Mapped[int] = mapped_column(default=0)
-    stream_ms: Mapped[int | None] = mapped_column(BigInteger)
-    stream_seq: Mapped[int | None] = mapped_column(BigInteger)
-
-    audit: Mapped[EventAudit] = relationship(back_populates="streams")
-
-
-#: Seconds to wait for a PostgreSQL connection before the call fails.
-CONNECT_TIMEOUT_SECONDS = 3
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys and a busy timeout for concurrent writers."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.close()
-
-        return engine
-    # A database that does not answer must fail a request in seconds (503), not hang it.
-    postgres = url.startswith("postgres")
-    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if postgres else {}
-    return create_engine(url, pool_pre_ping=True, pool_timeout=10, connect_args=connect_args)
-
-
-def make_sessions(engine: Engine) -> sessionmaker[Session]:
-    """A session factory whose objects stay readable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)

@@ -1,7 +1,9 @@
-"""Bring a database to the newest schema: ``python -m workers.migrate [DATABASE_URL]``.
+"""Bring a database to the newest schema: ``python -m workers.migrate [DATABASE_URL]``: the
+application's tables (``workers/migrations``), then the progress journal's (its own migrations,
+``python -m progress.migrate upgrade``).
 
-:func:`ensure_schema` is the start-up check of the API and the workers: the embedded SQLite
-default migrates itself; any other database must have been migrated by this command first.
+:func:`ensure_schema` is the start-up check of the API and the workers, for both: the embedded
+SQLite default migrates itself; any other database must have been migrated by this command first.
 """
 
 from __future__ import annotations
@@ -12,47 +14,39 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.exc import OperationalError
 
-from workers.db import make_engine
+from progress import migrate as journal
+from progress.migrate import SchemaOutdated
 from workers.settings import DEFAULT_DATABASE_URL, WorkerSettings
 
 _ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("workers.migrate")
 
 
-class SchemaOutdated(RuntimeError):
-    """The database's schema is not the one this code expects."""
+__all__ = ["SchemaOutdated", "alembic_config", "ensure_schema", "revisions", "upgrade"]
 
 
 def alembic_config(url: str) -> Config:
     """The Alembic configuration of the migrations in ``workers/migrations`` for ``url``."""
-    config = Config()
-    config.set_main_option("script_location", str(_ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
+    return journal.alembic_config(url, _ROOT / "migrations")
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Run every migration not yet applied to ``url``, up to ``revision``."""
+    """Run every application migration not yet applied to ``url``, up to ``revision``, then
+    the journal's."""
     command.upgrade(alembic_config(url), revision)
+    journal.upgrade(url)
 
 
 def revisions(url: str) -> tuple[str | None, str | None]:
-    """(the revision ``url`` is at, None for an empty database; the newest revision)."""
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision(), head
-    finally:
-        engine.dispose()
+    """(the application revision ``url`` is at, None for an empty database; the newest one)."""
+    return journal.revisions(url, _ROOT / "migrations", "alembic_version")
 
 
 def ensure_schema(url: str) -> None:
-    """Check that ``url`` is at the newest revision; migrate the embedded SQLite default.
+    """Check that ``url`` is at the newest revision (the application's and the journal's);
+    migrate the embedded SQLite default.
 
     Raises SchemaOutdated saying what to run for any other database behind (or ahead). A
     database that does not answer is logged and let be: a start during an outage must not
@@ -64,6 +58,7 @@ def ensure_schema(url: str) -> None:
         log.warning("schema not checked: the database does not answer (%s)", type(exc).__name__)
         return
     if current == head:
+        journal.ensure_schema(url, migrate=url == DEFAULT_DATABASE_URL)
         return
     if url == DEFAULT_DATABASE_URL:
         log.warning("migrating the embedded SQLite database from %s to %s", current, head)

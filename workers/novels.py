@@ -10,7 +10,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from workers.db import FINISHED_STATUSES, Chapter, Novel, NovelMember, utcnow_naive
+from progress.sql import utcnow_naive
+from workers.db import FINISHED_STATUSES, Chapter, Novel, NovelMember
 from workers.pipeline import ChapterPlan
 
 #: Most pending invitations listed for one user (newest first).

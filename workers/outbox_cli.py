@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import timedelta
 from typing import Any
 
 import orjson
 
-from progress.outbox import dispatch_pending, drain_spill, resend
+from progress.outbox import resend
 from workers import resources
-from workers.db import utcnow_naive
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> dict[str, Any]:
     """Run one command; its result as a JSON-ready dict."""
     args = _parser().parse_args(argv)
-    audit, store, current = resources.audit_log(), resources.progress_store(), resources.settings()
+    journaling = resources.journaling()
+    audit, store = journaling.audit_log(), journaling.store()
     if args.command == "list-failed":
         return {"failed": [row.summary() for row in audit.recent("failed", None, args.limit)]}
     if args.command == "resend":
@@ -52,13 +51,10 @@ def run(argv: list[str]) -> dict[str, Any]:
     if args.command == "resend-all":
         return {"resent": resend(audit, store)}
     if args.command == "dispatch":
-        grace, attempts = current.outbox_grace_seconds, current.outbox_max_attempts
-        drained = drain_spill(resources.journal_spill(), audit)
-        return {"drained": drained, "pushed": dispatch_pending(audit, store, grace, attempts)}
+        return journaling.dispatch()
     if args.command == "rotate-keys":
         return {"rotated": audit.rotate_keys()}
-    cutoff = utcnow_naive() - timedelta(days=current.audit_retention_days)
-    return {"deleted": audit.delete_before(cutoff, current.audit_delete_batch)}
+    return journaling.retain()
 
 
 def main() -> None:

@@ -11,17 +11,16 @@ from typing import Generic, TypeVar
 import redis
 from celery import Celery
 
-from progress.journal_spill import RedisJournalSpill
+from progress.audit_log import AuditLog
+from progress.journal_sql import SqlJournal
+from progress.journaling import Journaling
 from progress.keys import KeyLayout
 from progress.outbox import OutboxWriter
 from progress.redis_store import RedisEventStore, connect
 from progress.runtime import get_settings as get_progress_settings
-from workers.audit import AuditLog
-from workers.db import make_engine, make_sessions
+from progress.sql import make_engine, make_sessions
 from workers.llm import LLMClient, make_llm_client
 from workers.novels import NovelRepository
-from workers.outbox import SqlJournal
-from workers.sealing import Sealer, sealing_keys
 from workers.settings import WorkerSettings
 
 _lock = threading.RLock()
@@ -95,43 +94,26 @@ def novels() -> NovelRepository:
 
 
 @_Resource
+def journaling() -> Journaling:
+    """The progress journal's objects for this app's database (the API's and the operators'
+    side; a worker's own events go through ``progress.install``'s)."""
+    return Journaling(settings().journal_settings())
+
+
 def audit_log() -> AuditLog:
-    """The audit log (outbox table) on its own engine, sealing with the configured keys."""
-    current = settings()
-    keys = sealing_keys(current.audit_encryption_keys, current.audit_allow_dev_key)
-    return AuditLog(make_sessions(make_engine(current.database_url)), Sealer(keys))
+    """The audit log (the journal's table), sealing with the configured keys."""
+    return journaling().audit_log()
 
 
-@_Resource
 def journal() -> SqlJournal:
     """The outbox journal of this process (group commit per the settings)."""
-    current = settings()
-    batching = (current.outbox_batch_wait_ms / 1000, current.outbox_batch_max)
-    return SqlJournal(
-        audit_log(),
-        batching if current.outbox_group_commit else None,
-        current.outbox_crash_after_commit,
-    )
-
-
-def outbox_writer() -> OutboxWriter:
-    """A new event writer that journals important events before pushing them to Redis."""
-    progress_settings = get_progress_settings()
-    client = connect(progress_settings.redis_url)
-    store = RedisEventStore(client, progress_settings.store_settings())
-    return OutboxWriter(store, journal(), RedisJournalSpill(client, store.settings))
+    return journaling().journal()
 
 
 @_Resource
 def outbox_store() -> OutboxWriter:
     """This process's outbox writer for synchronous publishing."""
-    return outbox_writer()
-
-
-def journal_spill() -> RedisJournalSpill:
-    """The journal spill (on the event store's Redis), for draining it."""
-    store = progress_store()
-    return RedisJournalSpill(store.client, store.settings)
+    return journaling().writer()
 
 
 @_Resource
@@ -165,10 +147,8 @@ def close() -> None:
         novels().dispose()
     if outbox_store.created:
         outbox_store().inner.close()
-    if journal.created:
-        journal().close()
-    if audit_log.created:
-        audit_log().dispose()
+    if journaling.created:
+        journaling().close()
     reset()
 
 
@@ -183,8 +163,7 @@ def reset() -> None:
             redis_client,
             progress_store,
             llm,
-            audit_log,
-            journal,
+            journaling,
             outbox_store,
         ):
             factory.forget()

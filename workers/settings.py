@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from progress.settings import JournalSettings
+
 #: The embedded SQLite database used when ``DATABASE_URL`` is unset (it migrates itself).
 DEFAULT_DATABASE_URL = "sqlite:///infinitescribe.db"
 
@@ -25,7 +27,9 @@ class WorkerSettings(BaseSettings):
     #: Seconds before an unacknowledged task of a lost worker is delivered again.
     visibility_timeout_seconds: int = 3600
     soft_time_limit_seconds: float = 600
-    #: Seconds between watchdog runs (Celery beat) looking for tasks whose heartbeats stopped.
+    #: Seconds between runs of the novel watchdog (Celery beat): novels one of whose steps
+    #: failed, or whose workflow stopped (the task watchdog is the progress library's:
+    #: ``PROGRESS_WATCHDOG_SECONDS``).
     watchdog_seconds: float = Field(default=60, gt=0)
     #: An in-progress novel none of whose steps runs and that did not change for this long is
     #: resumed (drafting, reviewing) or failed (queued, outlining) by the watchdog: its workflow
@@ -45,36 +49,10 @@ class WorkerSettings(BaseSettings):
     #: Address the exporters listen on.
     metrics_host: str = "0.0.0.0"
 
-    #: Fernet keys sealing the sensitive fields of audited events, newest first, comma-separated.
-    #: Unset: the worker refuses to start, unless ``audit_allow_dev_key``.
-    audit_encryption_keys: str = Field(
-        default="", validation_alias=AliasChoices("AUDIT_ENCRYPTION_KEYS")
-    )
-    #: Development only: seal with the public key (workers.sealing.DEV_AUDIT_KEY) when
-    #: AUDIT_ENCRYPTION_KEYS is unset (a warning is logged at start).
-    audit_allow_dev_key: bool = Field(
-        default=False, validation_alias=AliasChoices("AUDIT_ALLOW_DEV_KEY")
-    )
-    #: Audit rows older than this are deleted by the ``audit_retention`` beat task.
-    audit_retention_days: float = Field(
-        default=7, gt=0, validation_alias=AliasChoices("AUDIT_RETENTION_DAYS")
-    )
-    audit_retention_every_seconds: float = Field(default=3600, gt=0)
-    audit_delete_batch: int = Field(default=1000, ge=1)
-    #: Seconds between dispatcher runs (beat) pushing outbox rows still pending or failed.
-    outbox_dispatch_seconds: float = Field(default=30, gt=0)
-    #: A pending row younger than this is left to the process that is pushing it.
-    outbox_grace_seconds: float = Field(default=10, ge=0)
-    #: Failed pushes are retried by the dispatcher until this many attempts (one per dispatcher
-    #: run; a sender's retries of one batch count once), then wait for an operator.
-    outbox_max_attempts: int = Field(default=20, ge=1)
-    #: Group commit of outbox rows: concurrent writers share a transaction.
-    outbox_group_commit: bool = True
-    #: Longest an event waits for others to share its commit.
-    outbox_batch_wait_ms: float = Field(default=2.0, ge=0)
-    outbox_batch_max: int = Field(default=500, ge=1)
-    #: Tests only: SIGKILL the process right after an outbox commit, before the push.
-    outbox_crash_after_commit: bool = False
+    def journal_settings(self) -> JournalSettings:
+        """The progress journal's settings: this app's database, the rest from the environment
+        (``PROGRESS_*``, ``AUDIT_ENCRYPTION_KEYS``, ``AUDIT_ALLOW_DEV_KEY``, ...)."""
+        return JournalSettings(database_url=self.database_url)
 
     def redis_db_url(self, db: int) -> str:
         """``redis_url`` with its database number replaced by ``db``."""

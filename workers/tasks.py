@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
 from typing import Any, TypedDict
 
 import redis
@@ -23,16 +22,12 @@ from celery import Celery, Task, chain, chord, group, shared_task
 from celery.canvas import Signature
 
 import progress
-from progress.outbox import dispatch_pending, drain_spill
-from progress.runtime import get_settings
 from workers import resources
 from workers.batching import ChapterUpdateBatcher
-from workers.db import utcnow_naive
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
 from workers.novel_status import fail_novel, reconcile_novels, resume_stalled_novels
 from workers.pipeline import percent, plan_chapters, summarize
-from workers.watchdog import watch_running_tasks
 
 log = logging.getLogger("workers.tasks")
 
@@ -249,52 +244,24 @@ _watchdog_running = threading.Lock()
 
 @shared_task(name="workers.watchdog")
 def watchdog() -> dict[str, int]:
-    """Celery beat: tasks whose heartbeats stopped are ``stalled``, then ``failed`` (lost);
-    then in-progress novels one of whose steps failed are failed (``reconcile_novels``), and
-    those whose workflow stopped are resumed or failed (``resume_stalled_novels``).
+    """Celery beat: in-progress novels one of whose steps failed are failed
+    (``reconcile_novels``), and those whose workflow stopped are resumed or failed
+    (``resume_stalled_novels``). Tasks whose heartbeats stopped are the progress library's
+    watchdog's (``progress.watchdog``, added by ``progress.install``).
 
-    Runs in one process never overlap: a slow run could otherwise publish ``stalled`` for a
-    task after a later run had already declared it lost.
+    Runs in one process never overlap.
     """
     if not _watchdog_running.acquire(blocking=False):
-        return {"stalled": 0, "lost": 0, "novels_failed": 0, "novels_resumed": 0}
+        return {"novels_failed": 0, "novels_resumed": 0}
     try:
         store = resources.progress_store()
-        found = watch_running_tasks(store, get_settings().heartbeat_seconds)
         failed = reconcile_novels(store)
         stalled = resume_stalled_novels(
             store, resources.settings().novel_resume_after_seconds, resume_novel
         )
-        return {
-            **found,
-            "novels_failed": failed + stalled["failed"],
-            "novels_resumed": stalled["resumed"],
-        }
+        return {"novels_failed": failed + stalled["failed"], "novels_resumed": stalled["resumed"]}
     finally:
         _watchdog_running.release()
-
-
-@shared_task(name="workers.outbox_dispatch")
-def outbox_dispatch() -> dict[str, int]:
-    """Celery beat: write spilled journal records (pushed while the database was down), then
-    push outbox rows still pending (a crashed pusher) or failed (retry)."""
-    current = resources.settings()
-    drained = drain_spill(resources.journal_spill(), resources.audit_log())
-    pushed = dispatch_pending(
-        resources.audit_log(),
-        resources.progress_store(),
-        current.outbox_grace_seconds,
-        current.outbox_max_attempts,
-    )
-    return {"drained": drained, "pushed": pushed}
-
-
-@shared_task(name="workers.audit_retention")
-def audit_retention() -> dict[str, int]:
-    """Celery beat: delete audit rows older than the retention, in short batches."""
-    current = resources.settings()
-    cutoff = utcnow_naive() - timedelta(days=current.audit_retention_days)
-    return {"deleted": resources.audit_log().delete_before(cutoff, current.audit_delete_batch)}
 
 
 @shared_task(name="workers.mark_novel_failed")

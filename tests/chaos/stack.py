@@ -127,9 +127,10 @@ class Stack:
             "WORKER_RESULT_DB": str(RESULT_DB),
             "PROGRESS_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
             "WORKER_WATCHDOG_SECONDS": "0.5",
+            "PROGRESS_WATCHDOG_SECONDS": "0.5",
             # Important events whose push failed are pushed again within seconds, not 30 s.
-            "WORKER_OUTBOX_DISPATCH_SECONDS": "2",
-            "WORKER_OUTBOX_GRACE_SECONDS": "2",
+            "PROGRESS_OUTBOX_DISPATCH_SECONDS": "2",
+            "PROGRESS_OUTBOX_GRACE_SECONDS": "2",
             # A novel whose workflow stopped (its messages lost with Redis) resumes within the
             # scenario; longer than a queued chapter waits behind the others here.
             "WORKER_NOVEL_RESUME_AFTER_SECONDS": "10",

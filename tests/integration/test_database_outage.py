@@ -19,21 +19,21 @@ import pytest
 from sqlalchemy import text
 
 import progress
+from progress.audit_log import AuditLog
 from progress.events import TaskCompleted
 from progress.journal_spill import RedisJournalSpill
 from progress.keys import user_stream
 from progress.outbox import placements_of
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
+from progress.sealing import DEV_AUDIT_KEY, Sealer
 from progress.settings import ProgressSettings
+from progress.sql import make_engine, make_sessions
 from tests.postgres_server import PostgresServer
 from tests.servers import ApiServer
 from tests.workers import WorkerProcess
 from workers import resources
-from workers.audit import AuditLog
-from workers.db import make_engine, make_sessions
 from workers.migrate import upgrade
-from workers.sealing import DEV_AUDIT_KEY, Sealer
 from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration

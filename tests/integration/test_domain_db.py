@@ -8,13 +8,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import delete, func, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from workers.db import Chapter, Novel, NovelMember, make_engine, make_sessions, utcnow_naive
-from workers.migrate import upgrade
+from progress import migrate as journal_migrate
+from progress.journal_tables import JournalBase
+from progress.sql import make_engine, make_sessions, utcnow_naive
+from workers.db import Chapter, Novel, NovelMember
+from workers.migrate import alembic_config, upgrade
 from workers.novels import NovelRepository, TooManyActiveChapters
 
 pytestmark = pytest.mark.integration
@@ -178,3 +182,28 @@ def test_simultaneous_creations_cannot_pass_the_active_chapter_cap(
         assert outcomes.count(True) == 2, round_
     repo.set_status(repo.list_readable("busy-owner-0")[0].id, "done")  # finished: room again
     repo.create("busy-owner-0", "t", "p", 5, (), max_active_chapters=12)
+
+
+def test_the_journal_migration_keeps_tables_an_older_app_migration_created(tmp_path: Path) -> None:
+    # Before the journal had migrations of its own, the app's revision 0002 created its tables.
+    url = f"sqlite:///{tmp_path / 'before.db'}"
+    command.upgrade(alembic_config(url), "head")
+    engine = make_engine(url)
+    JournalBase.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO sse_event_audit (event_id, type, audience, payload, occurred_at, "
+                "created_at, status, attempts) VALUES ('e1', 't', 'user', '{}', '2026-01-01', "
+                "'2026-01-01', 'published', 1)"
+            )
+        )
+
+    upgrade(url)  # the app's (at head already), then the journal's: stamped, not recreated
+
+    assert journal_migrate.revisions(url)[0] == "p0001"
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT event_id FROM sse_event_audit")).scalars().all() == [
+            "e1"
+        ]
+    engine.dispose()

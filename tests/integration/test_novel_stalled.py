@@ -32,6 +32,7 @@ def test_a_novel_whose_chapters_are_written_but_whose_review_never_started_is_fi
         12,
         WORKER_TOKENS_PER_CHAPTER="20",
         WORKER_WATCHDOG_SECONDS="0.5",
+        PROGRESS_WATCHDOG_SECONDS="0.5",
         WORKER_NOVEL_RESUME_AFTER_SECONDS="2",
     )
     repo = resources.novels()

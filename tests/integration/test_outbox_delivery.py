@@ -15,21 +15,21 @@ import orjson
 import pytest
 
 import progress
+from progress.audit_log import AuditLog
 from progress.events import EventEnvelope, NovelCreated, TaskCompleted, TaskFailed, TaskUpdated
+from progress.journal_sql import SqlJournal
 from progress.outbox import OutboxWriter, dispatch_pending
 from progress.pump import EventPump
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
+from progress.sealing import DEV_AUDIT_KEY, Sealer
 from progress.settings import ProgressSettings
+from progress.sql import make_engine, make_sessions
 from progress.store import StoreSettings
 from tests.servers import ApiServer
 from tests.sse_client import SseClient, SseEvent
 from tests.workers import WorkerProcess
 from workers import contracts, resources
-from workers.audit import AuditLog
-from workers.db import make_engine, make_sessions
-from workers.outbox import SqlJournal
-from workers.sealing import DEV_AUDIT_KEY, Sealer
 from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
@@ -227,7 +227,7 @@ def test_worker_killed_between_commit_and_push_delivers_the_event_once_after_res
     )
     progress.configure(ProgressSettings(redis_url=redis_url))
     api = start_api(own_redis, database_url, SSE_HEARTBEAT_SECONDS="0.5")
-    doomed = WorkerProcess({**env, "WORKER_OUTBOX_CRASH_AFTER_COMMIT": "true"}, concurrency=1)
+    doomed = WorkerProcess({**env, "PROGRESS_OUTBOX_CRASH_AFTER_COMMIT": "true"}, concurrency=1)
     try:
         stream = open_stream(api, user_id)
         doomed.start()

@@ -15,16 +15,18 @@ from cryptography.fernet import Fernet
 from sqlalchemy import update
 
 import progress
+from progress.audit_log import AuditLog
 from progress.events import NovelCreated, TaskCompleted
+from progress.journal_tables import EventAudit
+from progress.journaling import Journaling
 from progress.keys import user_stream
 from progress.redis_server import free_port
 from progress.redis_store import RedisEventStore, connect
-from progress.settings import ProgressSettings
-from workers import resources, tasks
-from workers.audit import AuditLog
-from workers.db import EventAudit, make_engine, make_sessions, utcnow_naive
+from progress.sealing import DEV_AUDIT_KEY, Sealer
+from progress.settings import JournalSettings, ProgressSettings
+from progress.sql import make_engine, make_sessions, utcnow_naive
+from workers import resources
 from workers.notify import save_chapter_and_announce
-from workers.sealing import DEV_AUDIT_KEY, Sealer
 from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
@@ -89,8 +91,8 @@ def test_cli_rotates_keys_so_the_old_key_can_be_dropped(
     only_new.dispose()
 
 
-def test_retention_task_deletes_rows_older_than_the_configured_window(
-    audit: AuditLog, database_url: str, redis_url: str, user_id: str
+def test_retention_job_deletes_rows_older_than_the_configured_window(
+    audit: AuditLog, database_url: str, user_id: str
 ) -> None:
     old, recent = (TaskCompleted(user_id=user_id, task_id=t, duration_seconds=1) for t in "ab")
     audit.record([(old, ()), (recent, ())])
@@ -102,13 +104,16 @@ def test_retention_task_deletes_rows_older_than_the_configured_window(
             .values(created_at=utcnow_naive() - timedelta(days=3, minutes=1))
         )
     engine.dispose()
-    resources.configure(
-        WorkerSettings(redis_url=redis_url, database_url=database_url, audit_retention_days=3)
+    settings = JournalSettings(
+        database_url=database_url,
+        audit_retention_days=3,
+        audit_allow_dev_key=True,
     )
+    journaling = Journaling(settings)
     try:
-        assert tasks.audit_retention() == {"deleted": 1}
+        assert journaling.retain() == {"deleted": 1}
     finally:
-        resources.configure(None)
+        journaling.close()
     assert [r.event.event_id for r in audit.recent(user_id=user_id)] == [recent.event_id]
 
 

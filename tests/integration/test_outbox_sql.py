@@ -12,6 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text, update
 
+from progress.audit_log import AuditLog
 from progress.errors import StoreUnavailable
 from progress.events import (
     ChapterChange,
@@ -21,14 +22,14 @@ from progress.events import (
     TaskCompleted,
     TaskUpdated,
 )
+from progress.group_commit import GroupCommitter
+from progress.journal_sql import SqlJournal
+from progress.journal_tables import EventAudit
 from progress.keys import user_stream
 from progress.outbox import OutboxWriter, dispatch_pending, resend
 from progress.redis_store import RedisEventStore, connect
-from workers.audit import AuditLog
-from workers.db import EventAudit, make_engine, make_sessions, utcnow_naive
-from workers.group_commit import GroupCommitter
-from workers.outbox import SqlJournal
-from workers.sealing import Sealer
+from progress.sealing import Sealer
+from progress.sql import make_engine, make_sessions, utcnow_naive
 
 pytestmark = pytest.mark.integration
 

@@ -12,13 +12,13 @@ import pytest
 from cryptography.fernet import Fernet
 
 from api.auth.tokens import mint_jwt
+from progress.audit_log import AuditLog
 from progress.redis_server import RedisServer
+from progress.sealing import DEV_AUDIT_KEY, Sealer, SealError
+from progress.sql import make_engine, make_sessions
 from tests.integration.conftest import MakeWorkerStack
 from tests.servers import JWT_SECRET, ApiServer
-from workers.audit import AuditLog
-from workers.db import make_engine, make_sessions
 from workers.migrate import upgrade
-from workers.sealing import DEV_AUDIT_KEY, Sealer, SealError
 
 pytestmark = pytest.mark.integration
 

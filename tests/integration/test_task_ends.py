@@ -36,7 +36,11 @@ pytestmark = pytest.mark.integration
 IN_PROGRESS = {"queued", "outlining", "drafting", "reviewing"}
 TERMINAL = {"task.progress-completed", "task.progress-failed", "task.progress-cancelled"}
 #: Short beats so the watchdog's window (6 heartbeats of silence) is a few seconds.
-FAST_WATCHDOG = {"PROGRESS_HEARTBEAT_SECONDS": "1", "WORKER_WATCHDOG_SECONDS": "0.5"}
+FAST_WATCHDOG = {
+    "PROGRESS_HEARTBEAT_SECONDS": "1",
+    "WORKER_WATCHDOG_SECONDS": "0.5",
+    "PROGRESS_WATCHDOG_SECONDS": "0.5",
+}
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from progress.keys import user_stream
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
 from progress.store import StoreSettings
+from progress.watchdog import FAIL_AFTER, STALL_AFTER, watch_running_tasks
 from tests.integration.conftest import MakeWorkerStack, has, types
 from workers import contracts
-from workers.watchdog import FAIL_AFTER, STALL_AFTER, watch_running_tasks
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +81,7 @@ def test_sigkilled_worker_leaves_stalled_then_failed_never_endless_running(
         # seconds to start on a loaded machine and must still see the task stall first.
         PROGRESS_HEARTBEAT_SECONDS="3",
         WORKER_WATCHDOG_SECONDS="0.5",
+        PROGRESS_WATCHDOG_SECONDS="0.5",
     )
     with stack.worker(concurrency=4) as victim:
         contracts.start_novel(user_id, None, "Doomed", "A crash mid-outline", 3)

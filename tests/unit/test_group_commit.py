@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from workers.group_commit import GroupCommitter
+from progress.group_commit import GroupCommitter
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from workers.db import Base, make_engine
+from progress.sql import make_engine
+from workers.db import Base
 from workers.settings import WorkerSettings
 
 config = context.config

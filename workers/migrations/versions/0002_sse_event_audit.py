@@ -1,63 +1,22 @@
-"""sse_event_audit: the outbox and audit trail of important events
+"""sse_event_audit: no longer the application's (kept so the revision chain stays whole)
 
 Revision ID: 0002
 Revises: 0001
-"""
 
-import sqlalchemy as sa
-from alembic import op
+The journal's tables are the progress library's own now: ``progress/migrations`` (revision
+``p0001``, version table ``progress_alembic_version``) creates them, and accepts databases
+where an earlier version of this revision already did.
+"""
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-_BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 def upgrade() -> None:
-    op.create_table(
-        "sse_event_audit",
-        sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
-        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
-        sa.Column("type", sa.String(64), nullable=False),
-        sa.Column("user_id", sa.String(64), nullable=True, index=True),
-        sa.Column("session_id", sa.String(64), nullable=True),
-        sa.Column("audience", sa.String(16), nullable=False),
-        sa.Column("task_id", sa.String(64), nullable=True),
-        sa.Column("novel_id", sa.String(64), nullable=True),
-        sa.Column("chapter_id", sa.String(64), nullable=True),
-        sa.Column("workflow_id", sa.String(64), nullable=True),
-        sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("sealed", sa.Text(), nullable=True),
-        sa.Column("occurred_at", sa.DateTime(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False, index=True),
-        sa.Column("published_at", sa.DateTime(), nullable=True),
-        sa.Column("status", sa.String(16), nullable=False, index=True),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("last_error", sa.Text(), nullable=True),
-    )
-    op.create_table(
-        "sse_event_audit_streams",
-        sa.Column(
-            "audit_id",
-            _BIG_ID,
-            sa.ForeignKey("sse_event_audit.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
-        sa.Column("stream", sa.String(70), primary_key=True),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("stream_ms", sa.BigInteger(), nullable=True),
-        sa.Column("stream_seq", sa.BigInteger(), nullable=True),
-    )
-    op.create_index(
-        "ix_sse_audit_streams_replay",
-        "sse_event_audit_streams",
-        ["stream", "stream_ms", "stream_seq"],
-    )
+    pass
 
 
 def downgrade() -> None:
-    op.drop_index("ix_sse_audit_streams_replay", "sse_event_audit_streams")
-    op.drop_table("sse_event_audit_streams")
-    op.drop_table("sse_event_audit")
+    pass

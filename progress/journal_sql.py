@@ -1,4 +1,4 @@
-"""The workers' SQL journal for ``progress.outbox``: the audit log with group commit and the
+"""The SQL journal for ``progress.outbox``: the audit log with group commit and the
 tests' fault injection. The outbox itself (journal first, push, marks, spill, its drain, the
 dispatcher and the resend) is ``progress.outbox``.
 
@@ -19,11 +19,11 @@ import signal
 import uuid
 from collections.abc import Sequence
 
+from progress.audit_log import AuditLog
+from progress.group_commit import GroupCommitter
 from progress.outbox import Outgoing, Placement
-from workers.audit import AuditLog
-from workers.group_commit import GroupCommitter
 
-log = logging.getLogger("workers.outbox")
+log = logging.getLogger("progress.outbox")
 
 
 Pushed = tuple[uuid.UUID, list[Placement]]

@@ -1,8 +1,8 @@
 """The audit log of important events (table ``sse_event_audit``): the outbox's SQL side.
 
 Every database read and write of the outbox, replay, operator tools and retention lives here.
-Sensitive values are sealed on the way in and opened on the way out (``workers.sealing``).
-Times are naive UTC (``workers.db.utcnow_naive``).
+Sensitive values are sealed on the way in and opened on the way out (``progress.sealing``).
+Times are naive UTC (``progress.sql.utcnow_naive``).
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from progress.cursor import parse_stream_id
 from progress.events import EventEnvelope, encode_event, parse_event
+from progress.journal_tables import EventAudit, EventAuditStream
 from progress.keys import user_of_stream
 from progress.outbox import Outgoing, Placement
+from progress.sealing import Sealer
 from progress.sensitive import merge_sensitive, split_sensitive
+from progress.sql import utcnow_naive
 from progress.store import streams_for
-from workers.db import EventAudit, EventAuditStream, utcnow_naive
-from workers.sealing import Sealer
 
 # The hot paths (record, mark) use Core statements on the tables: ORM-enabled inserts and
 # updates cost more CPU than the database work itself.
