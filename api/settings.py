@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -77,7 +78,7 @@ class ApiSettings(StoreSettings):
     #: at most once per ``jwks_refresh_min_seconds`` (a flood of unknown ``kid``s costs the
     #: provider one request).
     jwks_max_age_seconds: float = Field(default=3600.0, gt=0)
-    jwks_refresh_min_seconds: float = Field(default=30.0, ge=0)
+    jwks_refresh_min_seconds: float = Field(default=30.0, ge=1)
     instance_id: str = Field(default_factory=lambda: f"api-{secrets.token_hex(4)}")
     #: Seconds an sse_token stays valid.
     token_ttl_seconds: int = Field(default=60, ge=5)
@@ -229,6 +230,29 @@ class ApiSettings(StoreSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value  # compose passes an unset variable as ""
 
+    @field_validator("jwks_url")
+    @classmethod
+    def _keys_over_tls(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        url = urlsplit(value)
+        loopback = url.hostname in {"127.0.0.1", "::1", "localhost"}
+        if not url.hostname or not (url.scheme == "https" or (url.scheme == "http" and loopback)):
+            raise ValueError(
+                f"SSE_JWKS_URL must be an https:// URL (http:// on loopback only: anyone on "
+                f"the path could swap in keys of their own), not {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _dev_tokens_need_the_secret(self) -> Self:
+        if self.dev_tokens_enabled and self.jwks_url is not None:
+            raise ValueError(
+                "SSE_DEV_TOKENS_ENABLED=true cannot go with SSE_JWKS_URL: dev tokens are HS256 "
+                "with JWT_SECRET, and with a JWKS only the identity provider's tokens are accepted"
+            )
+        return self
+
     @model_validator(mode="after")
     def _heartbeat_within_alive(self) -> Self:
         if self.instance_heartbeat_seconds >= self.instance_alive_seconds:
@@ -250,6 +274,12 @@ class ApiSettings(StoreSettings):
             warnings.append(
                 "JWT_SECRET is a secret published in this repository: anyone can mint tokens "
                 "for any user, admins included. Development only: set a private JWT_SECRET"
+            )
+        if self.jwks_url is not None and self.jwt_issuer is None:
+            warnings.append(
+                "SSE_JWKS_URL without SSE_JWT_ISSUER: any token the provider signs is accepted, "
+                "including those it issues for other applications; set SSE_JWT_ISSUER (and "
+                "SSE_JWT_AUDIENCE)"
             )
         if self.audit_allow_dev_key and not self.audit_encryption_keys.replace(",", "").strip():
             warnings.append(

@@ -11,6 +11,7 @@ made-up ``kid``s costs the provider one request, not one per token.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ from api.settings import ApiSettings
 log = logging.getLogger("api.jwks")
 
 _FETCH_TIMEOUT_SECONDS = 5.0
+#: A JWKS holds a few keys (a few KiB); anything much larger is not one.
+_MAX_JWKS_BYTES = 1024 * 1024
+#: Seconds of clock difference with the identity provider tolerated on exp, nbf and iat.
+_LEEWAY_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,29 +115,42 @@ class _Key:
 
 
 class JwksKeys:
-    """An identity provider's signing keys, fetched from ``url`` and cached."""
+    """An identity provider's signing keys, fetched from ``url`` and cached.
+
+    Requests to the provider are rate-limited whatever happens: at most one per
+    ``min_refresh_seconds`` (a failed one counts), callers meanwhile share the one under way.
+    Keys older than ``max_age_seconds`` keep verifying while a refresh runs in the background;
+    a failed refresh keeps them. Only while no key was ever read do token checks wait for the
+    provider, and then answer 503 at once until the next attempt is due.
+    """
 
     def __init__(self, url: str, max_age_seconds: float, min_refresh_seconds: float) -> None:
         self.url = url
         self._max_age = max_age_seconds
         self._min_refresh = min_refresh_seconds
         self._keys: dict[str | None, _Key] | None = None
-        self._fetched_at = 0.0
+        self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
-        self._fetching: asyncio.Future[None] | None = None
-        #: How many times the set was requested from the provider (for tests and logs).
-        self.fetches = 0
+        self._fetching: asyncio.Task[None] | None = None
 
     async def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
         """The key that signed a token with header ``kid`` and ``alg``; 401 when the
-        provider has no such key (after one refresh, if one is allowed now); 503 when its
-        keys were never read."""
-        now = time.monotonic()
-        if self._keys is None or now - self._fetched_at >= self._max_age:
-            await self._refresh()
+        provider has no such key (after a refresh, if one is under way or allowed now); 503
+        when its keys could not be read yet."""
+        if self._keys is None:
+            await self._refreshed(wanted=True)
+            if self._keys is None:
+                raise ApiError(
+                    503,
+                    "identity_provider_unavailable",
+                    "the identity provider's signing keys (SSE_JWKS_URL) could not be read",
+                    {"Retry-After": str(max(1, round(self._min_refresh)))},
+                )
+        elif time.monotonic() - self._fetched_at >= self._max_age:
+            self._start_refresh()  # verify with the keys at hand meanwhile
         found = self._match(kid)
-        if found is None and time.monotonic() - self._attempted_at >= self._min_refresh:
-            await self._refresh()  # rotated keys: the set may name it now
+        if found is None:
+            await self._refreshed(wanted=True)  # rotated keys: the set may name it now
             found = self._match(kid)
         if found is None:
             raise unauthorized(
@@ -151,33 +169,49 @@ class JwksKeys:
             return next(iter(keys.values()))  # a provider with one key may omit kids
         return keys.get(kid)
 
-    async def _refresh(self) -> None:
-        # Callers meanwhile share one request.
-        if self._fetching is None or self._fetching.done():
-            self._fetching = asyncio.ensure_future(self._fetch())
-        await asyncio.shield(self._fetching)
+    def _start_refresh(self) -> bool:
+        """Start a fetch unless one is under way or the last began too recently."""
+        if self._fetching is not None and not self._fetching.done():
+            return True
+        if time.monotonic() - self._attempted_at < self._min_refresh:
+            return False
+        self._attempted_at = time.monotonic()
+        self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+        return True
+
+    async def _refreshed(self, wanted: bool) -> None:
+        """Wait for the fetch under way, or for a new one when ``wanted`` and allowed."""
+        if (wanted and self._start_refresh()) or (
+            self._fetching is not None and not self._fetching.done()
+        ):
+            assert self._fetching is not None
+            await asyncio.shield(self._fetching)
 
     async def _fetch(self) -> None:
-        self._attempted_at = time.monotonic()
-        self.fetches += 1
         try:
-            async with httpx.AsyncClient(timeout=_FETCH_TIMEOUT_SECONDS) as client:
-                response = await client.get(self.url)
-                response.raise_for_status()
-                document = response.json()
+            async with asyncio.timeout(_FETCH_TIMEOUT_SECONDS):
+                document = await _read_json(self.url)
             keys = _signing_keys(document)
-        except (httpx.HTTPError, ValueError, TypeError, jwt.PyJWTError) as exc:
-            log.warning("could not read the JWKS at %s: %s", self.url, exc)
-            if self._keys is None:
-                raise ApiError(
-                    503,
-                    "identity_provider_unavailable",
-                    "the identity provider's signing keys (SSE_JWKS_URL) could not be read",
-                    {"Retry-After": "5"},
-                ) from None
-            return  # keep verifying with the keys read before
+        except (TimeoutError, httpx.HTTPError, httpx.InvalidURL, ValueError, TypeError) as exc:
+            log.warning("could not read the JWKS at %s: %s", self.url, exc or type(exc).__name__)
+            return  # keep what was read before (or nothing: token checks say 503)
         self._keys = keys
         self._fetched_at = time.monotonic()
+
+
+async def _read_json(url: str) -> Any:
+    """The JSON document at ``url``, refused past :data:`_MAX_JWKS_BYTES`."""
+    async with (
+        httpx.AsyncClient(timeout=_FETCH_TIMEOUT_SECONDS) as client,
+        client.stream("GET", url) as response,
+    ):
+        response.raise_for_status()
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > _MAX_JWKS_BYTES:
+                raise ValueError(f"the JWKS is larger than {_MAX_JWKS_BYTES} bytes")
+    return json.loads(body)
 
 
 def _signing_keys(document: Any) -> dict[str | None, _Key]:
@@ -220,13 +254,16 @@ class JwksJwtVerifier:
             )
         kid = header.get("kid")
         key = await self._keys.key(kid if isinstance(kid, str) else None, algorithm)
+        # The PyJWK itself, not its raw key: PyJWT then refuses a token whose alg is not the
+        # key's own (an ES256 header on an RSA key) instead of failing to load the key.
         payload = translated_jwt_errors(
             lambda: self._jwt.decode(
                 token,
-                key.key,
+                key,
                 algorithms=[algorithm],
                 issuer=self._rules.issuer,
                 audience=self._rules.audience,
+                leeway=_LEEWAY_SECONDS,
             )
         )
         return platform_claims(payload, self._rules)

@@ -101,6 +101,8 @@ def translated_jwt_errors(decode: Callable[[], dict[str, Any]]) -> dict[str, Any
         raise unauthorized("token_malformed", "the token is not a well-formed JWT") from None
     except jwt.PyJWTError as exc:  # a wrong issuer or audience, a key of the wrong type...
         raise unauthorized("token_invalid", f"the token is not valid: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a key its algorithm cannot load
+        raise unauthorized("token_invalid", f"the token is not valid: {exc}") from None
 
 
 def _decode(token: str, secret: str) -> Claims:

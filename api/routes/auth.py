@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.auth.issuance import issue_sse_token as issue_guarded
 from api.auth.tokens import mint_jwt
-from api.deps import BearerToken, ClientIp, Services
+from api.deps import BearerToken, ClientIp, CurrentUser, Services
 from api.errors import COMMON_ERRORS, ApiError
 from api.text import Line
 from progress.events import Identifier
@@ -22,6 +22,17 @@ class SseToken(BaseModel):
 
     sse_token: str
     expires_in: int
+
+
+class Me(BaseModel):
+    """The caller as the server reads their JWT (``SSE_JWT_SUBJECT_CLAIM``,
+    ``SSE_JWT_ROLES_CLAIM``): what a page should show and decide on, rather than its own
+    reading of the token."""
+
+    user_id: str
+    session_id: str | None
+    roles: list[str]
+    expires_at: float
 
 
 class DevTokenRequest(BaseModel):
@@ -70,3 +81,14 @@ async def issue_dev_token(body: DevTokenRequest, services: Services) -> DevToken
         tuple(body.roles),
     )
     return DevToken(access_token=token, expires_in=body.ttl_seconds)
+
+
+@router.get("/me", response_model=Me)
+async def me(principal: CurrentUser) -> Me:
+    """Who the Bearer JWT names: user id, session, roles and expiry (epoch seconds)."""
+    return Me(
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        roles=list(principal.roles),
+        expires_at=principal.expires_at,
+    )

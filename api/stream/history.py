@@ -90,7 +90,10 @@ async def read_history(
         return await _archive_page(authorizer, principal, since, archived[:limit])
     candidates.sort(key=lambda item: parse_stream_id(item.id))
     page = candidates[: limit - len(archived)]
-    merged = merge_by_stream_id([(id_, data) for _, id_, data in archived], page)
+    # An archived event Redis also holds comes from Redis, on whichever page it falls.
+    in_store = {event_meta(item.data).event_id for item in candidates} if archived else set()
+    kept = [(id_, data) for _, id_, data in archived if event_meta(data).event_id not in in_store]
+    merged = merge_by_stream_id(kept, page)
     from_archive = {event_meta(item).event_id for item in merged if isinstance(item, bytes)}
     events: list[dict[str, Any]] = []
     for item in merged:

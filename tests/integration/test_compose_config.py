@@ -214,7 +214,12 @@ def test_the_dev_override_turns_dev_tokens_on_and_the_default_stack_keeps_them_o
         database = f"sqlite:///{tmp_path / name}.db"
         upgrade(database)
         with ApiServer(
-            f"{redis_server.url}/0", DATABASE_URL=database, AUDIT_ALLOW_DEV_KEY="false", **given
+            f"{redis_server.url}/0",
+            DATABASE_URL=database,
+            AUDIT_ALLOW_DEV_KEY="false",
+            # Its own keys: strikes other tests left for 127.0.0.1 must not refuse it.
+            PROGRESS_KEY_PREFIX=f"compose{name}{os.getpid()}",
+            **given,
         ) as api:
             minted = httpx.post(
                 f"{api.url}/api/v1/auth/dev-token", json={"user_id": "ada"}, timeout=5

@@ -41,12 +41,19 @@ class Jwks:
 
     def __init__(self) -> None:
         self.keys: dict[str, tuple[str, PrivateKey]] = {}
+        #: Keys published without their ``alg`` (as some providers do).
+        self.without_alg: set[str] = set()
+        #: While True the endpoint answers 503 (the provider is down).
+        self.failing = False
         self.requests = 0
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 provider.requests += 1
+                if provider.failing:
+                    self.send_error(503)
+                    return
                 body = json.dumps(provider.document()).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -70,7 +77,10 @@ class Jwks:
                 entry = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public))
             else:
                 entry = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
-            keys.append(entry | {"kid": kid, "alg": alg, "use": "sig"})
+            published = {"kid": kid, "use": "sig"} | (
+                {} if kid in self.without_alg else {"alg": alg}
+            )
+            keys.append(entry | published)
         return {"keys": keys}
 
     def close(self) -> None:
@@ -130,13 +140,12 @@ def jwks() -> Iterator[Jwks]:
     provider.close()
 
 
-@pytest.fixture
-def api(jwks: Jwks, redis_server: RedisServer, tmp_path: Path) -> Iterator[ApiServer]:
+def start_api(jwks: Jwks, redis_server: RedisServer, tmp_path: Path, **env: str) -> ApiServer:
     """An API that trusts the provider's keys only, Keycloak-style claims (roles under
     ``realm_access.roles``)."""
     database = f"sqlite:///{tmp_path / 'api.db'}"
     upgrade(database)
-    with ApiServer(
+    return ApiServer(
         f"{redis_server.url}/0",
         DATABASE_URL=database,
         JWT_SECRET=secrets.token_urlsafe(48),
@@ -152,8 +161,15 @@ def api(jwks: Jwks, redis_server: RedisServer, tmp_path: Path) -> Iterator[ApiSe
         SSE_BAN_AFTER_STRIKES="1000",
         # Its own keys: the strikes of these refused tokens stay out of other tests' way.
         PROGRESS_KEY_PREFIX=f"idp{secrets.token_hex(4)}",
-    ) as server:
-        yield server
+        **env,
+    ).start()
+
+
+@pytest.fixture
+def api(jwks: Jwks, redis_server: RedisServer, tmp_path: Path) -> Iterator[ApiServer]:
+    server = start_api(jwks, redis_server, tmp_path)
+    yield server
+    server.close()
 
 
 def sse_token(api: ApiServer, token: str) -> httpx.Response:
@@ -161,6 +177,13 @@ def sse_token(api: ApiServer, token: str) -> httpx.Response:
         f"{api.url}/api/v1/auth/sse-token",
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
+    )
+
+
+def whoami(api: ApiServer, token: str) -> httpx.Response:
+    """GET /auth/me: a token check with no issuance budget to run out of."""
+    return httpx.get(
+        f"{api.url}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
 
 
@@ -184,6 +207,8 @@ def test_rs256_and_es256_tokens_of_the_provider_open_streams_with_their_roles(
     writer = signed(jwks, "ec-1", claims("ann", roles=("writer",)))
     health = f"{api.url}/api/v1/events/health"
     assert "report" in httpx.get(health, headers={"Authorization": f"Bearer {admin}"}).json()
+    me = httpx.get(f"{api.url}/api/v1/auth/me", headers={"Authorization": f"Bearer {admin}"})
+    assert (me.json()["user_id"], me.json()["roles"]) == ("ops", ["admin"])
     refused = httpx.get(health, headers={"Authorization": f"Bearer {writer}"})
     assert refused.status_code == 403, refused.text
     assert jwks.requests == 1, "the keys are fetched once, then cached"
@@ -192,6 +217,8 @@ def test_rs256_and_es256_tokens_of_the_provider_open_streams_with_their_roles(
 def test_forged_or_foreign_tokens_are_refused_with_what_is_wrong(
     api: ApiServer, jwks: Jwks
 ) -> None:
+    jwks.keys["rsa-bare"] = ("RS256", new_key("RS256"))
+    jwks.without_alg.add("rsa-bare")
     body = claims("ann")
     other_provider = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     cases = {
@@ -220,6 +247,11 @@ def test_forged_or_foreign_tokens_are_refused_with_what_is_wrong(
             jwt.encode(body, other_provider, algorithm="RS256", headers={"kid": "nope"}),
             "token_unknown_key",
             "no signing key 'nope'",
+        ),
+        "ES256 header on an RSA key published without alg": (
+            jwt.encode(body, jwks.keys["ec-1"][1], algorithm="ES256", headers={"kid": "rsa-bare"}),
+            "token_invalid",
+            "does not match the key's algorithm",
         ),
         "ES256 header on the RSA key": (
             jwt.encode(body, jwks.keys["ec-1"][1], algorithm="ES256", headers={"kid": "rsa-1"}),
@@ -270,3 +302,38 @@ def test_rotated_keys_new_tokens_work_and_streams_of_the_old_key_end_with_auth_e
         assert [e.event for e in events][0] == "connection.established"
     finally:
         old_stream.close()
+
+
+def test_while_the_provider_is_down_tokens_get_503_at_once_then_old_keys_keep_working(
+    jwks: Jwks, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    jwks.failing = True
+    api = start_api(jwks, redis_server, tmp_path, SSE_JWKS_MAX_AGE_SECONDS="1")
+    try:
+        token = signed(jwks, "rsa-1", claims("ann"))
+        started = time.monotonic()
+        answers = [whoami(api, token) for _ in range(20)]
+        elapsed = time.monotonic() - started
+        assert {a.status_code for a in answers} == {503}
+        assert answers[0].json()["error"]["code"] == "identity_provider_unavailable"
+        assert answers[0].headers["Retry-After"]
+        assert jwks.requests <= 2 + int(elapsed), "the API hammered a provider that is down"
+
+        jwks.failing = False
+        deadline = time.monotonic() + 10
+        while whoami(api, token).status_code != 200:
+            assert time.monotonic() < deadline, (
+                "the keys were never read after the provider came back"
+            )
+            time.sleep(0.2)
+
+        jwks.failing = True  # down again, the cached keys past their max age
+        time.sleep(1.1)
+        before = jwks.requests
+        started = time.monotonic()
+        for _ in range(20):
+            assert whoami(api, token).status_code == 200, "cached keys stopped working"
+        elapsed = time.monotonic() - started
+        assert jwks.requests - before <= 1 + int(elapsed), "stale keys refetched per request"
+    finally:
+        api.close()

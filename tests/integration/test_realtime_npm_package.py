@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# Four npm steps of up to STEP_SECONDS each (pack, install, tsc, vite build): past the global
+# 120 s on a loaded two-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(450)]
 
 ROOT = Path(__file__).resolve().parents[2]
 FRONTEND = ROOT / "frontend"

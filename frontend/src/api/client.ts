@@ -32,6 +32,14 @@ export interface Invitation {
   created_at: string;
 }
 
+/** The caller as the server reads their JWT (`GET /api/v1/auth/me`). */
+export interface Me {
+  user_id: string;
+  session_id: string | null;
+  roles: string[];
+  expires_at: number;
+}
+
 export interface NewNovel {
   title: string;
   premise: string;
@@ -65,6 +73,7 @@ export async function mintDevToken(
 export function createApi(jwt: string) {
   return {
     ...createRealtimeApi({ token: jwt }),
+    me: () => request<Me>("GET", "/api/v1/auth/me", jwt),
     novels: () => request<Novel[]>("GET", "/api/v1/novels", jwt),
     novel: (novelId: string) =>
       request<Novel>("GET", `/api/v1/novels/${encodeURIComponent(novelId)}`, jwt),

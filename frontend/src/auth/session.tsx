@@ -1,12 +1,11 @@
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useState } from "react";
 import { createApi, mintDevToken } from "../api/client";
-import { claimsOf, isAdmin } from "./roles";
 
 export interface Session {
   jwt: string;
   userId: string;
   expiresAt: number;
-  /** The JWT carries the role `admin` (the header then links the admin page). */
+  /** The server reads the role `admin` in the JWT (the header then links the admin page). */
   admin: boolean;
 }
 
@@ -15,7 +14,7 @@ const STORAGE_KEY = "infinitescribe.session";
 function load(): Session | null {
   try {
     const session = JSON.parse(localStorage.getItem(STORAGE_KEY) ?? "null") as Session | null;
-    return session && session.expiresAt > Date.now() ? { ...session, admin: isAdmin(session.jwt) } : null;
+    return session && session.expiresAt > Date.now() ? session : null;
   } catch {
     return null;
   }
@@ -48,30 +47,25 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     setSession(next);
   }, []);
 
-  const signIn = useCallback(
-    async (userId: string, options: { admin?: boolean } = {}) => {
-      const token = await mintDevToken(userId, options.admin ? ["admin"] : []);
-      keep({
-        jwt: token.access_token,
-        userId,
-        expiresAt: Date.now() + token.expires_in * 1000,
-        admin: isAdmin(token.access_token),
-      });
+  /** The session of ``jwt`` as the server reads it (the configured user and roles claims,
+   * the signature and the expiry checked): never the page's own reading of the token. */
+  const adopt = useCallback(
+    async (jwt: string) => {
+      const me = await createApi(jwt).me();
+      keep({ jwt, userId: me.user_id, expiresAt: me.expires_at * 1000, admin: me.roles.includes("admin") });
     },
     [keep],
   );
 
-  const signInWithToken = useCallback(
-    async (jwt: string) => {
-      const { sub, exp } = claimsOf(jwt);
-      if (typeof sub !== "string" || typeof exp !== "number") {
-        throw new Error("This is not a platform token: it has no user (sub) or expiry (exp).");
-      }
-      await createApi(jwt).sseToken(); // the API checks the signature and the expiry
-      keep({ jwt, userId: sub, expiresAt: exp * 1000, admin: isAdmin(jwt) });
+  const signIn = useCallback(
+    async (userId: string, options: { admin?: boolean } = {}) => {
+      const token = await mintDevToken(userId, options.admin ? ["admin"] : []);
+      await adopt(token.access_token);
     },
-    [keep],
+    [adopt],
   );
+
+  const signInWithToken = useCallback((jwt: string) => adopt(jwt), [adopt]);
 
   const signOut = useCallback(() => {
     localStorage.removeItem(STORAGE_KEY);

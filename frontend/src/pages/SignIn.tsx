@@ -26,7 +26,7 @@ export function SignIn() {
     try {
       await action();
     } catch (failure) {
-      if (failure instanceof ApiError && failure.status === 404 && !devTokensOff) {
+      if (failure instanceof ApiError && failure.code === "not_found" && !devTokensOff) {
         setDevTokensOff(true); // this server mints no dev tokens: say what to do instead
       } else {
         setError(messageOf(failure));
