@@ -20,9 +20,10 @@ events, the hub writes the next event's frame straight to uvicorn's transport th
 stream's :class:`DirectWriter` (see ``Connection.offer``); the task only wakes for what needs it
 (heartbeats, control signals, a socket that stopped taking data at once).
 
-Shutdown is watched by the same loop, once per process, not once per stream: when uvicorn
-begins to exit, ``shutdown_event`` is set (the app then sends ``server.restart`` to every
-stream) and streams still open after ``grace`` seconds are cancelled.
+Shutdown is watched by the same loop, once per process, not once per stream: when the process
+gets SIGTERM or SIGINT (:class:`ExitSignals` notes it, then hands it on to the server's own
+handler), ``shutdown_event`` is set (the app then sends ``server.restart`` to every stream)
+and streams still open after ``grace`` seconds are cancelled.
 """
 
 from __future__ import annotations
@@ -30,18 +31,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import threading
 from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-
-try:  # importing sse_starlette hooks uvicorn's exit handler; reuse its flag when present
-    from sse_starlette.sse import AppStatus
-except ImportError:  # pragma: no cover - sse-starlette is a dependency
-    AppStatus = None  # type: ignore[assignment,misc]
 
 _MEDIA_TYPE = "text/event-stream"
 
@@ -236,12 +234,43 @@ async def _until_disconnect(
             return
 
 
-def _uvicorn_exiting() -> bool:
-    if AppStatus is not None and AppStatus.should_exit:
-        return True
-    handler = signal.getsignal(signal.SIGTERM)
-    server = getattr(handler, "__self__", None)
-    return bool(getattr(server, "should_exit", False))
+_EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ExitSignals:
+    """Notes SIGTERM and SIGINT, then hands each on to the handler installed before (the
+    server's: uvicorn begins its graceful exit there, and only then waits for open streams).
+
+    The server's own exit flag is not public, and its lifespan shutdown comes only after every
+    stream has ended: the signal is the first public sign of an exit.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Wrap the current handlers (signals can be handled in the main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _EXIT_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """Put the previous handlers back where ours is still the one installed."""
+        for sig, previous in self._previous.items():
+            if signal.getsignal(sig) == self._handle:
+                signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:  # no server handles it: its default, end the process
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
 
 
 async def supervise_streams(
@@ -252,12 +281,17 @@ async def supervise_streams(
     poll: float = 0.25,
 ) -> None:
     """Run for the app's life: end streams whose write is stuck for ``send_timeout``; once the
-    server begins to exit set ``shutdown_event``, and cancel streams left after ``grace`` s
-    (they had their ``server.restart``; a stuck one must not hold the exit)."""
+    process is told to exit (SIGTERM, SIGINT) set ``shutdown_event``, and cancel streams left
+    after ``grace`` s (they had their ``server.restart``; a stuck one must not hold the exit)."""
     loop = asyncio.get_running_loop()
-    while not _uvicorn_exiting() and not shutdown_event.is_set():
-        await asyncio.sleep(poll)
-        streams.cancel_stuck(loop.time(), send_timeout)
-    shutdown_event.set()
-    await asyncio.sleep(grace)
-    streams.cancel_all()
+    signals = ExitSignals()
+    signals.install()
+    try:
+        while not signals.received and not shutdown_event.is_set():
+            await asyncio.sleep(poll)
+            streams.cancel_stuck(loop.time(), send_timeout)
+        shutdown_event.set()
+        await asyncio.sleep(grace)
+        streams.cancel_all()
+    finally:
+        signals.uninstall()
