@@ -16,9 +16,10 @@ a vanished client:
 - HEAD gets the head and an empty body, never a stream.
 
 Frames of live events usually skip all of that: while a stream's task is parked waiting for
-events, the hub writes the next event's frame straight to uvicorn's transport through the
-stream's :class:`DirectWriter` (see ``Connection.offer``); the task only wakes for what needs it
-(heartbeats, control signals, a socket that stopped taking data at once).
+events, the hub writes the next event's frame at once through the server's own ASGI ``send``
+(the stream's :class:`DirectWriter`, see ``Connection.offer``): no queue, no wake-up of the
+stream's task, no middleware wrappers; the task only wakes for what needs it (heartbeats,
+control signals, a socket that stopped taking data).
 
 Shutdown is watched by the same loop, once per process, not once per stream: when the process
 gets SIGTERM or SIGINT (:class:`ExitSignals` notes it, then hands it on to the server's own
@@ -29,10 +30,12 @@ and streams still open after ``grace`` seconds are cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import signal
 import threading
-from collections.abc import AsyncIterator, Mapping
+import types
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Mapping
 from contextvars import ContextVar
 from types import FrameType
 from typing import Any
@@ -44,71 +47,87 @@ from starlette.types import Receive, Scope, Send
 _MEDIA_TYPE = "text/event-stream"
 
 #: Scope key under which :class:`api.main.RealtimeApp` keeps the server's own ``send``, before
-#: the middleware wrap it: only that one leads to the transport.
+#: the middleware wrap it (their wrappers cost more than the write itself).
 SERVER_SEND = "realtime.server_send"
 
-#: The writer of the response being streamed by the current task (None when the server is not
-#: uvicorn's HTTP/1.1 implementation).
+#: The writer of the response being streamed by the current task (None outside such a task).
 current_writer: ContextVar[DirectWriter | None] = ContextVar("current_writer", default=None)
-
-# Bytes waiting in the transport beyond which frames go through the stream's task, which
-# waits for the socket (asyncio's and uvloop's default high-water mark).
-_WRITE_BUFFER_LIMIT = 64 * 1024
-
-# What uvicorn's httptools request cycle holds and DirectWriter relies on (h11's has no
-# ``chunked_encoding``: there every frame goes through ``send``).
-_CYCLE_FIELDS = ("transport", "flow", "disconnected", "response_complete", "chunked_encoding")
 
 
 class DirectWriter:
-    """Writes frames of one chunked streaming response straight to uvicorn's transport.
+    """Writes frames of one streaming response through the server's own ASGI ``send``, run at
+    once in the caller instead of in the stream's task.
 
-    This skips the ASGI ``send`` chain (each middleware's wrapper, uvicorn's checks) and the
-    wake-up of the stream's task: one ``transport.write`` per frame. Callers must use it only
-    while no ``send`` of the same response is under way, and only when :attr:`writable`:
-    otherwise the frame goes through the stream's task, which waits for the socket.
+    A server's ``send`` of a body chunk writes to the socket and returns without suspending
+    unless the socket stopped taking data (uvicorn waits for its flow control first). So the
+    coroutine is stepped here by hand; only when it suspends does the rest of it go to a task
+    of its own, and the writer stays busy (not :attr:`writable`) until that task has finished:
+    frames keep their order. Callers must write only while no other ``send`` of the same
+    response is under way, and the stream's task calls :meth:`settle` before its own sends.
     """
 
-    __slots__ = ("_cycle", "_transport")
+    __slots__ = ("_busy", "_send")
 
-    def __init__(self, cycle: Any) -> None:
-        self._cycle = cycle
-        self._transport: asyncio.Transport = cycle.transport
-
-    @classmethod
-    def of(cls, send: Any) -> DirectWriter | None:
-        """The writer behind uvicorn's ``send`` once the head went out chunked; else None."""
-        cycle = getattr(send, "__self__", None)
-        if cycle is None or not all(hasattr(cycle, name) for name in _CYCLE_FIELDS):
-            return None
-        if cycle.chunked_encoding is not True:
-            return None
-        return cls(cycle)
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._busy: asyncio.Task[None] | None = None
 
     @property
     def writable(self) -> bool:
-        """True when the socket takes a frame now (open, and not paused by flow control)."""
-        cycle = self._cycle
-        return not (
-            cycle.disconnected
-            or cycle.response_complete
-            or cycle.flow.write_paused
-            or self._transport.is_closing()
-            # uvloop pauses the protocol only when its loop turn ends; a burst written within
-            # one turn must not pile up past the mark meanwhile
-            or self._transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT
-        )
+        """False while an earlier frame still waits for the socket."""
+        return self._busy is None or self._busy.done()
 
     def write(self, data: bytes) -> None:
-        """Write ``data`` as one HTTP/1.1 chunk.
+        """Send ``data`` as one body chunk, at once when the socket takes it.
 
         A socket that breaks under the write loses the frame like any frame in flight: the
         stream ends when the server notices, and the client resumes from its own cursor.
         """
+        sending = self._send({"type": "http.response.body", "body": data, "more_body": True})
+        if not isinstance(sending, Coroutine):  # a server whose send is some other awaitable
+            self._busy = asyncio.ensure_future(_finish(sending, None))
+            return
         try:
-            self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            waiting_for = sending.send(None)
+        except StopIteration:
+            return
         except (OSError, RuntimeError):
-            pass
+            return
+        self._busy = asyncio.ensure_future(_finish(sending, waiting_for))
+
+    async def settle(self) -> None:
+        """Wait until a frame that had to wait for the socket has been written."""
+        busy = self._busy
+        if busy is not None:
+            self._busy = None
+            await busy
+
+    def close(self) -> None:
+        """Abandon a frame still waiting for the socket (the stream is ending)."""
+        if self._busy is not None:
+            self._busy.cancel()
+            self._busy = None
+
+
+@types.coroutine
+def _resume(sending: Coroutine[Any, Any, None], waiting_for: Any) -> Generator[Any, Any, None]:
+    """The rest of ``sending``, which suspended on ``waiting_for``: the awaiting task waits
+    for that first, then runs ``sending`` on as if it had awaited it from the start."""
+    try:
+        yield waiting_for
+    except BaseException:
+        sending.close()
+        raise
+    yield from sending
+
+
+async def _finish(sending: Awaitable[None], waiting_for: Any) -> None:
+    """Run the rest of ``sending`` (not yet started when ``waiting_for`` is None)."""
+    with contextlib.suppress(OSError, RuntimeError):  # a broken socket: as in write()
+        if isinstance(sending, Coroutine) and waiting_for is not None:
+            await _resume(sending, waiting_for)
+        else:
+            await sending
 
 
 class OpenStreams:
@@ -183,22 +202,25 @@ class SseStream(Response):
         listener = loop.create_task(_until_disconnect(receive, task, self.streams.gone))
         writing = self.streams.writing
         self.streams.tasks.add(task)
+        writer: DirectWriter | None = None
         try:
             writing[task] = loop.time()
             await send(start)
             del writing[task]
-            writer = DirectWriter.of(scope.get(SERVER_SEND))
+            writer = DirectWriter(scope.get(SERVER_SEND, send))
             current_writer.set(writer)
             async for frame in self.frames:
-                if writer is not None and writer.writable:
+                if writer.writable:
                     # the frames of an open (established, the replayed gap) and heartbeats
-                    # skip the send chain too; a socket that cannot take them now waits below
+                    # skip the send chain too
                     writer.write(frame)
                     continue
                 writing[task] = loop.time()
+                await writer.settle()
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 del writing[task]
             writing[task] = loop.time()
+            await writer.settle()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if task not in self.streams.gone and task not in self.streams.timed_out:
@@ -209,6 +231,8 @@ class SseStream(Response):
         except OSError:
             pass  # the socket broke under a write
         finally:
+            if writer is not None:
+                writer.close()
             writing.pop(task, None)
             self.streams.tasks.discard(task)
             self.streams.timed_out.discard(task)
