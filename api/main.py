@@ -42,7 +42,7 @@ log = logging.getLogger("api.main")
 
 class RealtimeApp(FastAPI):
     """FastAPI keeping the server's own ``send`` in the scope, so streams can write frames
-    straight to the transport (``api.stream.response.DirectWriter``)."""
+    through it without the middleware wrappers (``api.stream.response.DirectWriter``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

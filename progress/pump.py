@@ -50,8 +50,8 @@ class EventPump:
         retry_seconds: float = 5.0,
         max_queued: int = 10_000,
     ) -> None:
-        self._writer_factory = writer_factory
-        self._writer: EventWriter | None = None
+        self._store_factory = writer_factory
+        self._store: EventWriter | None = None
         self._on_tick = on_tick
         self._retry_seconds = retry_seconds
         self._max_queued = max_queued
@@ -111,9 +111,9 @@ class EventPump:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def _ensure_thread(self) -> None:
         if self._thread is None and not self._closed:
@@ -156,9 +156,9 @@ class EventPump:
         pause = 0.05
         while True:
             try:
-                if self._writer is None:
-                    self._writer = self._writer_factory()
-                self._writer.append_many(batch)
+                if self._store is None:
+                    self._store = self._store_factory()
+                self._store.append_many(batch)
                 self.sent += len(batch)
                 self.sent_by_type.update(event.type for event, _ in batch)
                 return

@@ -89,7 +89,7 @@ class PubSubLink(asyncio.Protocol):
 
     def __init__(self, on_replies: Callable[[Replies], None]) -> None:
         self._loop = asyncio.get_running_loop()
-        self._reader = hiredis.Reader()
+        self._parser = hiredis.Reader()
         self._deliver = on_replies
         self._transport: asyncio.Transport | None = None
         self._lost: asyncio.Future[str] = self._loop.create_future()
@@ -202,7 +202,7 @@ class PubSubLink(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """asyncio: hand every complete reply in ``data`` to the listener, in one list."""
         self.last_heard = self._loop.time()
-        reader = self._reader
+        reader = self._parser
         reader.feed(data)
         replies: Replies = []
         failure = None

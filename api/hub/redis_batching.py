@@ -12,25 +12,19 @@ Semantics stay those of ``redis.asyncio.Redis.execute_command``: same reply pars
 command, connection errors retried with backoff for the commands not yet answered. Commands are
 not made atomic together (that is what MULTI is for); ``pipeline()`` and pub/sub are unchanged.
 
-A batch's replies are read by feeding each socket read to the connection's own hiredis reader
-and taking every reply it holds, under one read timeout for the batch: redis-py's per-reply
-path (a timeout context, a parser coroutine and ``parse_response`` per reply, a task per
-write) was most of the client's CPU in a burst of opens. redis-py's reply callbacks, error
-classes and decoding still apply (connections without the hiredis parser take its own path).
+Only public interfaces of redis-py: a batch is packed by hiredis (``hiredis.pack_command``),
+written with the connection's ``send_packed_command`` and its replies read one by one with
+``Redis.parse_response``, so redis-py's reply callbacks, error classes and decoding apply.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import hiredis
 import redis.asyncio
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
-from redis._parsers.socket import SERVER_CLOSED_CONNECTION_ERROR
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -155,64 +149,14 @@ class BatchingRedis(redis.asyncio.Redis):
             await pool.release(conn)
 
     async def _exchange(self, conn: Any, batch: list[Pending]) -> None:
-        packed = b"".join(_packed(conn, args) for args, _, _ in batch)
-        if not isinstance(conn._parser, _AsyncHiredisParser):
-            await conn.send_packed_command(packed)
-            for args, options, future in batch:
-                try:
-                    reply = await self.parse_response(conn, args[0], **options)
-                except ResponseError as exc:
-                    _fail(future, exc)
-                    continue
-                _resolve(future, reply)
-            return
-        await _write(conn, packed)
-        await self._read_replies(conn, batch)
-
-    async def _read_replies(self, conn: Any, batch: list[Pending]) -> None:
-        """Resolve the futures of ``batch`` from the connection's replies, read in bulk."""
-        parser = conn._parser
-        reader: hiredis.Reader = parser._reader
-        stream: asyncio.StreamReader = conn._reader
-        callbacks = self.response_callbacks
-        try:
-            async with asyncio.timeout(conn.socket_timeout):
-                for args, options, future in batch:
-                    reply = reader.gets(NEVER_DECODE not in options)
-                    while reply is NOT_ENOUGH_DATA:
-                        data = await stream.read(parser._read_size)
-                        if not data:
-                            raise RedisConnectionError(SERVER_CLOSED_CONNECTION_ERROR)
-                        reader.feed(data)
-                        reply = reader.gets(NEVER_DECODE not in options)
-                    if isinstance(reply, RedisConnectionError):
-                        raise reply
-                    if (
-                        isinstance(reply, list)
-                        and reply
-                        and isinstance(reply[0], RedisConnectionError)
-                    ):
-                        raise reply[0]
-                    if isinstance(reply, ResponseError):
-                        if EMPTY_RESPONSE in options:
-                            _resolve(future, options[EMPTY_RESPONSE])
-                        else:
-                            _fail(future, reply)
-                        continue
-                    callback = callbacks.get(args[0])
-                    if callback is not None:
-                        reply = callback(reply, **_callback_options(options))
-                        if inspect.isawaitable(reply):
-                            reply = await reply
-                    _resolve(future, reply)
-        except TimeoutError:
-            raise RedisTimeoutError(f"Timeout reading from {conn._host_error()}") from None
-        except OSError as exc:
-            raise RedisConnectionError(
-                f"Error while reading from {conn._host_error()} : {exc.args}"
-            ) from None
-        if conn.health_check_interval:
-            conn.next_health_check = asyncio.get_running_loop().time() + conn.health_check_interval
+        await conn.send_packed_command(b"".join(_packed(conn, args) for args, _, _ in batch))
+        for args, options, future in batch:
+            try:
+                reply = await self.parse_response(conn, args[0], **options)
+            except ResponseError as exc:
+                _fail(future, exc)
+                continue
+            _resolve(future, reply)
 
 
 class BatchedScript(AsyncScript):
@@ -235,35 +179,6 @@ class BatchedScript(AsyncScript):
         except NoScriptError:
             self.sha = await client.script_load(self.script)
             return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args or ())
-
-
-async def _write(conn: Any, packed: bytes) -> None:
-    """Write ``packed`` to the connection, as ``send_packed_command`` does, without its task
-    per write (``asyncio.wait_for``): the wait for a full socket buffer alone has the timeout."""
-    if not conn.is_connected:
-        await conn.connect()
-    await conn.check_health()
-    writer: asyncio.StreamWriter = conn._writer
-    try:
-        writer.write(packed)
-        if writer.transport.get_write_buffer_size():
-            async with asyncio.timeout(conn.socket_timeout):
-                await writer.drain()
-    except TimeoutError:
-        raise RedisTimeoutError("Timeout writing to socket") from None
-    except OSError as exc:
-        raise RedisConnectionError(f"Error while writing to socket: {exc.args}") from None
-
-
-def _callback_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The options a response callback takes (``parse_response`` drops these three)."""
-    if not options:
-        return options
-    return {
-        name: value
-        for name, value in options.items()
-        if name not in (NEVER_DECODE, EMPTY_RESPONSE, "keys")
-    }
 
 
 def _resolve(future: asyncio.Future[Any], reply: Any) -> None:

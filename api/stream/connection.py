@@ -2,11 +2,12 @@
 
 The hub (``api.hub.hub``) calls :meth:`Connection.offer` from its one reader task. While the
 stream's task is parked with nothing queued, and the event can be decided without I/O, ``offer``
-writes its frame straight to the socket (``api.stream.response.DirectWriter``): no queue, no task
-wake-up, no trip through the ASGI send chain. Otherwise the event is queued and the stream's own
-generator (:meth:`Connection.frames`) writes it. A full queue first loses superseded progress
-updates of the same task (the newest stays); if still full, the connection is closed with a
-``reconnect`` hint and the client resumes from its cursor, losing nothing.
+writes its frame at once through the server's ASGI ``send`` (``api.stream.response.DirectWriter``):
+no queue, no task wake-up, no trip through the middleware's send wrappers. Otherwise the event
+is queued and the stream's own generator (:meth:`Connection.frames`) writes it. A full queue
+first loses superseded progress updates of the same task (the newest stays); if still full,
+the connection is closed with a ``reconnect`` hint and the client resumes from its cursor,
+losing nothing.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ class Connection:
         #: Resolved to wake the stream's task while it is parked (with a timer for beats).
         self._waiter: asyncio.Future[None] | None = None
         #: Set once the response head went out, when the server allows direct writes.
-        self._writer: DirectWriter | None = None
+        self._direct: DirectWriter | None = None
         #: True while the stream's task waits for work (no send of this stream is under way).
         self._parked = False
         self._last_sent = time.time()
@@ -313,7 +314,7 @@ class Connection:
     def _deliver_now(self, item: Delivery) -> bool:
         """Write ``item`` from the hub's call; False when the stream's task must handle it
         (an access check needing I/O, a lost history, the expiry notice due, a busy socket)."""
-        writer = self._writer
+        writer = self._direct
         if writer is None or not writer.writable:
             return False
         now = time.time()
@@ -531,7 +532,7 @@ class Connection:
     async def _live(self) -> AsyncIterator[bytes]:
         beat_every = self._options.heartbeat_seconds
         notice_at = self._notice_at
-        self._writer = current_writer.get()
+        self._direct = current_writer.get()
         while True:
             if not self._queue and not self._overflowed:
                 now = time.time()

@@ -16,101 +16,118 @@ a vanished client:
 - HEAD gets the head and an empty body, never a stream.
 
 Frames of live events usually skip all of that: while a stream's task is parked waiting for
-events, the hub writes the next event's frame straight to uvicorn's transport through the
-stream's :class:`DirectWriter` (see ``Connection.offer``); the task only wakes for what needs it
-(heartbeats, control signals, a socket that stopped taking data at once).
+events, the hub writes the next event's frame at once through the server's own ASGI ``send``
+(the stream's :class:`DirectWriter`, see ``Connection.offer``): no queue, no wake-up of the
+stream's task, no middleware wrappers; the task only wakes for what needs it (heartbeats,
+control signals, a socket that stopped taking data).
 
-Shutdown is watched by the same loop, once per process, not once per stream: when uvicorn
-begins to exit, ``shutdown_event`` is set (the app then sends ``server.restart`` to every
-stream) and streams still open after ``grace`` seconds are cancelled.
+Shutdown is watched by the same loop, once per process, not once per stream: when the process
+gets SIGTERM or SIGINT (:class:`ExitSignals` notes it, then hands it on to the server's own
+handler), ``shutdown_event`` is set (the app then sends ``server.restart`` to every stream)
+and streams still open after ``grace`` seconds are cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import signal
-from collections.abc import AsyncIterator, Mapping
+import threading
+import types
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Mapping
 from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-try:  # importing sse_starlette hooks uvicorn's exit handler; reuse its flag when present
-    from sse_starlette.sse import AppStatus
-except ImportError:  # pragma: no cover - sse-starlette is a dependency
-    AppStatus = None  # type: ignore[assignment,misc]
-
 _MEDIA_TYPE = "text/event-stream"
 
 #: Scope key under which :class:`api.main.RealtimeApp` keeps the server's own ``send``, before
-#: the middleware wrap it: only that one leads to the transport.
+#: the middleware wrap it (their wrappers cost more than the write itself).
 SERVER_SEND = "realtime.server_send"
 
-#: The writer of the response being streamed by the current task (None when the server is not
-#: uvicorn's HTTP/1.1 implementation).
+#: The writer of the response being streamed by the current task (None outside such a task).
 current_writer: ContextVar[DirectWriter | None] = ContextVar("current_writer", default=None)
-
-# Bytes waiting in the transport beyond which frames go through the stream's task, which
-# waits for the socket (asyncio's and uvloop's default high-water mark).
-_WRITE_BUFFER_LIMIT = 64 * 1024
-
-# What uvicorn's httptools request cycle holds and DirectWriter relies on (h11's has no
-# ``chunked_encoding``: there every frame goes through ``send``).
-_CYCLE_FIELDS = ("transport", "flow", "disconnected", "response_complete", "chunked_encoding")
 
 
 class DirectWriter:
-    """Writes frames of one chunked streaming response straight to uvicorn's transport.
+    """Writes frames of one streaming response through the server's own ASGI ``send``, run at
+    once in the caller instead of in the stream's task.
 
-    This skips the ASGI ``send`` chain (each middleware's wrapper, uvicorn's checks) and the
-    wake-up of the stream's task: one ``transport.write`` per frame. Callers must use it only
-    while no ``send`` of the same response is under way, and only when :attr:`writable`:
-    otherwise the frame goes through the stream's task, which waits for the socket.
+    A server's ``send`` of a body chunk writes to the socket and returns without suspending
+    unless the socket stopped taking data (uvicorn waits for its flow control first). So the
+    coroutine is stepped here by hand; only when it suspends does the rest of it go to a task
+    of its own, and the writer stays busy (not :attr:`writable`) until that task has finished:
+    frames keep their order. Callers must write only while no other ``send`` of the same
+    response is under way, and the stream's task calls :meth:`settle` before its own sends.
     """
 
-    __slots__ = ("_cycle", "_transport")
+    __slots__ = ("_busy", "_send")
 
-    def __init__(self, cycle: Any) -> None:
-        self._cycle = cycle
-        self._transport: asyncio.Transport = cycle.transport
-
-    @classmethod
-    def of(cls, send: Any) -> DirectWriter | None:
-        """The writer behind uvicorn's ``send`` once the head went out chunked; else None."""
-        cycle = getattr(send, "__self__", None)
-        if cycle is None or not all(hasattr(cycle, name) for name in _CYCLE_FIELDS):
-            return None
-        if cycle.chunked_encoding is not True:
-            return None
-        return cls(cycle)
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._busy: asyncio.Task[None] | None = None
 
     @property
     def writable(self) -> bool:
-        """True when the socket takes a frame now (open, and not paused by flow control)."""
-        cycle = self._cycle
-        return not (
-            cycle.disconnected
-            or cycle.response_complete
-            or cycle.flow.write_paused
-            or self._transport.is_closing()
-            # uvloop pauses the protocol only when its loop turn ends; a burst written within
-            # one turn must not pile up past the mark meanwhile
-            or self._transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT
-        )
+        """False while an earlier frame still waits for the socket."""
+        return self._busy is None or self._busy.done()
 
     def write(self, data: bytes) -> None:
-        """Write ``data`` as one HTTP/1.1 chunk.
+        """Send ``data`` as one body chunk, at once when the socket takes it.
 
         A socket that breaks under the write loses the frame like any frame in flight: the
         stream ends when the server notices, and the client resumes from its own cursor.
         """
+        sending = self._send({"type": "http.response.body", "body": data, "more_body": True})
+        if not isinstance(sending, Coroutine):  # a server whose send is some other awaitable
+            self._busy = asyncio.ensure_future(_finish(sending, None))
+            return
         try:
-            self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            waiting_for = sending.send(None)
+        except StopIteration:
+            return
         except (OSError, RuntimeError):
-            pass
+            return
+        self._busy = asyncio.ensure_future(_finish(sending, waiting_for))
+
+    async def settle(self) -> None:
+        """Wait until a frame that had to wait for the socket has been written."""
+        busy = self._busy
+        if busy is not None:
+            self._busy = None
+            await busy
+
+    def close(self) -> None:
+        """Abandon a frame still waiting for the socket (the stream is ending)."""
+        if self._busy is not None:
+            self._busy.cancel()
+            self._busy = None
+
+
+@types.coroutine
+def _resume(sending: Coroutine[Any, Any, None], waiting_for: Any) -> Generator[Any, Any, None]:
+    """The rest of ``sending``, which suspended on ``waiting_for``: the awaiting task waits
+    for that first, then runs ``sending`` on as if it had awaited it from the start."""
+    try:
+        yield waiting_for
+    except BaseException:
+        sending.close()
+        raise
+    yield from sending
+
+
+async def _finish(sending: Awaitable[None], waiting_for: Any) -> None:
+    """Run the rest of ``sending`` (not yet started when ``waiting_for`` is None)."""
+    with contextlib.suppress(OSError, RuntimeError):  # a broken socket: as in write()
+        if isinstance(sending, Coroutine) and waiting_for is not None:
+            await _resume(sending, waiting_for)
+        else:
+            await sending
 
 
 class OpenStreams:
@@ -185,22 +202,25 @@ class SseStream(Response):
         listener = loop.create_task(_until_disconnect(receive, task, self.streams.gone))
         writing = self.streams.writing
         self.streams.tasks.add(task)
+        writer: DirectWriter | None = None
         try:
             writing[task] = loop.time()
             await send(start)
             del writing[task]
-            writer = DirectWriter.of(scope.get(SERVER_SEND))
+            writer = DirectWriter(scope.get(SERVER_SEND, send))
             current_writer.set(writer)
             async for frame in self.frames:
-                if writer is not None and writer.writable:
+                if writer.writable:
                     # the frames of an open (established, the replayed gap) and heartbeats
-                    # skip the send chain too; a socket that cannot take them now waits below
+                    # skip the send chain too
                     writer.write(frame)
                     continue
                 writing[task] = loop.time()
+                await writer.settle()
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 del writing[task]
             writing[task] = loop.time()
+            await writer.settle()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if task not in self.streams.gone and task not in self.streams.timed_out:
@@ -211,6 +231,8 @@ class SseStream(Response):
         except OSError:
             pass  # the socket broke under a write
         finally:
+            if writer is not None:
+                writer.close()
             writing.pop(task, None)
             self.streams.tasks.discard(task)
             self.streams.timed_out.discard(task)
@@ -236,12 +258,43 @@ async def _until_disconnect(
             return
 
 
-def _uvicorn_exiting() -> bool:
-    if AppStatus is not None and AppStatus.should_exit:
-        return True
-    handler = signal.getsignal(signal.SIGTERM)
-    server = getattr(handler, "__self__", None)
-    return bool(getattr(server, "should_exit", False))
+_EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ExitSignals:
+    """Notes SIGTERM and SIGINT, then hands each on to the handler installed before (the
+    server's: uvicorn begins its graceful exit there, and only then waits for open streams).
+
+    The server's own exit flag is not public, and its lifespan shutdown comes only after every
+    stream has ended: the signal is the first public sign of an exit.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Wrap the current handlers (signals can be handled in the main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _EXIT_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """Put the previous handlers back where ours is still the one installed."""
+        for sig, previous in self._previous.items():
+            if signal.getsignal(sig) == self._handle:
+                signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:  # no server handles it: its default, end the process
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
 
 
 async def supervise_streams(
@@ -252,12 +305,17 @@ async def supervise_streams(
     poll: float = 0.25,
 ) -> None:
     """Run for the app's life: end streams whose write is stuck for ``send_timeout``; once the
-    server begins to exit set ``shutdown_event``, and cancel streams left after ``grace`` s
-    (they had their ``server.restart``; a stuck one must not hold the exit)."""
+    process is told to exit (SIGTERM, SIGINT) set ``shutdown_event``, and cancel streams left
+    after ``grace`` s (they had their ``server.restart``; a stuck one must not hold the exit)."""
     loop = asyncio.get_running_loop()
-    while not _uvicorn_exiting() and not shutdown_event.is_set():
-        await asyncio.sleep(poll)
-        streams.cancel_stuck(loop.time(), send_timeout)
-    shutdown_event.set()
-    await asyncio.sleep(grace)
-    streams.cancel_all()
+    signals = ExitSignals()
+    signals.install()
+    try:
+        while not signals.received and not shutdown_event.is_set():
+            await asyncio.sleep(poll)
+            streams.cancel_stuck(loop.time(), send_timeout)
+        shutdown_event.set()
+        await asyncio.sleep(grace)
+        streams.cancel_all()
+    finally:
+        signals.uninstall()

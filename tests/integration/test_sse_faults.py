@@ -359,8 +359,8 @@ def test_events_pass_through_nginx_at_once(
 def test_streams_work_on_a_server_that_allows_no_direct_writes(
     redis_url: str, store: RedisEventStore, user_id: str
 ) -> None:
-    """uvicorn's h11 protocol has no request cycle DirectWriter can use: every frame goes
-    through ASGI ``send``, in order, with heartbeats."""
+    """uvicorn's h11 protocol: DirectWriter steps its ``send`` as it does httptools' (only the
+    public ASGI callable is used), and every frame arrives in order, with heartbeats."""
     with api_server(redis_url, UVICORN_HTTP="h11") as api:
         client = open_stream(api, api.jwt(user_id))
         try:
