@@ -28,6 +28,7 @@ def generated() -> dict[str, str]:
         "AUDIT_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "FLOWER_BASIC_AUTH": f"admin:{secrets.token_urlsafe(18)}",
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
     }
 
 

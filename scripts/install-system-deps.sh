@@ -5,7 +5,8 @@
 # postgresql has none either (the PostgreSQL tests fail, saying initdb is missing).
 # docker-compose (v1, only to validate docker-compose.yml) has none: its test fails.
 # chromium (the browser of the e2e tests) has none: those tests fail, saying it is missing.
-# prometheus (the server and promtool, for the alert-rule tests) has none either.
+# prometheus (the server and promtool, for the alert-rule tests) has none either, nor
+# prometheus-alertmanager (/usr/bin/prometheus-alertmanager, for the alert-delivery test).
 set -u
 wanted=()
 [ -x /usr/bin/redis-server ] || wanted+=(redis-server)
@@ -14,6 +15,7 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || wanted+=(postgresql)
 command -v docker-compose >/dev/null 2>&1 || wanted+=(docker-compose)
 [ -x /usr/bin/chromium ] || wanted+=(chromium)
 [ -x /usr/bin/promtool ] || wanted+=(prometheus)
+[ -x /usr/bin/prometheus-alertmanager ] || wanted+=(prometheus-alertmanager)
 [ ${#wanted[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-system-deps: cannot apt-get ${wanted[*]} (not root or no apt); using fallbacks" >&2

@@ -21,10 +21,15 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 class PrometheusServer:
     """Scrapes ``targets`` every second (with ``bearer_token``, the API's METRICS_TOKEN, when
-    given) and evaluates ``rules`` every second."""
+    given), evaluates ``rules`` every second and sends what fires to ``alertmanager``
+    (``host:port``) when given."""
 
     def __init__(
-        self, targets: list[str], rules: dict[str, Any], bearer_token: str | None = None
+        self,
+        targets: list[str],
+        rules: dict[str, Any],
+        bearer_token: str | None = None,
+        alertmanager: str | None = None,
     ) -> None:
         if not Path(PROMETHEUS).exists():
             raise RuntimeError("prometheus is missing: apt-get install prometheus")
@@ -41,6 +46,10 @@ class PrometheusServer:
             "rule_files": ["alerts.yml"],
             "scrape_configs": [scrape],
         }
+        if alertmanager is not None:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
+            }
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
         self._log = (root / "prometheus.log").open("wb")
         self._process: subprocess.Popen[bytes] | None = None

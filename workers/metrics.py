@@ -21,7 +21,7 @@ from celery.signals import worker_init, worker_process_init
 
 # celery-types' log.pyi leaves out this public helper.
 from celery.utils.log import current_process_index  # type: ignore[attr-defined]
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -82,9 +82,11 @@ class ProgressCollector(Collector):
 
 
 def make_registry() -> CollectorRegistry:
-    """A registry holding the progress collector."""
+    """A registry holding the progress collector and this process's CPU and memory
+    (``process_*``, read from ``/proc/self`` at scrape: each exporter reports its own process)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(ProgressCollector())
+    ProcessCollector(registry=registry)
     return registry
 
 

@@ -4,7 +4,8 @@ many apps in one process). Served by ``GET /metrics`` (``api/routes/metrics.py``
 Labels are bounded: event types outside the catalogue count as ``other``; reasons and groups
 are fixed strings chosen in code; never a user id or a connection id. Values that exist only
 as state (open streams' queue depths, backpressure) are read at scrape time by a collector,
-so the hot path pays nothing for them.
+so the hot path pays nothing for them. CPU and memory of the process (``process_*``) come from
+prometheus-client's ``ProcessCollector`` on the same registry, read from ``/proc`` at scrape.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
@@ -159,6 +160,8 @@ class ApiMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.instance_id = instance_id
         r = self.registry
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds, start time
+        ProcessCollector(registry=r)
         self.open = Gauge(
             "sse_connections_open", "Open SSE streams", ["instance_id"], registry=r
         ).labels(instance_id)

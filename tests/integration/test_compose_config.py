@@ -26,14 +26,28 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = "docker-compose.yml"
-LONG_RUNNING = {"redis", "postgres", "api", "nginx", "worker", "beat", "flower"}
+LONG_RUNNING = {
+    "redis",
+    "postgres",
+    "api",
+    "nginx",
+    "worker",
+    "beat",
+    "flower",
+    "prometheus",
+    "alertmanager",
+}
+DEPLOY = ROOT / "deploy"
 #: What an operator must set (docs/security.md); compose has no public default for them.
 REQUIRED = {
     "JWT_SECRET": "an-operator-chosen-secret-0123456789abcdef",
     "AUDIT_ENCRYPTION_KEYS": "bm90LWEtcmVhbC1rZXktYnV0LTMyLWJ5dGVzLWxvbmc=",
     "POSTGRES_PASSWORD": "an-operator-chosen-postgres-password",
     "FLOWER_BASIC_AUTH": "admin:an-operator-chosen-flower-password",
+    "METRICS_TOKEN": "an-operator-chosen-metrics-token-0123456789",
 }
+#: Not a secret, but required too: where Alertmanager sends alerts (docs/operations.md).
+RECEIVER = {"ALERT_WEBHOOK_URL": "http://alerts.example.test/hook?team=realtime&x=1"}
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +65,10 @@ def docker_compose() -> str:
 
 
 def run_compose(
-    docker_compose: str, *args: str, env: dict[str, str] = REQUIRED
+    docker_compose: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    unset = {name: value for name, value in os.environ.items() if name not in REQUIRED}
+    env = {**REQUIRED, **RECEIVER} if env is None else env
+    unset = {name: value for name, value in os.environ.items() if name not in REQUIRED | RECEIVER}
     return subprocess.run(
         [docker_compose, "-f", COMPOSE_FILE, *args],
         cwd=ROOT,
@@ -130,9 +145,9 @@ def test_nginx_is_the_only_public_port_and_the_api_trusts_only_it(
     assert "--limit-concurrency" in services["api"]["command"]
 
 
-@pytest.mark.parametrize("missing", sorted(REQUIRED))
+@pytest.mark.parametrize("missing", sorted(REQUIRED | RECEIVER))
 def test_config_refuses_to_run_without_each_secret(docker_compose: str, missing: str) -> None:
-    given = {name: value for name, value in REQUIRED.items() if name != missing}
+    given = {name: value for name, value in (REQUIRED | RECEIVER).items() if name != missing}
     result = run_compose(docker_compose, "config", "-q", env=given)
     assert result.returncode != 0
     assert f"set {missing}" in result.stderr
@@ -162,11 +177,11 @@ def generate_env(path: Path) -> subprocess.CompletedProcess[str]:
 def resolved_api_env(docker_compose: str, env_file: Path, *files: str) -> dict[str, str]:
     """The API's environment as compose resolves it from ``env_file`` and ``files``."""
     chosen = [arg for name in files for arg in ("-f", name)]
-    unset = {name: value for name, value in os.environ.items() if name not in REQUIRED}
+    unset = {name: value for name, value in os.environ.items() if name not in REQUIRED | RECEIVER}
     result = subprocess.run(
         [docker_compose, "--env-file", str(env_file), *chosen, "config"],
         cwd=ROOT,
-        env=unset,
+        env={**unset, **RECEIVER},
         capture_output=True,
         text=True,
         timeout=60,
@@ -234,3 +249,72 @@ def test_the_dev_override_turns_dev_tokens_on_and_the_default_stack_keeps_them_o
                 assert minted.status_code == 404
                 assert minted.json()["error"]["message"] == "development tokens are disabled"
                 assert "SSE_DEV_TOKENS_ENABLED=true" not in api.log_text
+
+
+def test_prometheus_scrapes_what_compose_runs_and_alerts_go_to_the_webhook(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    scraped = {
+        job["job_name"]: {
+            (name, sd["port"]) for sd in job.get("dns_sd_configs", []) for name in sd["names"]
+        }
+        | {
+            tuple(target.rsplit(":", 1))
+            for static in job.get("static_configs", [])
+            for target in static["targets"]
+        }
+        for job in config["scrape_configs"]
+    }
+    concurrency = int(services["worker"]["command"][-1].split("=")[1])
+    base = int(services["worker"]["environment"]["WORKER_METRICS_PORT"])
+    # the main process and each prefork child, no more, no fewer
+    assert scraped["workers"] == {("worker", base + n) for n in range(concurrency + 1)}
+    assert scraped["sse-api"] == {("api", 8000)}
+    assert scraped["alertmanager"] == {("alertmanager", "9093")}
+    assert scraped["prometheus"] == {("localhost", "9090")}
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "alertmanager:9093"
+    ]
+    # the token file the sse-api job reads is the one the service writes, with the API's token
+    token_file = config["scrape_configs"][0]["authorization"]["credentials_file"]
+    prometheus = services["prometheus"]
+    assert token_file in prometheus["command"][0]
+    assert prometheus["environment"]["METRICS_TOKEN"] == REQUIRED["METRICS_TOKEN"]
+    assert services["api"]["environment"]["METRICS_TOKEN"] == REQUIRED["METRICS_TOKEN"]
+    mounts = {
+        str(v["source"] if isinstance(v, dict) else v).split(":")[0] for v in prometheus["volumes"]
+    }
+    assert {
+        str(DEPLOY / "prometheus/prometheus.yml"),
+        str(DEPLOY / "prometheus/alerts.yml"),
+    } <= mounts
+
+    alertmanager = services["alertmanager"]
+    assert alertmanager["environment"]["ALERT_WEBHOOK_URL"] == RECEIVER["ALERT_WEBHOOK_URL"]
+    shipped = (DEPLOY / "alertmanager/alertmanager.yml").read_text()
+    placeholder = "http://alert-webhook-url.invalid/"
+    assert shipped.count(placeholder) == 1 and placeholder in alertmanager["command"][0]
+
+
+def test_the_alertmanager_command_writes_the_webhook_url_into_its_config(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The service's own shell command (paths moved to tmp_path, ``exec`` left out) with a URL
+    holding the characters sed or awk's gsub would mangle."""
+    command = services["alertmanager"]["command"][0].replace("$$", "$")
+    command = command.split(" && exec ")[0]
+    command = command.replace("> /alertmanager/", f"> {tmp_path}/")
+    command = command.replace("/etc/alertmanager/", f"{DEPLOY}/alertmanager/")
+    url = "http://hooks.example.test/a?b=1&c=2|3"
+    subprocess.run(["sh", "-c", command], env={"ALERT_WEBHOOK_URL": url}, check=True, timeout=10)
+    written = yaml.safe_load((tmp_path / "alertmanager.yml").read_text())
+    assert written["receivers"][0]["webhook_configs"][0]["url"] == url
+
+
+def test_the_api_links_to_flower_and_flower_asks_for_credentials(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert services["api"]["environment"]["FLOWER_URL"].startswith("http")
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == REQUIRED["FLOWER_BASIC_AUTH"]
+    assert "FLOWER_UNAUTHENTICATED_API" not in services["flower"]["environment"]

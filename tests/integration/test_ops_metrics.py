@@ -223,6 +223,13 @@ def test_redis_round_trips_are_probed(api: ApiServer) -> None:
     assert value(scrape(api), "sse_redis_up") == 1
 
 
+def test_the_process_cpu_and_memory_are_exported(api: ApiServer) -> None:
+    scraped = scrape(api)
+    assert value(scraped, "process_resident_memory_bytes") > 10_000_000
+    assert value(scraped, "process_cpu_seconds_total") > 0
+    assert value(scraped, "process_start_time_seconds") > 0
+
+
 def test_a_slow_client_is_counted_and_saturation_is_shown_until_it_is_gone(
     redis_url: str, store: RedisEventStore, user_id: str
 ) -> None:

@@ -112,3 +112,10 @@ def test_the_outbox_gauge_reads_its_source() -> None:
         assert b"progress_outbox_pending" not in text and b"progress_events_emitted" in text
     finally:
         set_outbox_pending_source(None)
+
+
+def test_the_worker_exports_its_process_cpu_and_memory(worker_port: int) -> None:
+    scraped = samples(httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=5).text)
+    assert scraped[("process_resident_memory_bytes", frozenset())] > 10_000_000
+    assert scraped[("process_cpu_seconds_total", frozenset())] > 0
+    assert scraped[("process_open_fds", frozenset())] > 0
