@@ -65,12 +65,20 @@ def docker_compose() -> str:
 
 
 def run_compose(
-    docker_compose: str, *args: str, env: dict[str, str] | None = None
+    docker_compose: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    files: tuple[str, ...] = (COMPOSE_FILE,),
+    env_file: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """``docker-compose [--env-file F] -f FILE... ARGS`` with ``env`` (the required values by
+    default) in place of any the caller's shell has."""
     env = {**REQUIRED, **RECEIVER} if env is None else env
     unset = {name: value for name, value in os.environ.items() if name not in REQUIRED | RECEIVER}
+    options = ["--env-file", str(env_file)] if env_file is not None else []
+    options += [arg for name in files for arg in ("-f", name)]
     return subprocess.run(
-        [docker_compose, "-f", COMPOSE_FILE, *args],
+        [docker_compose, *options, *args],
         cwd=ROOT,
         env={**unset, **env},
         capture_output=True,
@@ -176,17 +184,7 @@ def generate_env(path: Path) -> subprocess.CompletedProcess[str]:
 
 def resolved_api_env(docker_compose: str, env_file: Path, *files: str) -> dict[str, str]:
     """The API's environment as compose resolves it from ``env_file`` and ``files``."""
-    chosen = [arg for name in files for arg in ("-f", name)]
-    unset = {name: value for name, value in os.environ.items() if name not in REQUIRED | RECEIVER}
-    result = subprocess.run(
-        [docker_compose, "--env-file", str(env_file), *chosen, "config"],
-        cwd=ROOT,
-        env={**unset, **RECEIVER},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_compose(docker_compose, "config", env=RECEIVER, files=files, env_file=env_file)
     assert result.returncode == 0, result.stderr
     return {
         k: str(v)
