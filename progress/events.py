@@ -154,6 +154,9 @@ class TaskCancelled(_TaskEvent):
     important_by_default: ClassVar[bool] = True
     type: Literal["task.progress-cancelled"] = "task.progress-cancelled"
     reason: str = "cancelled"
+    #: The user who asked for the stop; None when nobody did (expired, terminated, or revoked
+    #: before it ran and the asker is unknown).
+    cancelled_by: Identifier | None = None
 
 
 class TaskStalled(_TaskEvent):
@@ -222,6 +225,7 @@ class SystemError(EventEnvelope):
     severity: Literal["low", "medium", "high", "critical"]
     message: str = Field(min_length=1)
     affected_scope: str
+    suggested_action: str | None = None
 
 
 Event = Annotated[

@@ -161,6 +161,7 @@ export interface TaskCancelled {
   workflow_id: string | null;
   important: boolean;
   reason: string;
+  cancelled_by: string | null;
 }
 /**
  * Heartbeats of a running task stopped arriving.
@@ -289,6 +290,7 @@ export interface SystemError {
   severity: "low" | "medium" | "high" | "critical";
   message: string;
   affected_scope: string;
+  suggested_action: string | null;
 }
 
 /** Every event type; EventSource only reports the named types it listens to. */
