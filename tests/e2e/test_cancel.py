@@ -11,25 +11,16 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_admin import sign_in
+from tests.e2e.test_browser import CHAPTERS, start_novel
 from tests.servers import ApiServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150), pytest.mark.usefixtures("worker")]
-
-CHAPTERS = 3
 
 
 @pytest.fixture(scope="module")
 def stack_env(stack_env: dict[str, str]) -> dict[str, str]:
     """Chapters slow enough (about 8 s each) to be cancelled by hand while they run."""
     return {**stack_env, "WORKER_LOCAL_TOKENS_PER_SECOND": "80", "WORKER_TOKENS_PER_CHAPTER": "640"}
-
-
-def start_novel(page: Page, title: str) -> None:
-    page.get_by_label("Title").fill(title)
-    page.get_by_label("Premise").fill("A lighthouse keeper and a storm that will not end")
-    page.get_by_label("Chapters").fill(str(CHAPTERS))
-    page.get_by_role("button", name="Start writing").click()
-    expect(page).to_have_url(re.compile(r"/novels/[^/]+$"))
 
 
 def bars(page: Page, name: str) -> Locator:

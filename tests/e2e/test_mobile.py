@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 from progress.keys import user_stream
 from progress.redis_store import RedisEventStore, connect
 from tests.e2e.conftest import screenshot
+from tests.e2e.test_admin import sse_restored  # noqa: F401 (a fixture)
 from tests.e2e.test_browser import (
     CHAPTERS,
     expect_novel_done,
@@ -61,15 +62,6 @@ def events_store(redis_url: str) -> Iterator[RedisEventStore]:
     client = connect(redis_url)
     yield RedisEventStore(client)
     client.close()
-
-
-@pytest.fixture
-def everyone_streams(api: ApiServer) -> Iterator[None]:
-    yield
-    admin = {"Authorization": f"Bearer {api.jwt('ops-admin', roles=('admin',))}"}
-    httpx.put(
-        f"{api.url}/api/v1/realtime/config", json={"mode": "sse", "percent": 100}, headers=admin
-    ).raise_for_status()
 
 
 def set_visible(page: Page, visible: bool) -> None:
@@ -192,7 +184,7 @@ def test_a_phone_offline_then_in_the_background_loses_no_progress(
     screenshot(page, "44-phone-shown-again")
 
 
-@pytest.mark.usefixtures("everyone_streams")
+@pytest.mark.usefixtures("sse_restored")
 def test_the_status_bar_looks_as_committed_in_each_state(
     api: ApiServer, page: Page, user_id: str
 ) -> None:
