@@ -113,9 +113,10 @@ class KeyLayout:
         """Hash ``rt:{u:<user>}:conn:<connection>``: who holds one open stream, and where."""
         return f"{self.prefix}:{{{user_stream(user_id)}}}:conn:{connection_id}"
 
-    def spent_sse_token(self, user_id: str, jti: str) -> str:
-        """String ``rt:{u:<user>}:sse-token:<jti>``: marks the sse_token ``jti`` as used."""
-        return f"{self.prefix}:{{{user_stream(user_id)}}}:sse-token:{jti}"
+    def sse_token(self, digest: str) -> str:
+        """String ``rt:sse-token:<digest>``: who an unspent sse_token opens a stream for, under
+        a digest of the token (a copy of Redis holds no token that works)."""
+        return f"{self.prefix}:sse-token:{digest}"
 
     def preferences(self, user_id: str) -> str:
         """String ``rt:{u:<user>}:prefs``: the user's notification preferences as JSON."""
