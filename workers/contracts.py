@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from celery import Celery
-from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 import progress
@@ -19,7 +18,7 @@ from progress.outbox import OutboxWriter, Outgoing
 from progress.sealing import DEV_AUDIT_KEY, MissingAuditKeys, Sealer, sealing_keys
 from progress.sql import make_engine, make_sessions
 from workers import resources
-from workers.db import Novel
+from workers.db import DATABASE_UNAVAILABLE, Novel
 from workers.migrate import SchemaOutdated, ensure_schema
 from workers.notify import move_novel
 from workers.novels import Invitation, NovelNotFound, TooManyActiveChapters, UnknownChapters
@@ -52,14 +51,6 @@ __all__ = [
     "send_journaled",
     "start_novel",
 ]
-
-#: What the database layer raises when the database does not answer (refused, dropped,
-#: timed out, pool exhausted): the API answers 503 for these, never 500.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    exc.OperationalError,
-    exc.InterfaceError,
-    exc.TimeoutError,
-)
 
 
 class TaskNotFound(LookupError):
