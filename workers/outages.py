@@ -115,7 +115,15 @@ class OutageDetector:
     def failed(self, dependency: str, task_id: str, user_id: str | None) -> tuple[bool, list[str]]:
         """Record a task's failure; (whether the outage opened now, users to tell now)."""
         now = int(time.time() * 1000)
-        args = ["fail", now, self.window_ms, self.threshold, task_id, user_id or "", _STATE_TTL_MS]
+        args: list[str | int] = [
+            "fail",
+            now,
+            self.window_ms,
+            self.threshold,
+            task_id,
+            user_id or "",
+            _STATE_TTL_MS,
+        ]
         result = self._script(keys=self._keys(dependency), args=args)
         return bool(result[0]), [_text(user) for user in result[1:]]
 
