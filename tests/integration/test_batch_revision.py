@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-import progress
 from progress.redis_server import RedisServer
-from progress.settings import ProgressSettings
+from tests.integration.conftest import api_and_workers
 from tests.servers import ApiServer
 from tests.sse_client import SseClient, SseEvent
-from tests.workers import WorkerProcess
-from workers import resources
-from workers.migrate import upgrade
-from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
 
@@ -34,31 +28,16 @@ CHAPTERS = 20
 @pytest.fixture(scope="module")
 def api(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """The API and one worker (4 threads) on one database."""
-    database = f"sqlite:///{Path(tmp_path_factory.mktemp('batch')) / 'novels.db'}"
-    upgrade(database)
-    redis_url = f"{redis_server.url}/0"
     env = {
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": database,
-        "WORKER_BROKER_DB": str(BROKER_DB),
-        "WORKER_RESULT_DB": str(RESULT_DB),
         "WORKER_LOCAL_TOKENS_PER_SECOND": "200",
         "WORKER_TOKENS_PER_CHAPTER": "40",
         "WORKER_BATCH_MERGE_WINDOW_SECONDS": "1",
     }
-    resources.configure(
-        WorkerSettings(
-            redis_url=redis_url, database_url=database, broker_db=BROKER_DB, result_db=RESULT_DB
-        )
-    )
-    progress.configure(ProgressSettings(redis_url=redis_url))
-    try:
-        with ApiServer(redis_url, SSE_HEARTBEAT_SECONDS="5", **env) as server:
-            with WorkerProcess(env, concurrency=4):
-                yield server
-    finally:
-        progress.configure(None)
-        resources.configure(None)
+    database = tmp_path_factory.mktemp("batch") / "novels.db"
+    with api_and_workers(
+        redis_server, database, BROKER_DB, RESULT_DB, env, concurrency=4
+    ) as server:
+        yield server
 
 
 def auth(api: ApiServer, user: str) -> dict[str, str]:

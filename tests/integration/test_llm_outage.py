@@ -15,16 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-import progress
 from progress.redis_server import RedisServer
-from progress.settings import ProgressSettings
 from tests.fake_openai_server import FakeOpenAIServer
+from tests.integration.conftest import api_and_workers
 from tests.servers import ApiServer
 from tests.sse_client import SseClient, SseEvent
-from tests.workers import WorkerProcess
-from workers import resources
-from workers.migrate import upgrade
-from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +36,7 @@ def llm() -> Iterator[FakeOpenAIServer]:
 @pytest.fixture
 def api(redis_server: RedisServer, tmp_path: Path, llm: FakeOpenAIServer) -> Iterator[ApiServer]:
     """The API and two worker processes (2 threads each) on one database, the LLM the fake."""
-    database = f"sqlite:///{tmp_path / 'novels.db'}"
-    upgrade(database)
-    redis_url = f"{redis_server.url}/0"
     env = {
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": database,
-        "WORKER_BROKER_DB": str(BROKER_DB),
-        "WORKER_RESULT_DB": str(RESULT_DB),
         "WORKER_TOKENS_PER_CHAPTER": "20",
         "LLM_PROVIDER": "openai",
         "LLM_BASE_URL": llm.base_url,
@@ -56,19 +44,10 @@ def api(redis_server: RedisServer, tmp_path: Path, llm: FakeOpenAIServer) -> Ite
         "WORKER_OUTAGE_FAILURE_THRESHOLD": "3",
         "WORKER_OUTAGE_WINDOW_SECONDS": "60",
     }
-    resources.configure(
-        WorkerSettings(
-            redis_url=redis_url, database_url=database, broker_db=BROKER_DB, result_db=RESULT_DB
-        )
-    )
-    progress.configure(ProgressSettings(redis_url=redis_url))
-    try:
-        with ApiServer(redis_url, SSE_HEARTBEAT_SECONDS="5", **env) as server:
-            with WorkerProcess(env, concurrency=2), WorkerProcess(env, concurrency=2):
-                yield server
-    finally:
-        progress.configure(None)
-        resources.configure(None)
+    with api_and_workers(
+        redis_server, tmp_path / "novels.db", BROKER_DB, RESULT_DB, env, workers=2
+    ) as server:
+        yield server
 
 
 def auth(api: ApiServer, user: str) -> dict[str, str]:
