@@ -56,6 +56,7 @@ class ErrorRequest(BaseModel):
     severity: Literal["low", "medium", "high", "critical"]
     message: Text = Field(min_length=1, max_length=2000)
     affected_scope: Line = Field(min_length=1, max_length=200)
+    suggested_action: Text | None = Field(default=None, max_length=500)
     target: Target = Field(default_factory=Target)
 
 
@@ -76,6 +77,7 @@ def build_events(request: NotificationRequest | ErrorRequest) -> list[EventEnvel
             severity=request.severity,
             message=request.message,
             affected_scope=request.affected_scope,
+            suggested_action=request.suggested_action,
         )
     if target.audience == "everyone":
         return [make(audience="broadcast")]

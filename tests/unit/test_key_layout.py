@@ -37,6 +37,13 @@ EXPECTED = {
     "ip_bucket": (LAYOUT.ip_bucket("10.0.0.1", "sse_token"), "rt:{ip:10.0.0.1}:rl:sse_token"),
     "ip_strikes": (LAYOUT.ip_strikes("::1"), "rt:{ip:::1}:strikes"),
     "ip_ban": (LAYOUT.ip_ban("::1"), "rt:{ip:::1}:ban"),
+    "outage": (LAYOUT.outage("llm"), "rt:{dep:llm}:outage"),
+    "dependency_failures": (LAYOUT.dependency_failures("llm"), "rt:{dep:llm}:failures"),
+    "dependency_failing_users": (
+        LAYOUT.dependency_failing_users("llm"),
+        "rt:{dep:llm}:failing-users",
+    ),
+    "outage_notified": (LAYOUT.outage_notified("database"), "rt:{dep:database}:notified"),
 }
 
 #: Methods that map names back rather than build one.

@@ -2,6 +2,7 @@ import { useMutation, useQuery } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
 import { useParams } from "react-router";
 import type { Api } from "../api/client";
+import { BatchRevise } from "../components/BatchRevise";
 import { TaskProgressBar } from "../components/TaskProgressBar";
 import { useToast } from "../components/Toasts";
 import { useRealtime } from "@infinitescribe/realtime";
@@ -135,6 +136,7 @@ export function Novel() {
           ))}
         </ol>
       </section>
+      {novel.data.status === "done" ? <BatchRevise novelId={novelId} chapters={novel.data.chapters} /> : null}
     </article>
   );
 }

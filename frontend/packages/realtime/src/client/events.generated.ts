@@ -289,6 +289,7 @@ export interface SystemError {
   severity: "low" | "medium" | "high" | "critical";
   message: string;
   affected_scope: string;
+  suggested_action: string | null;
 }
 
 /** Every event type; EventSource only reports the named types it listens to. */
