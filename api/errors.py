@@ -9,6 +9,7 @@ RequestValidationError        -> 422  validation_error (fields named)
 HTTPException (no route)      -> 404  not_found / 405 method_not_allowed
 HTTPException (body limit)    -> 413  body_too_large (api.ops.body_limit)
 TooManyActiveChapters         -> 429  too_many_active_chapters (Retry-After)
+UnknownChapters               -> 422  unknown_chapters (``fields.chapters`` lists them)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from workers.contracts import (
     NovelNotFound,
     TaskNotFound,
     TooManyActiveChapters,
+    UnknownChapters,
 )
 
 log = logging.getLogger("api.errors")
@@ -136,6 +138,13 @@ async def _too_many_chapters(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, 429, headers={"Retry-After": str(ACTIVE_CHAPTERS_RETRY)})
 
 
+async def _unknown_chapters(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UnknownChapters)
+    listed = ", ".join(str(n) for n in exc.numbers)
+    body = error_body("unknown_chapters", str(exc), fields={"chapters": f"unknown: {listed}"})
+    return JSONResponse(body, 422)
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
@@ -153,6 +162,7 @@ ERROR_HANDLERS: dict[type[Exception], ErrorHandler] = {
     NovelNotFound: _not_found,
     TaskNotFound: _not_found,
     TooManyActiveChapters: _too_many_chapters,
+    UnknownChapters: _unknown_chapters,
     InvalidCursor: _invalid_cursor,
     StoreUnavailable: _store_unavailable,
     RequestValidationError: _validation,

@@ -146,7 +146,6 @@ class ApiServices:
                 store,
             ),
             tokens=TokenService(
-                settings.jwt_secret,
                 client,
                 settings.key_prefix,
                 settings.token_ttl_seconds,

@@ -61,8 +61,7 @@ class ApiSettings(StoreSettings):
         min_length=32,
     )
     #: The identity provider's JWKS URL: platform JWTs are then RS256/ES256 tokens verified
-    #: with its published keys (``JWT_SECRET`` still signs the sse_tokens). Unset: platform
-    #: JWTs are HS256 with ``JWT_SECRET``.
+    #: with its published keys. Unset: platform JWTs are HS256 with ``JWT_SECRET``.
     jwks_url: str | None = None
     #: Signature algorithms accepted with ``jwks_url`` (asymmetric only).
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)

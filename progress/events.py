@@ -225,6 +225,7 @@ class SystemError(EventEnvelope):
     severity: Literal["low", "medium", "high", "critical"]
     message: str = Field(min_length=1)
     affected_scope: str
+    #: What the user can do meanwhile (or once it is fixed), when there is something.
     suggested_action: str | None = None
 
 

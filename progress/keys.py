@@ -4,7 +4,8 @@ Documented in docs/redis.md, whose table tests/unit/test_redis_key_table.py chec
 class: change both together. Every key of one user shares the hash tag ``{u:<user_id>}`` so a
 user's stream, stream meta, task snapshots, pub/sub channel, leases and buckets live on one
 Redis Cluster shard (a Lua script may touch one slot only). Broadcast keys use ``{b}``, an
-address's abuse keys ``{ip:<address>}``, a novel's readers ``{n:<novel_id>}``.
+address's abuse keys ``{ip:<address>}``, a novel's readers ``{n:<novel_id>}``, the outage
+detector of a dependency the tasks need ``{dep:<dependency>}``.
 """
 
 from __future__ import annotations
@@ -113,9 +114,10 @@ class KeyLayout:
         """Hash ``rt:{u:<user>}:conn:<connection>``: who holds one open stream, and where."""
         return f"{self.prefix}:{{{user_stream(user_id)}}}:conn:{connection_id}"
 
-    def spent_sse_token(self, user_id: str, jti: str) -> str:
-        """String ``rt:{u:<user>}:sse-token:<jti>``: marks the sse_token ``jti`` as used."""
-        return f"{self.prefix}:{{{user_stream(user_id)}}}:sse-token:{jti}"
+    def sse_token(self, digest: str) -> str:
+        """String ``rt:sse-token:<digest>``: who an unspent sse_token opens a stream for, under
+        a digest of the token (a copy of Redis holds no token that works)."""
+        return f"{self.prefix}:sse-token:{digest}"
 
     def preferences(self, user_id: str) -> str:
         """String ``rt:{u:<user>}:prefs``: the user's notification preferences as JSON."""
@@ -136,3 +138,23 @@ class KeyLayout:
     def ip_ban(self, ip: str) -> str:
         """String ``rt:{ip:<ip>}:ban``: exists while the address is banned."""
         return f"{self.prefix}:{{ip:{ip}}}:ban"
+
+    def outage(self, dependency: str) -> str:
+        """Hash ``rt:{dep:<dependency>}:outage``: exists while the workers consider the
+        dependency (``llm``, ``database``) down; ``opened_at`` (ms)."""
+        return f"{self.prefix}:{{dep:{dependency}}}:outage"
+
+    def dependency_failures(self, dependency: str) -> str:
+        """Sorted set ``rt:{dep:<dependency>}:failures``: task ids whose call of the dependency
+        failed, scored by the last failure (ms), trimmed to the detection window."""
+        return f"{self.prefix}:{{dep:{dependency}}}:failures"
+
+    def dependency_failing_users(self, dependency: str) -> str:
+        """Sorted set ``rt:{dep:<dependency>}:failing-users``: users of those tasks, scored by
+        their last failure (ms), trimmed to the detection window."""
+        return f"{self.prefix}:{{dep:{dependency}}}:failing-users"
+
+    def outage_notified(self, dependency: str) -> str:
+        """Set ``rt:{dep:<dependency>}:notified``: users told of the current outage (each gets
+        one ``system.error``, and one ``system.notification`` when it ends)."""
+        return f"{self.prefix}:{{dep:{dependency}}}:notified"

@@ -53,11 +53,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins every handler thread
     block_on_close = True
 
-    def __init__(self, fake: FakeOpenAIServer) -> None:
+    def __init__(self, fake: FakeOpenAIServer, port: int) -> None:
         self.fake = fake
         self.live: set[socket.socket] = set()
         self.live_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up (timeouts, connection tests) is expected, not an error."""
@@ -216,8 +216,9 @@ class FakeOpenAIServer:
             return config
 
     def start(self) -> FakeOpenAIServer:
-        """Listen on a free loopback port and serve in a background thread."""
-        self._server = _Server(self)
+        """Listen on a free loopback port (after ``stop``: the same one again, so a provider
+        switched off and on keeps its ``base_url``) and serve in a background thread."""
+        self._server = _Server(self, self.port)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -7,6 +7,7 @@ from celery import Celery
 import progress
 from workers.metrics import connect_exporters
 from workers.novel_status import connect_novel_status
+from workers.outages import connect_outage_signals
 from workers.outbox_signals import connect_outbox_signals
 from workers.settings import WorkerSettings
 
@@ -41,6 +42,7 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
     connect_outbox_signals()  # the app's schema check, before the library's
     progress.install(app, settings.journal_settings())
     connect_novel_status()
+    connect_outage_signals()
     return app
 
 

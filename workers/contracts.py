@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from celery import Celery
-from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 import progress
@@ -19,10 +18,10 @@ from progress.outbox import OutboxWriter, Outgoing
 from progress.sealing import DEV_AUDIT_KEY, MissingAuditKeys, Sealer, sealing_keys
 from progress.sql import make_engine, make_sessions
 from workers import resources
-from workers.db import Novel
+from workers.db import DATABASE_UNAVAILABLE, Novel
 from workers.migrate import SchemaOutdated, ensure_schema
 from workers.notify import move_novel
-from workers.novels import Invitation, NovelNotFound, TooManyActiveChapters
+from workers.novels import Invitation, NovelNotFound, TooManyActiveChapters, UnknownChapters
 from workers.tasks import limits
 
 __all__ = [
@@ -37,6 +36,7 @@ __all__ = [
     "SchemaOutdated",
     "TaskNotFound",
     "TooManyActiveChapters",
+    "UnknownChapters",
     "accept_invitation",
     "cancel_novel",
     "cancel_task",
@@ -48,17 +48,10 @@ __all__ = [
     "list_novels",
     "open_audit_log",
     "revise_chapter",
+    "revise_chapters",
     "send_journaled",
     "start_novel",
 ]
-
-#: What the database layer raises when the database does not answer (refused, dropped,
-#: timed out, pool exhausted): the API answers 503 for these, never 500.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    exc.OperationalError,
-    exc.InterfaceError,
-    exc.TimeoutError,
-)
 
 
 _CANCEL_TTL = 24 * 3600
@@ -121,9 +114,9 @@ def start_novel(
     return repo.get(novel.id), result.id
 
 
-def _time_limits() -> dict[str, Any]:
+def _time_limits(generations: int = 1) -> dict[str, Any]:
     # celery-types declares send_task's time limits int; Celery takes seconds as a float.
-    return cast(dict[str, Any], limits())
+    return cast(dict[str, Any], limits(generations))
 
 
 def list_novels(user_id: str) -> list[Novel]:
@@ -167,6 +160,34 @@ def revise_chapter(
             kwargs={"instructions": instructions},
             ignore_result=True,
             **_time_limits(),
+        )
+    return str(result.id)
+
+
+def revise_chapters(
+    novel_id: str,
+    numbers: Sequence[int],
+    user_id: str,
+    session_id: str | None,
+    instructions: str,
+) -> str:
+    """Start revising several chapters of the user's own novel in one task, whose chapter
+    updates reach the readers merged (R4.6); the task id. NovelNotFound for a novel not the
+    user's own, UnknownChapters for numbers the novel does not have (nothing is queued then).
+    """
+    novel = resources.novels().get(novel_id)
+    if novel.owner_id != user_id:
+        raise NovelNotFound(novel_id)
+    unknown = [n for n in numbers if not 1 <= n <= novel.chapter_count]
+    if unknown:
+        raise UnknownChapters(unknown, novel.chapter_count)
+    with progress.acting_as(user_id, session_id, novel_id=novel_id, workflow_id=novel_id):
+        result = _app().send_task(
+            "workers.revise_chapters",
+            args=[novel_id, list(numbers)],
+            kwargs={"instructions": instructions},
+            ignore_result=True,
+            **_time_limits(len(numbers)),
         )
     return str(result.id)
 

@@ -15,12 +15,22 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    exc,
 )
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
     mapped_column,
     relationship,
+)
+
+#: What the database layer raises when the database does not answer (refused, dropped,
+#: timed out, pool exhausted): the API answers 503 for these, never 500, and the workers count
+#: them towards a database outage (``workers.outages``).
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.TimeoutError,
 )
 
 

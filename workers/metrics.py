@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from progress import runtime
 from progress.events import EVENT_TYPES
+from workers import outages
 
 log = logging.getLogger("workers.metrics")
 
@@ -70,6 +71,7 @@ class ProgressCollector(Collector):
         yield emitted
         yield throttled
         yield dropped
+        yield from _outage_metrics()
         if _outbox_pending is not None:
             try:
                 pending = _outbox_pending()
@@ -79,6 +81,28 @@ class ProgressCollector(Collector):
                 yield GaugeMetricFamily(
                     "progress_outbox_pending", "Outbox rows not pushed yet", value=pending
                 )
+
+
+def _outage_metrics() -> Iterator[CounterMetricFamily]:
+    """This process's share of the outage detector's work (``workers.outages.counts``)."""
+    families = {
+        what: CounterMetricFamily(f"worker_dependency_{what}", help_text, labels=["dependency"])
+        for what, help_text in _OUTAGE_COUNTERS.items()
+    }
+    for (dependency, what), count in sorted(outages.counts.items()):
+        if what in families:
+            families[what].add_metric([dependency], count)
+    yield from families.values()
+
+
+#: The outage counters: name (``worker_dependency_<what>_total``) and help.
+_OUTAGE_COUNTERS = {
+    "failures": "Task failures on a dependency (LLM unreachable or 5xx, database unreachable)",
+    "outages": "Outages this process opened (the failure that reached the threshold)",
+    "errors_sent": "system.error notices this process sent to writers of an outage",
+    "recoveries_sent": "Recovery system.notification notices this process sent",
+    "detector_errors": "Calls of the outage detector that failed (Redis down); logged",
+}
 
 
 def make_registry() -> CollectorRegistry:

@@ -37,6 +37,15 @@ class NovelNotFound(LookupError):
     """No such novel (or not one the caller may read)."""
 
 
+class UnknownChapters(ValueError):
+    """Chapter numbers the novel does not have."""
+
+    def __init__(self, numbers: Sequence[int], chapter_count: int) -> None:
+        listed = ", ".join(str(n) for n in numbers)
+        super().__init__(f"the novel has chapters 1 to {chapter_count}; no chapter {listed}")
+        self.numbers = list(numbers)
+
+
 class TooManyActiveChapters(Exception):
     """The owner's novels still in progress would hold more chapters than allowed."""
 

@@ -21,6 +21,7 @@ from progress.runtime import get_settings as get_progress_settings
 from progress.sql import make_engine, make_sessions
 from workers.llm import LLMClient, make_llm_client
 from workers.novels import NovelRepository
+from workers.outages import OutageDetector, WatchedLLM
 from workers.settings import WorkerSettings
 
 _lock = threading.RLock()
@@ -131,8 +132,19 @@ def progress_store() -> RedisEventStore:
 
 @_Resource
 def llm() -> LLMClient:
-    """The text generator chosen by the settings."""
-    return make_llm_client(settings())
+    """The text generator chosen by the settings; its answers end an LLM outage."""
+    return WatchedLLM(make_llm_client(settings()))
+
+
+@_Resource
+def outage_detector() -> OutageDetector:
+    """The shared outage detector (Redis), with the settings' threshold and window."""
+    return OutageDetector(
+        redis_client(),
+        layout(),
+        settings().outage_failure_threshold,
+        settings().outage_window_seconds,
+    )
 
 
 def close() -> None:
@@ -163,6 +175,7 @@ def reset() -> None:
             redis_client,
             progress_store,
             llm,
+            outage_detector,
             journaling,
             outbox_store,
         ):

@@ -43,6 +43,14 @@ class WorkerSettings(BaseSettings):
     #: Pace of the built-in local generator, so progress is visible in the demo.
     local_tokens_per_second: float = Field(default=200, gt=0)
     tokens_per_chapter: int = Field(default=120, ge=10)
+    #: A batch revision (``revise_chapters``) announces its revised chapters at most once per
+    #: this many seconds, each announcement naming every chapter revised since the last (R4.6).
+    batch_merge_window_seconds: float = Field(default=2.0, ge=0)
+    #: A dependency the tasks need (the LLM provider, the database) counts as down once this
+    #: many distinct tasks failed on it within ``outage_window_seconds``: the writers affected
+    #: get one ``system.error`` each, and one ``system.notification`` when it works again.
+    outage_failure_threshold: int = Field(default=5, ge=1)
+    outage_window_seconds: float = Field(default=60, gt=0)
     #: Prometheus exporter of each worker process: the main process on this port, prefork
     #: child n on port + n (n from 1). 0 turns the exporters off.
     metrics_port: int = Field(default=0, ge=0, le=65535)

@@ -109,10 +109,11 @@ class TimeLimits(TypedDict):
     time_limit: float
 
 
-def limits() -> TimeLimits:
-    """Per-message time limits: every pool honours those (worker-wide ones need prefork's
-    timer and are easy to miss)."""
-    soft = resources.settings().soft_time_limit_seconds
+def limits(generations: int = 1) -> TimeLimits:
+    """Per-message time limits of a task that generates ``generations`` texts one after the
+    other (each has the soft limit): every pool honours those (worker-wide ones need
+    prefork's timer and are easy to miss)."""
+    soft = resources.settings().soft_time_limit_seconds * generations
     return {"soft_time_limit": soft, "time_limit": soft + 30}
 
 
@@ -221,28 +222,32 @@ def revise_chapter(self: Any, novel_id: str, number: int, instructions: str = ""
 def revise_chapters(
     self: Any, novel_id: str, numbers: list[int], instructions: str = ""
 ) -> dict[str, str]:
-    """Revise several chapters; their updates go out merged, a few per message (R4.6)."""
+    """Revise several chapters in one task: one progress bar, and their updates merged into
+    one ``content.chapter-updated`` per merge window, naming every chapter revised in it
+    (R4.6). Chapters saved before a failure or a cancel are still announced."""
     repo = resources.novels()
-    batcher = ChapterUpdateBatcher(window_seconds=2.0)
-    target = resources.settings().tokens_per_chapter // 2
-    for index, number in enumerate(numbers):
-        chapter = repo.chapter(novel_id, number)
-        words = _generate(
-            self.request.id,
-            novel_id,
-            f"Revise ({instructions or 'tighten the prose'}): {chapter.plan}",
-            target,
-            "revising",
-            f"Revising chapter {number}",
-            offset=index * target,
-            total=target * len(numbers),
-        )
-        text = " ".join(words)
-        repo.save_chapter(novel_id, number, text, summarize(text))
-        for due in batcher.add(number):
+    batcher = ChapterUpdateBatcher(resources.settings().batch_merge_window_seconds)
+    target = max(10, resources.settings().tokens_per_chapter // 2)
+    try:
+        for index, number in enumerate(numbers):
+            chapter = repo.chapter(novel_id, number)
+            words = _generate(
+                self.request.id,
+                novel_id,
+                f"Revise {chapter.title} ({instructions or 'tighten the prose'}): {chapter.text}",
+                target,
+                "revising",
+                f"Revising chapter {number} ({index + 1} of {len(numbers)})",
+                offset=index * target,
+                total=target * len(numbers),
+            )
+            text = " ".join(words)
+            repo.save_chapter(novel_id, number, text, summarize(text))
+            for due in batcher.add(number):
+                chapters_updated(novel_id, due)
+    finally:
+        for due in batcher.flush():
             chapters_updated(novel_id, due)
-    for due in batcher.flush():
-        chapters_updated(novel_id, due)
     return {"summary": f"{len(numbers)} chapters revised"}
 
 

@@ -21,4 +21,4 @@ async def issue_sse_token(
     # The limits let the request through when Redis failed them; if that marked Redis down,
     # say so now rather than hand out a token no open can spend.
     services.redis_health.check()
-    return services.tokens.issue_sse_token(principal)
+    return await services.tokens.issue_sse_token(principal)

@@ -1,14 +1,19 @@
 """Platform JWTs (Bearer) and the short-lived, single-use ``sse_token`` that opens a stream.
 
-An EventSource cannot send headers, so the browser trades its JWT for an ``sse_token`` (HS256,
-``typ: sse``, 60 s) and puts that in the stream URL. The token is bound to the user, the session
-and the JWT's own expiry (``jexp``), and is spent on first use (``SET NX`` of its ``jti``), so a
-token leaked through a log or a URL is worthless once used.
+An EventSource cannot send headers, so the browser trades its JWT for an ``sse_token`` and puts
+that in the stream URL. The token is opaque: ``sst1_<expiry>_<32 random characters>``. Redis
+holds who it opens a stream for (user, session, roles, the JWT's own expiry) under a digest of
+it, for the token's lifetime; opening a stream takes that entry (``GETDEL``), so the token is
+spent on first use and a token leaked through a log or a URL is worthless once used. No
+signature is checked on the open (the hot path): the entry in Redis is the proof.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -82,13 +87,6 @@ def validated_claims(payload: dict[str, Any]) -> Claims:
         ) from None
 
 
-#: The PyJWT decoder of sse_tokens (and HS256 platform JWTs), built once: ``sub`` and ``exp``
-#: are required, PyJWT checks the signature and the registered claims it knows (``exp``,
-#: ``iat``, ``nbf``, ``aud``...), then :class:`Claims` checks the types. Nothing per key is
-#: worth building: PyJWT prepares the key on every call whatever form it is given in.
-_JWT = jwt.PyJWT(options={"require": ["sub", "exp"]})
-
-
 def translated_jwt_errors(decode: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The payload ``decode`` returns; PyJWT's errors as 401s that say what is wrong."""
     try:
@@ -105,10 +103,13 @@ def translated_jwt_errors(decode: Callable[[], dict[str, Any]]) -> dict[str, Any
         raise unauthorized("token_invalid", f"the token is not valid: {exc}") from None
 
 
-def _decode(token: str, secret: str) -> Claims:
-    return validated_claims(
-        translated_jwt_errors(lambda: _JWT.decode(token, secret, algorithms=[_ALGORITHM]))
-    )
+_SSE_TOKEN_PREFIX = "sst1_"
+#: ``sst1_<expiry, epoch seconds>_<secrets.token_urlsafe(24)>``.
+_SSE_TOKEN = re.compile(r"sst1_(\d{1,12})_[A-Za-z0-9_-]{32}")
+
+
+def _digest(token: str) -> str:
+    return hashlib.blake2b(token.encode(), digest_size=16).hexdigest()
 
 
 class PlatformJwtVerifier(Protocol):
@@ -121,12 +122,11 @@ class PlatformJwtVerifier(Protocol):
 
 
 class TokenService:
-    """Checks platform JWTs (with ``platform``), issues sse_tokens (HS256 with ``secret``, so
-    any instance can check them) and spends them once."""
+    """Checks platform JWTs (with ``platform``), issues sse_tokens (held in Redis, so any
+    instance can spend them) and spends them once."""
 
     def __init__(
         self,
-        secret: str,
         client: redis.asyncio.Redis,
         prefix: str = "rt",
         ttl: int = 60,
@@ -134,7 +134,6 @@ class TokenService:
         *,
         platform: PlatformJwtVerifier,
     ) -> None:
-        self._secret = secret
         self._platform = platform
         self._client = client
         self._layout = KeyLayout(prefix)
@@ -145,9 +144,9 @@ class TokenService:
         """The caller of a Bearer JWT; 401 saying what is wrong with it."""
         if not token:
             raise unauthorized("token_missing", "an Authorization: Bearer <JWT> header is needed")
-        claims = await self._platform.verify(token)
-        if claims.typ == "sse":
+        if _SSE_TOKEN.fullmatch(token):
             raise unauthorized("token_wrong_type", "an sse_token cannot be used as a Bearer JWT")
+        claims = await self._platform.verify(token)
         return Principal(
             user_id=claims.sub,
             session_id=claims.sid,
@@ -155,49 +154,45 @@ class TokenService:
             roles=tuple(claims.roles),
         )
 
-    def issue_sse_token(self, principal: Principal) -> tuple[str, int]:
+    async def issue_sse_token(self, principal: Principal) -> tuple[str, int]:
         """A token for one stream and its lifetime: ``ttl`` seconds, never past the JWT's.
 
         A JWT about to expire gets 401 ``token_expiring``: its stream would end at once.
         """
         now = time.time()
-        if principal.expires_at - now <= self._expiry_notice:
+        expires = min(now + self.ttl, principal.expires_at)
+        lifetime_ms = int((expires - now) * 1000)
+        if principal.expires_at - now <= self._expiry_notice or lifetime_ms <= 0:
             raise unauthorized("token_expiring", "the JWT is about to expire: refresh it first")
-        expires = int(min(now + self.ttl, principal.expires_at))
-        claims = {
-            "typ": "sse",
-            "sub": principal.user_id,
-            "sid": principal.session_id,
-            "jexp": principal.expires_at,
-            "roles": list(principal.roles),
-            "jti": secrets.token_urlsafe(16),
-            "iat": int(now),
-            "exp": expires,
-        }
-        lifetime = max(0, expires - int(now))
-        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM), lifetime
-
-    async def spend_sse_token(self, token: str | None) -> Principal:
-        """Check an sse_token and mark it used; 401 when missing, bad, expired or reused."""
-        if not token:
-            raise unauthorized("token_missing", "the sse_token query parameter is required")
-        claims = _decode(token, self._secret)
-        if claims.typ != "sse" or claims.jti is None:
-            raise unauthorized("token_wrong_type", "this is not an sse_token")
-        user_id = claims.sub
-        key = self._layout.spent_sse_token(user_id, claims.jti)
+        token = f"{_SSE_TOKEN_PREFIX}{int(expires)}_{secrets.token_urlsafe(24)}"
+        holder = [principal.user_id, principal.session_id, principal.expires_at, principal.roles]
         try:
-            spent = await self._client.set(key, "1", nx=True, ex=self.ttl + 5)
+            await self._client.set(
+                self._layout.sse_token(_digest(token)), json.dumps(holder), px=lifetime_ms
+            )
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
-        if not spent:
-            raise unauthorized("token_reused", "this sse_token was already used")
-        return Principal(
-            user_id=user_id,
-            session_id=claims.sid,
-            expires_at=claims.exp if claims.jexp is None else claims.jexp,
-            roles=tuple(claims.roles),
-        )
+        return token, lifetime_ms // 1000
+
+    async def spend_sse_token(self, token: str | None) -> Principal:
+        """Take an sse_token's entry; 401 when missing, malformed, expired or already used."""
+        if not token:
+            raise unauthorized("token_missing", "the sse_token query parameter is required")
+        match = _SSE_TOKEN.fullmatch(token)
+        if match is None:
+            if token.count(".") == 2:
+                raise unauthorized("token_wrong_type", "a JWT is not an sse_token")
+            raise unauthorized("token_malformed", "this is not an sse_token")
+        if int(match[1]) < time.time():
+            raise unauthorized("token_expired", "the token has expired")
+        try:
+            holder = await self._client.getdel(self._layout.sse_token(_digest(token)))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+        if holder is None:
+            raise unauthorized("token_reused", "this sse_token was already used or never issued")
+        user_id, session_id, jwt_expires_at, roles = json.loads(holder)
+        return Principal(user_id, session_id, jwt_expires_at, tuple(roles))
 
     async def spend_refused(self, token: str | None) -> None:
         """Spend the sse_token of an open refused before it was checked (invalid parameters):

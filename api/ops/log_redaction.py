@@ -2,7 +2,8 @@
 
 A query parameter is redacted when its name, decoded as the server decodes it
 (``sse_toke%6E`` is ``sse_token``), names a token, or when its decoded value has the shape of a
-JWT (three base64url parts), whatever its name. A JWT anywhere else in a line is redacted too.
+JWT (three base64url parts) or of an sse_token, whatever its name. A JWT or an sse_token anywhere
+else in a line is redacted too.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ _QUERY = re.compile(r"\?[^\s\"'<>]+")
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
 #: A JWT outside a query: its header is a JSON object, so it starts with ``eyJ`` (``{"``).
 _JWT_ANYWHERE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+#: An sse_token (``api.auth.tokens``), or what is left of one cut short.
+_SSE_TOKEN = re.compile(r"sst1_[A-Za-z0-9_-]*")
 
 
 def _secret(name: str, value: str) -> bool:
     if unquote_plus(name).strip().lower() in TOKEN_PARAMETERS:
         return True
-    return _JWT_SHAPE.fullmatch(unquote_plus(value).strip()) is not None
+    value = unquote_plus(value).strip()
+    return _JWT_SHAPE.fullmatch(value) is not None or value.startswith("sst1_")
 
 
 def _redact_part(part: str) -> str:
@@ -42,10 +46,10 @@ def _redact_query(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """``text`` with every token in a query string, and every JWT, replaced."""
-    if "?" not in text and "eyJ" not in text:  # most lines have neither: leave them untouched
+    """``text`` with every token in a query string, and every JWT and sse_token, replaced."""
+    if "?" not in text and "eyJ" not in text and "sst1_" not in text:  # most lines: none
         return text
-    return _JWT_ANYWHERE.sub(REDACTED, _QUERY.sub(_redact_query, text))
+    return _SSE_TOKEN.sub(REDACTED, _JWT_ANYWHERE.sub(REDACTED, _QUERY.sub(_redact_query, text)))
 
 
 class RedactTokens(logging.Filter):

@@ -5,9 +5,10 @@ to the database and the broker synchronously."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from api import membership
 from api.deps import CurrentUser, Services, WritingUser
@@ -69,6 +70,24 @@ class ReviseRequest(BaseModel):
     """How to revise."""
 
     instructions: Text = Field(default="", max_length=2000)
+
+
+#: The most chapters one batch revision may name (a novel has at most 30).
+MAX_BATCH_CHAPTERS = 30
+
+
+class BatchReviseRequest(BaseModel):
+    """Which chapters to revise together, and how."""
+
+    chapters: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=MAX_BATCH_CHAPTERS)
+    instructions: Text = Field(default="", max_length=2000)
+
+    @field_validator("chapters")
+    @classmethod
+    def _each_once(cls, chapters: list[int]) -> list[int]:
+        if len(set(chapters)) != len(chapters):
+            raise ValueError("name each chapter once")
+        return chapters
 
 
 class TaskStarted(BaseModel):
@@ -149,6 +168,30 @@ def revise_chapter(
     """Rewrite one chapter of the caller's novel."""
     task_id = contracts.revise_chapter(
         novel_id, number, principal.user_id, principal.session_id, body.instructions
+    )
+    return TaskStarted(task_id=task_id)
+
+
+@router.post(
+    "/{novel_id}/revisions",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskStarted,
+    responses={
+        404: {"description": "no such novel of the caller's"},
+        422: {
+            "model": ErrorBody,
+            "description": "no chapters, too many, a chapter twice (`validation_error`) or "
+            "chapters the novel does not have (`unknown_chapters`)",
+        },
+    },
+)
+def revise_chapters(
+    novel_id: PathId, body: BatchReviseRequest, principal: WritingUser
+) -> TaskStarted:
+    """Revise several chapters of the caller's novel in one task: one progress bar, and the
+    chapter updates arrive merged, a few chapters per ``content.chapter-updated`` (R4.6)."""
+    task_id = contracts.revise_chapters(
+        novel_id, body.chapters, principal.user_id, principal.session_id, body.instructions
     )
     return TaskStarted(task_id=task_id)
 

@@ -448,9 +448,6 @@ class Connection:
         # "history_unavailable": events were lost; "gap_too_long": they exist, but too many.
         reason = "history_unavailable" if resets else "gap_too_long"
         resets += [stream for stream in too_long if stream not in resets]
-        chunks = []
-        if resets:
-            chunks.append(await self._reset_frame(resets, reason, with_cursor=not archived))
         if self.observer is not None and (gaps or resets):
             self.observer.replayed(sum(len(entries) for entries in gaps), bool(resets))
         stored = [item for entries in gaps for item in entries]
@@ -462,15 +459,32 @@ class Connection:
             merged = stored
         else:
             merged = stored  # one stream's gap is in order already
+        # Archived events carry no cursor: a client cut off among them resumes from its older
+        # cursor and gets the archive again (clients deduplicate by ``event_id``). The last
+        # frame sent carries it, whatever it is: the reset itself when nothing follows it.
+        pieces: list[bytes | tuple[str, bytes]] = []
         run: list[StoredEvent] = []
-        for index, item in enumerate(merged):
+        for item in merged:
             if isinstance(item, bytes):
-                chunks += await self._replay(run)
+                pieces += await self._replay(run)
                 run = []
-                chunks += await self._archive_frame(item, last=index == len(merged) - 1)
+                archived_frame = await self._archived(item)
+                if archived_frame is not None:
+                    pieces.append(archived_frame)
             else:
                 run.append(item)
-        return chunks + await self._replay(run)
+        pieces += await self._replay(run)
+        chunks = []
+        if resets:
+            with_cursor = not archived or not pieces
+            chunks.append(await self._reset_frame(resets, reason, with_cursor=with_cursor))
+        last = len(pieces) - 1
+        for index, piece in enumerate(pieces):
+            if isinstance(piece, bytes):
+                chunks.append(piece)
+            else:
+                chunks.append(frame(*piece, self.cursor.format() if index == last else None))
+        return chunks
 
     async def _replay(self, items: list[StoredEvent]) -> list[bytes]:
         """The frames of stored events the client may see; the cursor moves past them all."""
@@ -493,16 +507,14 @@ class Connection:
             return None
         return await self._archive.replay(stream, position.last_id, self._options.max_replay)
 
-    async def _archive_frame(self, data: bytes, last: bool) -> list[bytes]:
-        """The frame of an archived event. It carries no cursor unless it ends the catch-up:
-        a client cut off before then resumes from its older cursor and gets the archive again
-        (clients deduplicate by ``event_id``)."""
+    async def _archived(self, data: bytes) -> tuple[str, bytes] | None:
+        """The type and body of an archived event the client may see, else None."""
         meta = event_meta(data)
         if await self._stored_verdict(meta, NO_IDS) is not SEND:
-            return []
+            return None
         self._from_archive.add(meta.event_id)
         self.delivered += 1
-        return [frame(meta.type, data, self.cursor.format() if last else None)]
+        return meta.type, data
 
     async def _read_gap(self, stream: str, after: str, last_id: str) -> list[StoredEvent] | None:
         entries: list[StoredEvent] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
 from tests.integration.celery_tasks import register
+from tests.servers import ApiServer
 from tests.workers import WorkerProcess
 from workers import resources
 from workers.migrate import upgrade
@@ -180,3 +182,41 @@ def worker_stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[MakeWork
         stack.store.close()
     progress.configure(None)
     resources.configure(None)
+
+
+@contextmanager
+def api_and_workers(
+    redis_server: RedisServer,
+    database: Path,
+    broker_db: int,
+    result_db: int,
+    env: dict[str, str],
+    workers: int = 1,
+    concurrency: int = 2,
+) -> Iterator[ApiServer]:
+    """The API and ``workers`` worker processes on a migrated SQLite ``database``, this process
+    configured to send their tasks; everything stopped and unconfigured afterwards."""
+    url = f"sqlite:///{database}"
+    upgrade(url)
+    redis_url = f"{redis_server.url}/0"
+    shared = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": url,
+        "WORKER_BROKER_DB": str(broker_db),
+        "WORKER_RESULT_DB": str(result_db),
+        **env,
+    }
+    resources.configure(
+        WorkerSettings(
+            redis_url=redis_url, database_url=url, broker_db=broker_db, result_db=result_db
+        )
+    )
+    progress.configure(ProgressSettings(redis_url=redis_url))
+    try:
+        with ApiServer(redis_url, SSE_HEARTBEAT_SECONDS="5", **shared) as api, ExitStack() as stack:
+            for _ in range(workers):
+                stack.enter_context(WorkerProcess(shared, concurrency=concurrency))
+            yield api
+    finally:
+        progress.configure(None)
+        resources.configure(None)

@@ -1,5 +1,6 @@
 """Issue 15, items 10 and 13: PostgreSQL stopped while tasks fail and an admin sends a notice;
-an API or worker started on a database that was never migrated.
+an API or worker started on a database that was never migrated. Issue 19 (4): the writer whose
+tasks fail meanwhile gets one automatic ``system.error``, and one notice once it is back.
 
 Real PostgreSQL (this module's own cluster: stopping the session's would break other tests),
 real Redis, real uvicorn, a real Celery worker.
@@ -170,6 +171,10 @@ def test_a_database_outage_answers_503_and_every_important_event_reaches_the_jou
             fail_tasks(user_id, 2)
             sent_tasks += 2
         assert not [e for e in failed if e["type"] == "system.notification"]
+        # Issue 19 (4): the outage detector told the writer once, not once per failed task.
+        automatic = [e for e in failed if e["type"] == "system.error"]
+        assert len(automatic) == 1, automatic
+        assert "saving" in automatic[0]["affected_scope"] and automatic[0]["suggested_action"]
 
         own_postgres.start()
         outage = False
@@ -178,13 +183,20 @@ def test_a_database_outage_answers_503_and_every_important_event_reaches_the_jou
         sent = httpx.post(f"{v1}/admin/notifications", json=notice, headers=ops)
         assert sent.status_code == 202, sent.text
 
+        # A task that reads the database succeeds: the outage is over, the writer hears so.
+        resources.celery_app().send_task("workers.watchdog", ignore_result=True)
         events = until(
             lambda: stored_events(store, user_id),
-            lambda found: any(e["type"] == "system.notification" for e in found),
+            lambda found: [e["type"] for e in found].count("system.notification") >= 2,
         )
-        assert [e["type"] for e in events].count("system.notification") == 1
+        notices = [e for e in events if e["type"].startswith("system.")]
+        assert [(e["type"], e.get("level")) for e in notices] == [
+            ("system.error", None),
+            ("system.notification", "critical"),  # the admin's
+            ("system.notification", "info"),  # the recovery
+        ]
         important = {e["event_id"] for e in events if e["important"]}
-        assert len(important) == sent_tasks + 1
+        assert len(important) == sent_tasks + 3  # + the automatic error and recovery notices
         rows = until(
             lambda: journaled(database_url, user_id),
             lambda found: (

@@ -178,6 +178,58 @@ def test_an_event_stored_again_after_a_flush_while_its_journal_row_is_unpushed_c
         api.close()
 
 
+def test_a_catch_up_whose_last_archived_event_is_for_another_session_still_moves_the_cursor(
+    own_redis: RedisServer, database_url: str, writer: OutboxWriter, user_id: str
+) -> None:
+    # After a flush the catch-up sends the archive; its last event is for another tab's session,
+    # so it is not sent. The cursor must still reach the client, else each reconnect repeats
+    # the reset and the archive.
+    api = start_api(own_redis, database_url)
+
+    def open_as_tab_one(cursor: str | None = None) -> SseClient:
+        token = api.sse_token(api.jwt(user_id, session_id="tab-1"))
+        url = f"{api.url}/api/v1/events/stream?sse_token={token}"
+        client = SseClient(url, {"Last-Event-ID": cursor} if cursor else {})
+        client.wait_for(lambda events: any(e.event == "connection.established" for e in events))
+        return client
+
+    try:
+        seen = open_as_tab_one()
+        writer.append_many([(e, ()) for e in mixed(user_id, 0, 2)])
+        seen.wait_for(lambda events: len(task_ids(events)) == 2)
+        cursor = seen.last_id
+        seen.close()
+        mine = TaskCompleted(user_id=user_id, task_id="mine", duration_seconds=1)
+        theirs = TaskCompleted(
+            user_id=user_id,
+            session_id="tab-2",
+            audience="session",
+            task_id="theirs",
+            duration_seconds=1,
+        )
+        writer.append_many([(mine, ()), (theirs, ())])
+        connect(f"{own_redis.url}/0").flushall()
+
+        resumed = open_as_tab_one(cursor)
+        resumed.wait_for(lambda events: str(mine.event_id) in task_ids(events))
+        live = TaskCompleted(user_id=user_id, task_id="live", duration_seconds=1)
+        writer.append(live)
+        resumed.wait_for(lambda events: str(live.event_id) in task_ids(events))
+        resumed.close()
+        assert [e.event for e in resumed.events][1] == "stream.reset"
+        assert task_ids(resumed.events) == [str(mine.event_id), str(live.event_id)]
+        archived_frame = next(e for e in resumed.events if e.json.get("task_id") == "mine")
+        assert archived_frame.id, "the catch-up's last frame sent carries the cursor"
+
+        again = open_as_tab_one(archived_frame.id)
+        again.wait_for(lambda events: str(live.event_id) in task_ids(events))
+        again.close()
+        assert "stream.reset" not in [e.event for e in again.events]
+        assert task_ids(again.events) == [str(live.event_id)]
+    finally:
+        api.close()
+
+
 def test_a_cursor_older_than_what_redis_keeps_still_gets_every_important_event_since(
     own_redis: RedisServer, database_url: str, audit: AuditLog, user_id: str
 ) -> None:

@@ -185,26 +185,24 @@ def test_connection_limit_refuses_the_third_with_retry_after(api: ApiServer, use
     ("token", "code"),
     [
         (None, "token_missing"),
-        ("not-a-jwt", "token_malformed"),
+        ("not-a-token", "token_malformed"),
         ("expired", "token_expired"),
-        ("wrong-signature", "token_invalid_signature"),
+        ("never-issued", "token_reused"),
+        ("altered", "token_reused"),
         ("bearer-jwt", "token_wrong_type"),
     ],
 )
 def test_bad_tokens_get_401_saying_why(
     api: ApiServer, user_id: str, token: str | None, code: str
 ) -> None:
-    import jwt as pyjwt
-
     from api.auth.tokens import mint_jwt
     from tests.servers import JWT_SECRET
 
+    issued = api.sse_token(api.jwt(user_id))
     values = {
-        "expired": pyjwt.encode({"typ": "sse", "sub": user_id, "jti": "x", "exp": 1}, JWT_SECRET),
-        "wrong-signature": pyjwt.encode(
-            {"typ": "sse", "sub": user_id, "jti": "x", "exp": 4102444800},
-            "another-secret-value-0123456789abcdef",
-        ),
+        "expired": f"sst1_1_{issued[-32:]}",
+        "never-issued": f"sst1_4102444800_{'A' * 32}",
+        "altered": issued[:-1] + ("B" if issued[-1] != "B" else "C"),
         "bearer-jwt": mint_jwt(JWT_SECRET, user_id),
     }
     query = "" if token is None else f"?sse_token={values.get(token, token)}"
@@ -223,6 +221,20 @@ def test_reused_sse_token_is_refused(api: ApiServer, user_id: str) -> None:
         assert again.json()["error"]["code"] == "token_reused"
     finally:
         first.close()
+
+
+def test_redis_holds_no_usable_sse_token_only_its_digest(
+    api: ApiServer, user_id: str, store: RedisEventStore
+) -> None:
+    token = api.sse_token(api.jwt(user_id))
+    entries = {
+        key: store.client.get(key) for key in store.client.scan_iter("rt:sse-token:*", count=1000)
+    }
+    assert entries, "an issued token has its entry"
+    assert not any(token in f"{key}{value}" for key, value in entries.items())
+    assert any(user_id in str(value) for value in entries.values())
+    for key in entries:
+        assert 0 < store.client.pttl(key) <= 60_000
 
 
 def test_bearer_endpoints_refuse_missing_and_bad_jwts(api: ApiServer) -> None:

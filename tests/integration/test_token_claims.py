@@ -70,15 +70,6 @@ def test_odd_platform_claims_get_401_on_admin_and_token_endpoints(
     _assert_refused(httpx.post(f"{api.url}/api/v1/auth/sse-token", headers=bearer, timeout=5))
 
 
-@pytest.mark.parametrize("case", sorted(ODD_CLAIMS))
-def test_odd_sse_token_claims_get_401_on_the_stream(
-    api: ApiServer, user_id: str, case: str
-) -> None:
-    token = _token(user_id, ODD_CLAIMS[case], typ="sse", jti=f"j-{case}", jexp=time.time() + 600)
-    response = httpx.get(f"{api.url}/api/v1/events/stream", params={"sse_token": token}, timeout=5)
-    _assert_refused(response)
-
-
 def test_a_roles_object_naming_admin_is_not_the_admin_role(api: ApiServer, user_id: str) -> None:
     health = f"{api.url}/api/v1/events/health"
     admin = {"Authorization": f"Bearer {_token(user_id, {'roles': ['admin']})}"}

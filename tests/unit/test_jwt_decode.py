@@ -1,8 +1,9 @@
-"""Every token is decided by PyJWT and then the typed claims: which are accepted, and the
-401 code and message of each refusal."""
+"""Every HS256 platform JWT is decided by PyJWT and then the typed claims: which are accepted,
+and the 401 code and message of each refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 
@@ -10,7 +11,8 @@ import jwt
 import orjson
 import pytest
 
-from api.auth import tokens
+from api.auth.platform_jwt import ClaimRules, SecretJwtVerifier
+from api.auth.tokens import Claims
 from api.errors import ApiError
 
 SECRET = "unit-secret-0123456789abcdef0123456789"
@@ -23,12 +25,12 @@ def _segment(value: dict) -> str:
 def _tokens() -> dict[str, str]:
     now = int(time.time())
     good = {"sub": "ann", "iat": now, "exp": now + 600}
-    sse = good | {"typ": "sse", "sid": "s1", "jexp": now + 3600.5, "roles": ["a"], "jti": "j"}
+    typed = good | {"typ": "at", "sid": "s1", "jexp": now + 3600.5, "roles": ["a"], "jti": "j"}
     token = jwt.encode(good, SECRET, algorithm="HS256")
     header, payload, signature = token.split(".")
     return {
         "platform": token,
-        "sse": jwt.encode(sse, SECRET, algorithm="HS256"),
+        "typed": jwt.encode(typed, SECRET, algorithm="HS256"),
         "expired": jwt.encode(good | {"exp": now - 1}, SECRET, algorithm="HS256"),
         "other_secret": jwt.encode(good, SECRET + "x", algorithm="HS256"),
         "tampered": f"{header}.{_segment(good | {'sub': 'bob'})}.{signature}",
@@ -53,7 +55,7 @@ def _tokens() -> dict[str, str]:
 #: What each token gets: accepted (None) or the 401's code and message.
 EXPECTED: dict[str, tuple[str, str] | None] = {
     "platform": None,
-    "sse": None,
+    "typed": None,
     "kid_header": None,
     "padded_signature": None,
     "expired": ("token_expired", "the token has expired"),
@@ -82,11 +84,15 @@ def test_every_token_kind_has_an_expectation() -> None:
     assert sorted(EXPECTED) == sorted(_tokens())
 
 
+def _verify(token: str) -> Claims:
+    return asyncio.run(SecretJwtVerifier(SECRET, ClaimRules()).verify(token))
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_token_is_accepted_or_refused_with_its_code(name: str) -> None:
     token = _tokens()[name]
     try:
-        claims = tokens._decode(token, SECRET)
+        claims = _verify(token)
     except ApiError as exc:
         assert (exc.status, exc.code, exc.message) == (401, *EXPECTED[name])
     else:
@@ -94,7 +100,7 @@ def test_each_token_is_accepted_or_refused_with_its_code(name: str) -> None:
         assert claims.sub == "ann"
 
 
-def test_a_valid_sse_token_keeps_its_typed_claims() -> None:
-    claims = tokens._decode(_tokens()["sse"], SECRET)
-    assert (claims.typ, claims.sid, claims.roles, claims.jti) == ("sse", "s1", ["a"], "j")
+def test_a_valid_token_keeps_its_typed_claims() -> None:
+    claims = _verify(_tokens()["typed"])
+    assert (claims.typ, claims.sid, claims.roles, claims.jti) == ("at", "s1", ["a"], "j")
     assert isinstance(claims.jexp, float)

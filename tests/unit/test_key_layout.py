@@ -31,12 +31,19 @@ EXPECTED = {
     "all_events": (LAYOUT.all_events(), "rt:{*}:events"),
     "leases": (LAYOUT.leases("42"), "rt:{u:42}:conns"),
     "connection": (LAYOUT.connection("42", "c-9"), "rt:{u:42}:conn:c-9"),
-    "spent_sse_token": (LAYOUT.spent_sse_token("42", "j-3"), "rt:{u:42}:sse-token:j-3"),
+    "sse_token": (LAYOUT.sse_token("d1g3st"), "rt:sse-token:d1g3st"),
     "preferences": (LAYOUT.preferences("42"), "rt:{u:42}:prefs"),
     "user_bucket": (LAYOUT.user_bucket("42", "stream"), "rt:{u:42}:rl:stream"),
     "ip_bucket": (LAYOUT.ip_bucket("10.0.0.1", "sse_token"), "rt:{ip:10.0.0.1}:rl:sse_token"),
     "ip_strikes": (LAYOUT.ip_strikes("::1"), "rt:{ip:::1}:strikes"),
     "ip_ban": (LAYOUT.ip_ban("::1"), "rt:{ip:::1}:ban"),
+    "outage": (LAYOUT.outage("llm"), "rt:{dep:llm}:outage"),
+    "dependency_failures": (LAYOUT.dependency_failures("llm"), "rt:{dep:llm}:failures"),
+    "dependency_failing_users": (
+        LAYOUT.dependency_failing_users("llm"),
+        "rt:{dep:llm}:failing-users",
+    ),
+    "outage_notified": (LAYOUT.outage_notified("database"), "rt:{dep:database}:notified"),
 }
 
 #: Methods that map names back rather than build one.

@@ -10,6 +10,7 @@ from pathlib import Path
 from api.auth import rate_limits
 from api.hub import leases
 from progress import redis_store
+from workers import outages
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = {
@@ -21,6 +22,7 @@ SCRIPTS = {
     leases.HEARTBEAT_LUA,
     rate_limits.BUCKET_LUA,
     rate_limits.STRIKE_LUA,
+    outages.OUTAGE_LUA,
 }
 
 

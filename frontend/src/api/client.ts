@@ -107,6 +107,14 @@ export function createApi(jwt: string) {
         jwt,
         { instructions },
       ),
+    /** One task revising every chapter in `numbers`; their updates arrive merged. */
+    reviseChapters: (novelId: string, numbers: number[], instructions: string) =>
+      request<{ task_id: string }>(
+        "POST",
+        `/api/v1/novels/${encodeURIComponent(novelId)}/revisions`,
+        jwt,
+        { chapters: numbers, instructions },
+      ),
     preferences: () =>
       request<NotificationPreferences>("GET", "/api/v1/me/notification-preferences", jwt),
     savePreferences: (prefs: NotificationPreferences) =>

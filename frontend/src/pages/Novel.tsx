@@ -4,6 +4,7 @@ import { useParams } from "react-router";
 import type { Api } from "../api/client";
 import { useAuth } from "../auth/session";
 import { CancelWorkflow } from "../components/CancelWorkflow";
+import { BatchRevise } from "../components/BatchRevise";
 import { TaskProgressBar } from "../components/TaskProgressBar";
 import { useToast } from "../components/Toasts";
 import { useRealtime } from "@infinitescribe/realtime";
@@ -141,6 +142,7 @@ export function Novel() {
           ))}
         </ol>
       </section>
+      {novel.data.status === "done" ? <BatchRevise novelId={novelId} chapters={novel.data.chapters} /> : null}
     </article>
   );
 }
