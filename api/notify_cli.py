@@ -34,7 +34,7 @@ def parse(argv: list[str]) -> NotificationRequest | ErrorRequest:
     parser.add_argument("message")
     parser.add_argument("--error", action="store_true", help="send system.error")
     parser.add_argument("--scope", help="affected scope (system.error)")
-    parser.add_argument("--action", help="suggested action")
+    parser.add_argument("--action", help="suggested action (a link when it holds a URL)")
     parser.add_argument("--user", action="append", default=[], help="recipient (repeatable)")
     parser.add_argument("--session", help="only this session of the one --user")
     args = parser.parse_args(argv)

@@ -52,9 +52,11 @@ class NotInTask(ProgressError, RuntimeError):
 class Cancelled(ProgressError):
     """Raise inside a reporting task to stop it; it is reported as cancelled, not failed."""
 
-    def __init__(self, reason: str = "cancelled by the user") -> None:
+    def __init__(self, reason: str = "cancelled by the user", by: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        #: The user who asked for the stop, when known.
+        self.by = by
 
 
 class InvalidCursor(ProgressError, ValueError):

@@ -154,6 +154,9 @@ class TaskCancelled(_TaskEvent):
     important_by_default: ClassVar[bool] = True
     type: Literal["task.progress-cancelled"] = "task.progress-cancelled"
     reason: str = "cancelled"
+    #: The user who asked for the stop; None when nobody did (expired, terminated, or revoked
+    #: before it ran and the asker is unknown).
+    cancelled_by: Identifier | None = None
 
 
 class TaskStalled(_TaskEvent):

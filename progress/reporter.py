@@ -238,9 +238,10 @@ class Reporter:
             ),
         )
 
-    def cancelled(self, run: TaskRun, reason: str) -> None:
-        """Send ``cancelled`` (also for runs of other processes: revocation happens here)."""
-        self._finish(run, lambda: TaskCancelled(**run.envelope(), reason=reason))
+    def cancelled(self, run: TaskRun, reason: str, by: str | None = None) -> None:
+        """Send ``cancelled`` (also for runs of other processes: revocation happens here);
+        ``by`` is the user who asked for it, when known."""
+        self._finish(run, lambda: TaskCancelled(**run.envelope(), reason=reason, cancelled_by=by))
 
     def unrecorded(self, run: TaskRun) -> bool:
         """End a run Celery could not record the end of (its result store was unreachable, so

@@ -139,7 +139,7 @@ def _on_success(sender: Task[Any, Any], result: Any = None, **_: Any) -> None:
 def _on_failure(task_id: str, exception: BaseException, **_: Any) -> None:
     run = _run_of(task_id)
     if run is not None and isinstance(exception, Cancelled):
-        get_reporter().cancelled(run, exception.reason)
+        get_reporter().cancelled(run, exception.reason, exception.by)
         _ended(run, "cancelled")
     elif run is not None:
         advice = advise(exception)

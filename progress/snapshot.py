@@ -45,6 +45,7 @@ class TaskSnapshot(BaseModel):
     error_message: str | None = None
     retryable: bool | None = None
     retry_suggestion: str | None = None
+    cancelled_by: str | None = None
 
     @classmethod
     def from_hash(cls, fields: dict[str, str]) -> TaskSnapshot:
@@ -116,7 +117,11 @@ def _fields_of(event: EventEnvelope) -> dict[str, str]:
                 "attempt": str(event.attempt),
             }
         case TaskCancelled():
-            return {"status": "cancelled", "message": event.reason}
+            return {
+                "status": "cancelled",
+                "message": event.reason,
+                "cancelled_by": event.cancelled_by or "",
+            }
         case TaskStalled():
             return {"status": "stalled"}
     return {}

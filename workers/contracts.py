@@ -38,6 +38,7 @@ __all__ = [
     "TooManyActiveChapters",
     "UnknownChapters",
     "accept_invitation",
+    "cancel_novel",
     "cancel_task",
     "close",
     "ensure_schema",
@@ -51,6 +52,10 @@ __all__ = [
     "send_journaled",
     "start_novel",
 ]
+
+
+_CANCEL_TTL = 24 * 3600
+_ENDED = frozenset({"done", "failed", "cancelled"})
 
 
 class TaskNotFound(LookupError):
@@ -196,14 +201,31 @@ def cancel_task(user_id: str, task_id: str) -> None:
     snapshot = resources.progress_store().task_snapshot(user_id, task_id)
     if snapshot is None:
         raise TaskNotFound(task_id)
-    client, layout = resources.redis_client(), resources.layout()
-    client.set(layout.cancel(task_id), "1", ex=24 * 3600)
+    # The flag holds who asked: the task's ``task.progress-cancelled`` names them.
+    resources.redis_client().set(resources.layout().cancel(task_id), user_id, ex=_CANCEL_TTL)
     if snapshot.novel_id:
         novel = resources.novels().get(snapshot.novel_id)
-        if novel.task_id == task_id and novel.status not in {"done", "failed", "cancelled"}:
-            client.set(layout.cancel(novel.id), "1", ex=24 * 3600)
-            move_novel(novel.id, "cancelled")
+        if novel.task_id == task_id:
+            _stop_workflow(novel, user_id)
     _app().control.revoke(task_id)
+
+
+def cancel_novel(user_id: str, novel_id: str) -> str:
+    """Stop the workflow of one of the user's own novels (NovelNotFound for any other novel):
+    its running steps stop at their next check, its queued ones as they start. The novel's
+    status after the call (``cancelled``, or how it had already ended)."""
+    novel = resources.novels().get(novel_id)
+    if novel.owner_id != user_id:
+        raise NovelNotFound(novel_id)
+    return _stop_workflow(novel, user_id)
+
+
+def _stop_workflow(novel: Novel, user_id: str) -> str:
+    if novel.status in _ENDED:
+        return novel.status
+    resources.redis_client().set(resources.layout().cancel(novel.id), user_id, ex=_CANCEL_TTL)
+    move_novel(novel.id, "cancelled")
+    return "cancelled"
 
 
 def open_audit_log(database_url: str, encryption_keys: str, allow_dev_key: bool) -> AuditLog:

@@ -73,20 +73,27 @@ def _generate(
             raise GenerationTimeout(
                 f"generation took longer than {resources.settings().soft_time_limit_seconds:g} s"
             )
-        if done % _CANCEL_CHECK_EVERY == 0 and _cancel_requested(flags):
-            raise progress.Cancelled("cancelled by the writer")
+        if done % _CANCEL_CHECK_EVERY == 0 and (asker := _cancel_requested(flags)) is not None:
+            raise progress.Cancelled("cancelled by the writer", by=asker or None)
         progress.update(percent(offset + done, total or tokens), message, stage=stage)
         yield token
 
 
-def _cancel_requested(flags: list[str]) -> bool:
-    """Whether a cancel flag is set; False while Redis is unreachable: the writer cannot have
-    set one meanwhile, and the task's end must not be lost to a failed check."""
+def _cancel_requested(flags: list[str]) -> str | None:
+    """Who asked to stop (the first flag set holds their user id; "" when unknown), or None
+    when no flag is set. None while Redis is unreachable: the writer cannot have set one
+    meanwhile, and the task's end must not be lost to a failed check."""
     try:
-        return bool(resources.redis_client().exists(*flags))
+        values = resources.redis_client().mget(flags)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("cancel flags unreadable (%s); going on", exc)
-        return False
+        return None
+    asker = next((value for value in values if value is not None), None)
+    return None if asker is None else _text(asker)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class GenerationTimeout(TimeoutError):

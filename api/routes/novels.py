@@ -1,6 +1,6 @@
-"""Novels: start one, list them, read one, revise a chapter, accept or leave a membership.
-Sync routes (thread pool): the domain behind ``workers.contracts`` talks to the database and
-the broker synchronously."""
+"""Novels: start one, list them, read one, cancel its workflow, revise a chapter, accept or
+leave a membership. Sync routes (thread pool): the domain behind ``workers.contracts`` talks
+to the database and the broker synchronously."""
 
 from __future__ import annotations
 
@@ -133,6 +133,27 @@ def list_novels(principal: CurrentUser) -> list[NovelOut]:
 def get_novel(novel_id: PathId, principal: CurrentUser) -> NovelOut:
     """One novel the caller may read; 404 for any other."""
     return NovelOut.model_validate(contracts.get_novel(novel_id, principal.user_id))
+
+
+class WorkflowCancel(BaseModel):
+    """The novel's status after a cancel request: ``cancelled``, or how it had already ended;
+    each of its open tasks then sends ``task.progress-cancelled``."""
+
+    novel_id: str
+    status: str
+
+
+@router.post(
+    "/{novel_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=WorkflowCancel,
+    responses={404: {"description": "no such novel of the caller's"}},
+)
+def cancel_novel(novel_id: PathId, principal: WritingUser) -> WorkflowCancel:
+    """Stop the workflow of one of the caller's own novels (its running and queued steps)."""
+    return WorkflowCancel(
+        novel_id=novel_id, status=contracts.cancel_novel(principal.user_id, novel_id)
+    )
 
 
 @router.post(

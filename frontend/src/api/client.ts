@@ -79,6 +79,18 @@ export function createApi(jwt: string) {
       request<Novel>("GET", `/api/v1/novels/${encodeURIComponent(novelId)}`, jwt),
     createNovel: (novel: NewNovel) =>
       request<{ novel_id: string; task_id: string }>("POST", "/api/v1/novels", jwt, novel),
+    cancelTask: (taskId: string) =>
+      request<{ task_id: string; status: string }>(
+        "POST",
+        `/api/v1/tasks/${encodeURIComponent(taskId)}/cancel`,
+        jwt,
+      ),
+    cancelNovel: (novelId: string) =>
+      request<{ novel_id: string; status: string }>(
+        "POST",
+        `/api/v1/novels/${encodeURIComponent(novelId)}/cancel`,
+        jwt,
+      ),
     invitations: () => request<Invitation[]>("GET", "/api/v1/invitations", jwt),
     acceptInvitation: (novelId: string) =>
       request<{ novel_id: string; status: string }>(

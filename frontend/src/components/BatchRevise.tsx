@@ -68,7 +68,7 @@ export function BatchRevise({ novelId, chapters }: { novelId: string; chapters: 
         Revise {selected.length || ""} selected
       </button>
       {start.error ? <span role="alert">{start.error.message}</span> : null}
-      {taskId ? <TaskProgressBar taskId={taskId} title="Revising the selected chapters" /> : null}
+      {taskId ? <TaskProgressBar taskId={taskId} title="Revising the selected chapters" cancellable /> : null}
     </section>
   );
 }

@@ -1,9 +1,10 @@
 import { NavLink, Outlet } from "react-router";
 import { useAuth } from "../auth/session";
 import { useContentNotifications, useSystemNotifications } from "@infinitescribe/realtime";
+import { Notices } from "./Notices";
 import { SSEConnectionStatus } from "./SSEConnectionStatus";
 
-/** Header (navigation, unread count, sign out), connection status, and the page. */
+/** Header (navigation, unread count, sign out), connection status, notices, and the page. */
 export function Layout() {
   const { session, signOut } = useAuth();
   const unread = useContentNotifications().unread + useSystemNotifications().unread;
@@ -26,6 +27,7 @@ export function Layout() {
         </button>
       </header>
       <SSEConnectionStatus />
+      {session ? <Notices userId={session.userId} /> : null}
       <main>
         <Outlet />
       </main>

@@ -1,6 +1,6 @@
 import { createContext, type ReactNode, useCallback, useContext, useState } from "react";
 
-type Tone = "success" | "error" | "info";
+type Tone = "success" | "error" | "warning" | "info";
 
 interface Toast {
   id: number;

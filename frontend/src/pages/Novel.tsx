@@ -2,6 +2,8 @@ import { useMutation, useQuery } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
 import { useParams } from "react-router";
 import type { Api } from "../api/client";
+import { useAuth } from "../auth/session";
+import { CancelWorkflow } from "../components/CancelWorkflow";
 import { BatchRevise } from "../components/BatchRevise";
 import { TaskProgressBar } from "../components/TaskProgressBar";
 import { useToast } from "../components/Toasts";
@@ -45,7 +47,7 @@ function ReviseChapter({ novelId, number }: { novelId: string; number: number })
         Revise
       </button>
       {revise.error ? <span role="alert">{revise.error.message}</span> : null}
-      {taskId ? <TaskProgressBar taskId={taskId} title={`Revising chapter ${number}`} /> : null}
+      {taskId ? <TaskProgressBar taskId={taskId} title={`Revising chapter ${number}`} cancellable /> : null}
     </div>
   );
 }
@@ -66,6 +68,7 @@ export function Novel() {
   });
   const [liveTasks, setLiveTasks] = useState<string[]>([]);
   const toast = useToast();
+  const { session } = useAuth();
   // Read by the event handler; a change must not resubscribe (and forget live tasks).
   const title = useRef<string | undefined>(undefined);
   title.current = novel.data?.title;
@@ -90,6 +93,8 @@ export function Novel() {
   if (novel.isPending) return <p>Loading…</p>;
   if (novel.error) return <p role="alert">{novel.error.message}</p>;
   const workflow = novel.data.task_id;
+  const owner = novel.data.owner_id === session?.userId;
+  const ended = ["done", "failed", "cancelled"].includes(novel.data.status);
   const written = novel.data.chapters.filter((chapter) => chapter.summary).length;
   const steps = [...(history.data ?? []), ...liveTasks].filter(
     (id, index, all) => id !== workflow && all.indexOf(id) === index,
@@ -106,9 +111,10 @@ export function Novel() {
       </p>
       <section aria-labelledby="tasks-heading">
         <h2 id="tasks-heading">Progress</h2>
-        {workflow ? <TaskProgressBar taskId={workflow} notify={false} /> : null}
+        {owner && !ended ? <CancelWorkflow novelId={novelId} title={novel.data.title} /> : null}
+        {workflow ? <TaskProgressBar taskId={workflow} notify={false} cancellable={owner} /> : null}
         {steps.map((taskId) => (
-          <TaskProgressBar key={taskId} taskId={taskId} notify={false} />
+          <TaskProgressBar key={taskId} taskId={taskId} notify={false} cancellable={owner} />
         ))}
       </section>
       <section aria-labelledby="chapters-heading">

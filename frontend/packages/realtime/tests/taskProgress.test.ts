@@ -35,6 +35,21 @@ describe("task progress", () => {
     expect(view).toMatchObject({ percent: 60, stage: "polishing", status: "running" });
   });
 
+  it("keeps what a finished task came to: its summary, or why it stopped and who asked", () => {
+    const done = applyEvent(
+      fromSnapshot(snapshot),
+      ev("task.progress-completed", "2026-01-01T00:00:20Z", { result_summary: "Chapter 1 written" }),
+    );
+    expect(done).toMatchObject({ status: "completed", resultSummary: "Chapter 1 written" });
+    const stopped = applyEvent(
+      fromSnapshot(snapshot),
+      ev("task.progress-cancelled", "2026-01-01T00:00:20Z", { reason: "cancelled by the writer", cancelled_by: "u1" }),
+    );
+    expect(stopped).toMatchObject({ status: "cancelled", cancelReason: "cancelled by the writer", cancelledBy: "u1" });
+    const stored = fromSnapshot({ ...snapshot, status: "cancelled", message: "expired", cancelled_by: null });
+    expect(stored).toMatchObject({ cancelReason: "expired", cancelledBy: null });
+  });
+
   it("keeps a finished task finished and exposes a failure's retry suggestion", () => {
     let view = fromSnapshot(snapshot);
     view = applyEvent(

@@ -161,6 +161,7 @@ export interface TaskCancelled {
   workflow_id: string | null;
   important: boolean;
   reason: string;
+  cancelled_by: string | null;
 }
 /**
  * Heartbeats of a running task stopped arriving.

@@ -11,6 +11,8 @@ export interface NotificationItem {
   read: boolean;
   novelId: string | null;
   level: string | null;
+  /** What the sender suggests doing (`suggested_action`); absent from items stored before it. */
+  action?: string | null;
 }
 
 /** The parts of localStorage the store uses. */
@@ -27,7 +29,14 @@ export function notificationKind(event: RealtimeEvent): NotificationKind | null 
   return null;
 }
 
-function describe(event: RealtimeEvent): { title: string; body: string; level: string | null } {
+interface Described {
+  title: string;
+  body: string;
+  level: string | null;
+  action?: string | null;
+}
+
+function describe(event: RealtimeEvent): Described {
   switch (event.type) {
     case "content.novel-created":
       return { title: `Novel created: ${event.title}`, body: event.premise, level: null };
@@ -44,9 +53,19 @@ function describe(event: RealtimeEvent): { title: string; body: string; level: s
         level: null,
       };
     case "system.notification":
-      return { title: event.message, body: event.suggested_action ?? "", level: event.level };
+      return {
+        title: event.message,
+        body: event.suggested_action ?? "",
+        level: event.level,
+        action: event.suggested_action ?? null,
+      };
     case "system.error":
-      return { title: event.message, body: event.affected_scope, level: event.severity };
+      return {
+        title: event.message,
+        body: event.affected_scope,
+        level: event.severity,
+        action: event.suggested_action ?? null,
+      };
     default:
       return { title: event.type, body: "", level: null };
   }
@@ -82,13 +101,14 @@ export class NotificationStore {
   add(event: RealtimeEvent): boolean {
     this.list = this.load();
     if (this.list.some((item) => item.id === event.event_id)) return false;
-    const { title, body, level } = describe(event);
+    const { title, body, level, action = null } = describe(event);
     const item: NotificationItem = {
       id: event.event_id,
       type: event.type,
       title,
       body,
       level,
+      action,
       at: event.occurred_at,
       read: false,
       novelId: event.novel_id ?? null,

@@ -20,6 +20,11 @@ export interface TaskView {
   startedAt: number | null;
   updatedAt: number;
   error: TaskError | null;
+  /** What a completed task reports it did (`result_summary`), when it says. */
+  resultSummary: string | null;
+  /** Why a cancelled task stopped (`reason`), and the user who asked, when known. */
+  cancelReason: string | null;
+  cancelledBy: string | null;
 }
 
 function time(iso: string | null | undefined): number | null {
@@ -60,6 +65,9 @@ export function fromSnapshot(snapshot: TaskSnapshot): TaskView {
           retrySuggestion: snapshot.retry_suggestion,
         }
       : null,
+    resultSummary: typeof snapshot.result_summary === "string" ? snapshot.result_summary : null,
+    cancelReason: snapshot.status === "cancelled" ? snapshot.message : null,
+    cancelledBy: snapshot.cancelled_by ?? null,
   };
 }
 
@@ -77,6 +85,9 @@ export function emptyView(taskId: string): TaskView {
     startedAt: null,
     updatedAt: 0,
     error: null,
+    resultSummary: null,
+    cancelReason: null,
+    cancelledBy: null,
   };
 }
 
@@ -115,7 +126,13 @@ export function applyEvent(view: TaskView, event: RealtimeEvent): TaskView {
     case "task.progress-heartbeat":
       return { ...next, status: view.status === "stalled" ? "running" : view.status };
     case "task.progress-completed":
-      return { ...next, status: "completed", percent: 100, error: null };
+      return {
+        ...next,
+        status: "completed",
+        percent: 100,
+        error: null,
+        resultSummary: event.result_summary ?? null,
+      };
     case "task.progress-failed":
       return {
         ...next,
@@ -139,7 +156,12 @@ export function applyEvent(view: TaskView, event: RealtimeEvent): TaskView {
         },
       };
     case "task.progress-cancelled":
-      return { ...next, status: "cancelled" };
+      return {
+        ...next,
+        status: "cancelled",
+        cancelReason: event.reason,
+        cancelledBy: event.cancelled_by ?? null,
+      };
     case "task.progress-stalled":
       return { ...next, status: "stalled" };
     default:

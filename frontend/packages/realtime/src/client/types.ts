@@ -23,6 +23,8 @@ export interface TaskSnapshot {
   error_message: string | null;
   retryable: boolean | null;
   retry_suggestion: string | null;
+  /** Who asked a cancelled task to stop, when known. */
+  cancelled_by?: string | null;
 }
 
 export type TaskStatus = "running" | "retrying" | "stalled" | "completed" | "failed" | "cancelled";

@@ -24,6 +24,11 @@ export interface TaskProgress {
   taskName: string | null;
   error: TaskError | null;
   etaSeconds: number | null;
+  /** A completed task's own summary of what it did. */
+  resultSummary: string | null;
+  /** Why a cancelled task stopped, and who asked (a user id), when known. */
+  cancelReason: string | null;
+  cancelledBy: string | null;
 }
 
 export interface TaskProgressOptions {
@@ -172,6 +177,9 @@ export function useTaskProgress(taskId: string | null, { notify = true }: TaskPr
       taskName: null,
       error: null,
       etaSeconds: null,
+      resultSummary: null,
+      cancelReason: null,
+      cancelledBy: null,
     };
   }
   return {
@@ -182,5 +190,8 @@ export function useTaskProgress(taskId: string | null, { notify = true }: TaskPr
     taskName: view.taskName,
     error: view.error,
     etaSeconds: etaSeconds(view, Date.now()),
+    resultSummary: view.resultSummary,
+    cancelReason: view.cancelReason,
+    cancelledBy: view.cancelledBy,
   };
 }
