@@ -1,7 +1,8 @@
 """A novel's status follows how its workflow's steps end, whatever Celery could record.
 
     a step's run ends failed in this worker ─▶ fail_novel now   (progress.signals.run_ended)
-    a step's error callback runs            ─▶ fail_novel       (mark_novel_failed)
+    a step's error callback runs            ─▶ end_novel_after_error (mark_novel_failed):
+                                               cancelled if the writer cancelled a step
     the watchdog declares a step lost       ─▶ reconcile_novels  (same beat run)
     the database was down for any of these  ─▶ reconcile_novels  (every watchdog run after)
     no step runs and nothing changed for a  ─▶ resume_stalled_novels (every watchdog run)
@@ -30,7 +31,7 @@ from progress.signals import run_ended
 from progress.store import EventReader
 from workers import resources
 from workers.notify import announce_status
-from workers.novels import NovelChange
+from workers.novels import NovelChange, NovelNotFound
 
 log = logging.getLogger("workers.novel_status")
 
@@ -59,11 +60,40 @@ Resume = Callable[[str, Sequence[int]], None]
 def fail_novel(novel_id: str) -> bool:
     """Move the novel to ``failed`` if it is still in progress and tell its readers; True if
     it moved."""
-    old = resources.novels().fail_if_in(novel_id, IN_PROGRESS)
+    return _end_novel(novel_id, "failed")
+
+
+def _end_novel(novel_id: str, status: str) -> bool:
+    old = resources.novels().end_if_in(novel_id, IN_PROGRESS, status)
     if old is None:
         return False
-    announce_status(novel_id, old, "failed")
+    announce_status(novel_id, old, status)
     return True
+
+
+def end_novel_after_error(novel_id: str, store: EventReader) -> bool:
+    """A step of the novel ended without success: the novel ends ``cancelled`` when the writer
+    cancelled one of its steps and none failed (cancelling a chapter stops the workflow: its
+    review needs every chapter), else ``failed``. True if it moved.
+
+    Celery sends a step's error callback before the step's own end is stored, so a step the
+    writer cancelled may still read ``running``: its cancel request (``rt:cancel:<task>``)
+    says what it is becoming."""
+    try:
+        owner_id = resources.novels().get(novel_id).owner_id
+    except NovelNotFound:
+        return False
+    steps = [
+        task
+        for task in store.recent_tasks(owner_id, SWEEP_TASKS_PER_OWNER)
+        if task.novel_id == novel_id and task.task_name in WORKFLOW_STEPS
+    ]
+    if any(task.status == "failed" for task in steps):
+        return _end_novel(novel_id, "failed")
+    flags = [resources.layout().cancel(task.task_id) for task in steps]
+    asked = bool(flags) and any(resources.redis_client().mget(flags))
+    cancelled = asked or any(task.status == "cancelled" for task in steps)
+    return _end_novel(novel_id, "cancelled" if cancelled else "failed")
 
 
 def reconcile_novels(store: EventReader) -> int:

@@ -190,10 +190,10 @@ class NovelRepository:
             old, novel.status = novel.status, status
             return old
 
-    def fail_if_in(self, novel_id: str, statuses: Sequence[str]) -> str | None:
-        """Move the novel to ``failed`` if its status is one of ``statuses``, in one atomic
-        statement (two failing steps never both see the old status); the old status, or None
-        if it was not moved."""
+    def end_if_in(self, novel_id: str, statuses: Sequence[str], status: str) -> str | None:
+        """Move the novel to ``status`` (``failed``, ``cancelled``) if its status is one of
+        ``statuses``, in one atomic statement (two failing steps never both see the old
+        status); the old status, or None if it was not moved."""
         with self._sessions.begin() as session:
             old = session.scalar(select(Novel.status).where(Novel.id == novel_id))
             if old not in statuses:
@@ -204,7 +204,7 @@ class NovelRepository:
                 session.execute(
                     update(Novel)
                     .where(Novel.id == novel_id, Novel.status == old)
-                    .values(status="failed")
+                    .values(status=status)
                 ),
             )
             return old if moved.rowcount == 1 else None

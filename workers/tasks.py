@@ -26,7 +26,7 @@ from workers import resources
 from workers.batching import ChapterUpdateBatcher
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
-from workers.novel_status import fail_novel, reconcile_novels, resume_stalled_novels
+from workers.novel_status import end_novel_after_error, reconcile_novels, resume_stalled_novels
 from workers.pipeline import percent, plan_chapters, summarize
 
 log = logging.getLogger("workers.tasks")
@@ -278,5 +278,6 @@ def watchdog() -> dict[str, int]:
 
 @shared_task(name="workers.mark_novel_failed")
 def mark_novel_failed(novel_id: str) -> None:
-    """Error callback of every workflow step: the novel ends failed (unless it ended)."""
-    fail_novel(novel_id)
+    """Error callback of every workflow step: the novel ends failed, or cancelled when the
+    writer cancelled a step (unless it ended)."""
+    end_novel_after_error(novel_id, resources.progress_store())

@@ -59,6 +59,8 @@ def test_a_writer_cancels_one_running_chapter_and_the_others_go_on(
     expect(page.get_by_test_id("chapters-written")).to_have_text(
         f"{CHAPTERS - 1} of {CHAPTERS} chapters written"
     )
+    # The writer stopped a chapter the review needs: the novel ends cancelled, not failed.
+    expect(page.get_by_test_id("novel-status")).to_have_text("cancelled")
     screenshot(page, "37-one-chapter-cancelled-others-done")
 
 
