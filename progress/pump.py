@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from progress.errors import StoreUnavailable
 from progress.events import EventEnvelope
@@ -37,6 +38,15 @@ _MAX_BATCH = 500
 DISPOSABLE_TYPES = frozenset(
     {"task.progress-updated", "task.progress-heartbeat", "task.progress-stalled"}
 )
+
+
+@runtime_checkable
+class TimedWriter(Protocol):
+    """A writer that holds some output for later (``WorkflowWriter``'s trailing values)."""
+
+    def tick(self) -> float | None:
+        """Send what fell due; the clock time to be called again (None: nothing held)."""
+        ...
 
 
 class EventPump:
@@ -146,7 +156,11 @@ class EventPump:
 
     def _tick(self) -> float | None:
         try:
-            return self._on_tick()
+            deadline = self._on_tick()
+            store = self._store
+            if isinstance(store, TimedWriter) and (held := store.tick()) is not None:
+                deadline = held if deadline is None else min(deadline, held)
+            return deadline
         except Exception:
             log.exception("progress tick failed")
             return time.monotonic() + 1.0

@@ -5,6 +5,7 @@ tasks (decorated with ``report_progress`` or named in ``PROGRESS_TRACKED_TASKS``
 raise into Celery: a failing receiver is logged and counted in ``receiver_errors``.
 
     before_task_publish  identity context var  ->  message header ``progress_identity``
+    after_task_publish   a tracked task of a workflow was sent: counted (progress.workflow)
     task_prerun          header -> identity context var; run context var; ``started``
     task_success         ``completed``          task_failure  ``failed``
     task_retry           ``retrying``           task_revoked  ``cancelled`` (parent process)
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ParamSpec
 
-from celery import Task, signals
+from celery import Task, current_app, signals
 from celery.utils.dispatch import Signal
 
 from progress.errors import Cancelled
@@ -34,6 +35,7 @@ from progress.failures import advise, summarize_result
 from progress.identity import HEADER, Identity, current_identity
 from progress.reporter import ProgressSpec, TaskRun, current_run
 from progress.runtime import get_reporter, get_settings
+from progress.workflow import TaskQueued
 
 log = logging.getLogger("progress.signals")
 
@@ -83,6 +85,30 @@ def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
     identity = current_identity.get()
     if identity is not None and headers is not None and HEADER not in headers:
         headers[HEADER] = identity.to_header()
+
+
+@_never_raise
+def _on_published(
+    sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
+) -> None:
+    if not headers or sender is None:
+        return
+    identity = Identity.from_header(headers.get(HEADER))
+    task_id = headers.get("id")
+    task = current_app.tasks.get(sender)
+    spec = _spec(task) if task is not None else None
+    if identity is None or identity.workflow_id is None or spec is None or not task_id:
+        return  # an untracked task reports no end, so it is not counted
+    get_reporter().submit(
+        TaskQueued(
+            user_id=identity.user_id,
+            workflow_id=identity.workflow_id,
+            novel_id=identity.novel_id,
+            task_id=task_id,
+            task_name=sender,
+            weight=spec.weight,
+        )
+    )
 
 
 @_never_raise
@@ -205,6 +231,7 @@ def connect_signals() -> None:
             return
         pairs: list[tuple[Signal, Callable[..., None]]] = [
             (signals.before_task_publish, _on_publish),
+            (signals.after_task_publish, _on_published),
             (signals.task_prerun, _on_prerun),
             (signals.task_success, _on_success),
             (signals.task_failure, _on_failure),
