@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ParamSpec
 
-from celery import Task, current_app, signals
+from celery import Celery, Task, signals
 from celery.utils.dispatch import Signal
 
 from progress.errors import Cancelled
@@ -48,6 +48,7 @@ receiver_errors = 0
 #: ``retrying`` or ``cancelled``. Sent from the task's thread; receivers must not raise.
 run_ended = Signal(name="progress_run_ended", providing_args=["run", "outcome"])
 _connected = False
+_apps: list[Celery] = []
 _connect_lock = threading.Lock()
 
 
@@ -73,6 +74,22 @@ def _spec(task: Any) -> ProgressSpec | None:
     return None
 
 
+def watch_app(app: Celery) -> None:
+    """Let the publish receiver find ``app``'s tasks by name (``install`` calls this): a
+    workflow counts a task when it is sent only if the task is known to report progress."""
+    with _connect_lock:
+        if all(known is not app for known in _apps):
+            _apps.append(app)
+
+
+def _spec_of_name(name: str) -> ProgressSpec | None:
+    for app in list(_apps):
+        task = app.tasks.get(name)
+        if task is not None:
+            return _spec(task)
+    return ProgressSpec() if name in get_settings().tracked_tasks else None
+
+
 def _identity_of(request: Any) -> Identity | None:
     value = getattr(request, HEADER, None)
     if value is None and isinstance(getattr(request, "headers", None), dict):
@@ -95,8 +112,7 @@ def _on_published(
         return
     identity = Identity.from_header(headers.get(HEADER))
     task_id = headers.get("id")
-    task = current_app.tasks.get(sender)
-    spec = _spec(task) if task is not None else None
+    spec = _spec_of_name(sender)
     if identity is None or identity.workflow_id is None or spec is None or not task_id:
         return  # an untracked task reports no end, so it is not counted
     get_reporter().submit(

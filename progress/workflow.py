@@ -273,6 +273,12 @@ class WorkflowCounter:
             self._client = None
 
 
+def peek_call(layout: KeyLayout, user_id: str, workflow_id: str) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV of a ``workflow.lua`` call that only reads the workflow's counts."""
+    keys = [layout.workflow(user_id, workflow_id), layout.workflow_running(user_id, workflow_id)]
+    return keys, ["0", "0", str(RUNNING_SHOWN), "1", *Transition("peek").args()]
+
+
 class WorkflowWriter:
     """An EventWriter that stores through ``inner``, then counts the batch's workflows and
     sends their ``workflow.progress`` events (held ones when :meth:`tick` finds them due)."""

@@ -8,7 +8,8 @@
 -- Reply: {emit, due ms, known, completed, failed, cancelled, stalled, total weight, ended
 -- weight, state, failed task, failed reason, first ms, now ms, finished, running id/name...}
 -- emit: 0 held (due ms is when to ask again), 1 send, 2 send as important (state changed or
--- the workflow finished).
+-- the workflow finished). A workflow that finished is sent one throttle interval later (if
+-- still finished then), so a group still being sent never looks finished for a moment.
 local h, running = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -101,16 +102,21 @@ elseif finished then state = (cancelled > 0) and 'cancelled' or 'completed' end
 local emit = 0
 local due = 0
 local last = num('last_emit_ms')
-if changed or n == 0 then
-  local was = redis.call('HGET', h, 'state') or 'running'
-  local was_finished = redis.call('HGET', h, 'finished') == '1'
-  if changed and (was ~= state or (finished and not was_finished)) then
-    emit = 2
-  elseif (changed or redis.call('HGET', h, 'dirty') == '1') and now - last >= throttle then
-    emit = 1
-  elseif changed or redis.call('HGET', h, 'dirty') == '1' then
+local was = redis.call('HGET', h, 'state') or 'running'
+local was_finished = redis.call('HGET', h, 'finished') == '1'
+-- Finishing settles for one throttle interval before it is sent: while a group is still being
+-- sent, fast workers can end every task known so far, and the workflow must not flicker
+-- between finished and running. Failing and cancelling are sent at once.
+if changed and finished then redis.call('HSET', h, 'settle_ms', now + throttle) end
+if changed or redis.call('HGET', h, 'dirty') == '1' then
+  local at = last + throttle
+  if finished then at = math.max(at, num('settle_ms')) end
+  local urgent = changed and state ~= was and (state == 'failed' or state == 'cancelled')
+  if urgent or now >= at then
+    emit = (state ~= was or finished ~= was_finished) and 2 or 1
+  else
     redis.call('HSET', h, 'dirty', '1')
-    due = last + throttle
+    due = at
   end
 end
 if emit > 0 then

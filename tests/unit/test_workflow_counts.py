@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -53,6 +54,13 @@ def _progress(store: RedisEventStore, user: str) -> list[WorkflowProgress]:
     return events
 
 
+def _settle(w: WorkflowWriter) -> None:
+    """Let the throttle interval pass and the writer's tick release what it holds."""
+    time.sleep(1.05)
+    w._clock.now += 2  # type: ignore[attr-defined]
+    w.tick()
+
+
 def _env(user: str, task: str) -> dict[str, str]:
     return {"user_id": user, "workflow_id": "wf1", "task_id": task}
 
@@ -73,6 +81,8 @@ def test_group_counts_once_and_ends_completed(
     _send(w, TaskStarted(**_env(user_id, "t0"), task_name="x", attempt=2))
     _send(w, *[TaskCompleted(**_env(user_id, t), duration_seconds=1) for t in tasks])
     _send(w, TaskCompleted(**_env(user_id, "t1"), duration_seconds=1))
+    assert not any(e.final for e in _progress(store, user_id)), "finishing settles first"
+    _settle(w)
     events = _progress(store, user_id)
     last = events[-1]
     assert (last.total, last.done, last.failed, last.state, last.final) == (
@@ -129,6 +139,7 @@ def test_stalled_then_lost_then_redelivered(
     )
     tally = w.counter.snapshot(user_id, "wf1")  # type: ignore[union-attr]
     assert tally is not None and (tally.stalled, tally.failed, tally.finished) == (0, 1, True)
+    assert _progress(store, user_id)[-1].state == "failed", "a failure is sent at once"
     _send(w, TaskRetrying(**_env(user_id, "a"), error_type="WorkerLost", message="m", attempt=1))
     tally = w.counter.snapshot(user_id, "wf1")  # type: ignore[union-attr]
     assert tally is not None and (tally.failed, tally.finished) == (0, False)
@@ -141,13 +152,8 @@ def test_held_value_released_by_tick(
     _send(w, *[TaskQueued(**_env(user_id, f"t{i}")) for i in range(3)])
     _send(w, TaskStarted(**_env(user_id, "t0"), task_name="x"))
     assert len(_progress(store, user_id)) == 1
-    deadline = w.tick()
-    assert deadline is not None
-    w._clock.now = deadline  # type: ignore[attr-defined]
-    import time
-
-    time.sleep(1.05)
-    w.tick()
+    assert w.tick() is not None
+    _settle(w)
     events = _progress(store, user_id)
     assert len(events) == 2 and events[-1].running[0].task_id == "t0"
 
