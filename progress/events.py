@@ -234,7 +234,7 @@ class WorkflowProgress(EventEnvelope):
     cancelled: int = Field(default=0, ge=0)
     stalled: int = Field(default=0, ge=0)
     percent: float = Field(ge=0, le=100)
-    running: list[RunningTask] = Field(default_factory=list, max_length=20)
+    running: list[RunningTask] = Field(default_factory=list)
     eta_seconds: float | None = Field(default=None, ge=0)
     final: bool = False
     failed_task_id: Identifier | None = None
