@@ -1,5 +1,5 @@
 -- KEYS: workflow hash, running tasks sorted set (both under the owner's tag)
--- ARGV: retention ms, throttle ms, running list bound, n, then n transitions of 5 items:
+-- ARGV: retention ms (0: leave the expiry alone), throttle ms, running list bound, n, then n transitions of 5 items:
 --       kind, task id, weight, task name, reason. kind: queued started alive completed failed
 --       cancelled retrying stalled cancel peek (reads only, with the running list). n = 0: only release a held (trailing) value.
 -- A task's own field t:<id> = "<state>|<weight>|<name>" (q queued, r running, s stalled, c
@@ -122,8 +122,10 @@ end
 if emit > 0 then
   redis.call('HSET', h, 'last_emit_ms', now, 'dirty', '0', 'state', state, 'finished', finished and '1' or '0')
 end
-redis.call('PEXPIRE', h, retention)
-redis.call('PEXPIRE', running, retention)
+if retention > 0 then  -- 0: a read (peek) that must not shorten the keys' life
+  redis.call('PEXPIRE', h, retention)
+  redis.call('PEXPIRE', running, retention)
+end
 
 local out = {emit, due, known, completed, failed, cancelled, num('stalled'),
   tostring(num('total_w')), tostring(num('ended_w')), state, redis.call('HGET', h, 'failed_task') or '',

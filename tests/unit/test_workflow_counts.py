@@ -21,7 +21,15 @@ from progress.events import (
 from progress.keys import KeyLayout
 from progress.redis_store import RedisEventStore
 from progress.store import StoreSettings
-from progress.workflow import TaskQueued, WorkflowCancelRequested, WorkflowCounter, WorkflowWriter
+from progress.workflow import (
+    WORKFLOW_LUA,
+    Tally,
+    TaskQueued,
+    WorkflowCancelRequested,
+    WorkflowCounter,
+    WorkflowWriter,
+    peek_call,
+)
 
 
 class Clock:
@@ -166,3 +174,14 @@ def test_cancel_ends_cancelled(
     _send(w, WorkflowCancelRequested(user_id=user_id, workflow_id="wf1"))
     last = _progress(store, user_id)[-1]
     assert last.state == "cancelled" and last.important
+
+
+def test_reading_a_snapshot_keeps_the_counts(
+    writer: tuple[WorkflowWriter, RedisEventStore], user_id: str
+) -> None:
+    w, store = writer
+    _send(w, TaskQueued(**_env(user_id, "a")), TaskQueued(**_env(user_id, "b")))
+    keys, args = peek_call(store.layout, user_id, "wf1")
+    for _ in range(2):  # the API's read: it must neither count nor expire anything
+        reply = store.client.eval(WORKFLOW_LUA, len(keys), *keys, *args)
+        assert Tally.from_reply(reply).total == 2

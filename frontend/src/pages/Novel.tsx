@@ -3,6 +3,7 @@ import { useEffect, useRef, useState } from "react";
 import { useParams } from "react-router";
 import type { Api } from "../api/client";
 import { TaskProgressBar } from "../components/TaskProgressBar";
+import { WorkflowProgressBar } from "../components/WorkflowProgressBar";
 import { useToast } from "../components/Toasts";
 import { useRealtime } from "@infinitescribe/realtime";
 import { useApi } from "../api/context";
@@ -105,6 +106,7 @@ export function Novel() {
       </p>
       <section aria-labelledby="tasks-heading">
         <h2 id="tasks-heading">Progress</h2>
+        <WorkflowProgressBar workflowId={novelId} />
         {workflow ? <TaskProgressBar taskId={workflow} notify={false} /> : null}
         {steps.map((taskId) => (
           <TaskProgressBar key={taskId} taskId={taskId} notify={false} />
