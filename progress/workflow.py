@@ -79,6 +79,8 @@ _KINDS = {
 
 WorkflowKey = tuple[str, str]  # (user id, workflow id)
 
+_LIVING = frozenset({"started", "alive"})
+
 
 @dataclass(frozen=True, slots=True)
 class Transition:
@@ -115,12 +117,20 @@ def transition_of(event: EventEnvelope) -> Transition | None:
 def transitions_by_workflow(
     batch: Sequence[Outgoing],
 ) -> dict[WorkflowKey, tuple[list[Transition], str | None]]:
-    """Transitions of ``batch`` per workflow, in order, with a novel id seen for it."""
+    """Transitions of ``batch`` per workflow, in order, with a novel id seen for it.
+
+    A sign of life right after the task's start or another sign of life in the same batch
+    changes nothing, so it is left out (a task's update usually shares its start's batch).
+    """
     found: dict[WorkflowKey, tuple[list[Transition], str | None]] = {}
+    previous: dict[str, str] = {}
     for event, _ in batch:
         transition = transition_of(event)
         if transition is None:
             continue
+        if transition.kind == "alive" and previous.get(transition.task_id) in _LIVING:
+            continue
+        previous[transition.task_id] = transition.kind
         assert event.user_id is not None and event.workflow_id is not None
         key = (event.user_id, event.workflow_id)
         transitions, novel = found.get(key, ([], None))
