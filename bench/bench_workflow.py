@@ -37,7 +37,14 @@ from progress.pump import EventPump
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
 from progress.store import StoreSettings
-from progress.workflow import TaskQueued, Transition, WorkflowCounter, WorkflowWriter
+from progress.workflow import (
+    QueuedTask,
+    TaskQueued,
+    Transition,
+    WorkflowCounter,
+    WorkflowWriter,
+    absorb,
+)
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "bench-results.jsonl"
 
@@ -130,7 +137,7 @@ def run(url: str, tasks: int, rate: float, counting: bool) -> dict[str, Any]:
     store = RedisEventStore(connect(url), settings)
     counter = WorkflowCounter(lambda: connect(url), layout, 600, 1.0) if counting else None
     writer = WorkflowWriter(store, counter)
-    pump = EventPump(lambda: writer, lambda: None, max_queued=10 * tasks)
+    pump = EventPump(lambda: writer, lambda: None, absorb=absorb)
     admin = connect(url)
     listener = Listener(connect(url), layout.channel(user_stream(user)))
     envelope = {"user_id": user, "workflow_id": workflow}
@@ -138,7 +145,8 @@ def run(url: str, tasks: int, rate: float, counting: bool) -> dict[str, Any]:
     before = redis_cost(admin)
     started = time.monotonic()
     for task_id in ids:
-        pump.submit(TaskQueued(**envelope, task_id=task_id, task_name="bench.step"))
+        queued = QueuedTask(task_id=task_id, task_name="bench.step")
+        pump.submit(TaskQueued(**envelope, tasks=[queued]))
     for index, task_id in enumerate(ids):
         due = started + index / rate
         if (wait := due - time.monotonic()) > 0:

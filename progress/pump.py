@@ -59,12 +59,15 @@ class EventPump:
         *,
         retry_seconds: float = 5.0,
         max_queued: int = 10_000,
+        absorb: Callable[[EventEnvelope, EventEnvelope], bool] | None = None,
     ) -> None:
         self._store_factory = writer_factory
         self._store: EventWriter | None = None
         self._on_tick = on_tick
         self._retry_seconds = retry_seconds
         self._max_queued = max_queued
+        #: Folds a new event into the queue's tail (workflow markers), True if it did.
+        self._absorb = absorb
         self._queue: deque[Outgoing] = deque()
         self._cond = threading.Condition()
         self._busy = False
@@ -84,6 +87,8 @@ class EventPump:
             if self._closed:
                 self.dropped += 1
                 log.error("progress sender closed, dropped %s %s", event.type, event.event_id)
+                return
+            if self._absorb is not None and self._queue and self._absorb(self._queue[-1][0], event):
                 return
             if len(self._queue) >= self._max_queued:
                 self.dropped += 1

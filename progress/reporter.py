@@ -32,6 +32,7 @@ from progress.pump import EventPump
 from progress.settings import ProgressSettings
 from progress.store import EventWriter
 from progress.throttle import ProgressThrottle
+from progress.workflow import absorb
 
 log = logging.getLogger("progress.reporter")
 
@@ -153,6 +154,7 @@ class Reporter:
             self.tick,
             retry_seconds=settings.send_retry_seconds,
             max_queued=settings.max_queued_events,
+            absorb=absorb,
         )
 
     def start(self, run: TaskRun) -> None:

@@ -35,7 +35,7 @@ from progress.failures import advise, summarize_result
 from progress.identity import HEADER, Identity, current_identity
 from progress.reporter import ProgressSpec, TaskRun, current_run
 from progress.runtime import get_reporter, get_settings
-from progress.workflow import TaskQueued
+from progress.workflow import QueuedTask, TaskQueued
 
 log = logging.getLogger("progress.signals")
 
@@ -120,9 +120,7 @@ def _on_published(
             user_id=identity.user_id,
             workflow_id=identity.workflow_id,
             novel_id=identity.novel_id,
-            task_id=task_id,
-            task_name=sender,
-            weight=spec.weight,
+            tasks=[QueuedTask(task_id=task_id, task_name=sender, weight=spec.weight)],
         )
     )
 

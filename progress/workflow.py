@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import redis
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from progress.errors import StoreUnavailable
 from progress.events import EventEnvelope, Identifier, RunningTask, WorkflowProgress
@@ -45,14 +45,43 @@ RUNNING_SHOWN = 5
 Outgoing = tuple[EventEnvelope, Sequence[str]]
 
 
-class TaskQueued(EventEnvelope):
-    """A task of a workflow was sent: counted, never stored in a stream (internal marker)."""
+class QueuedTask(BaseModel):
+    """One task of a :class:`TaskQueued` marker."""
 
-    type: Literal["workflow.task-queued"] = "workflow.task-queued"
-    workflow_id: Identifier
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     task_id: Identifier
     task_name: str = ""
     weight: float = Field(default=1.0, gt=0)
+
+
+class TaskQueued(EventEnvelope):
+    """Tasks of a workflow were sent: counted, never stored in a stream (internal marker).
+
+    The sender queue folds consecutive markers of one workflow into one (:func:`absorb`), so a
+    group of 10,000 tasks takes a few queue slots, not 10,000.
+    """
+
+    type: Literal["workflow.task-queued"] = "workflow.task-queued"
+    workflow_id: Identifier
+    tasks: list[QueuedTask] = Field(min_length=1)
+
+
+#: Tasks one marker holds at most (one script call's worth).
+MARKER_TASKS = 500
+
+
+def absorb(last: EventEnvelope, new: EventEnvelope) -> bool:
+    """Fold marker ``new`` into ``last`` (the queue's tail) if both are markers of one
+    workflow and ``last`` has room; True if it did (``new`` is then not queued)."""
+    if not (isinstance(last, TaskQueued) and isinstance(new, TaskQueued)):
+        return False
+    if (last.user_id, last.workflow_id) != (new.user_id, new.workflow_id):
+        return False
+    if len(last.tasks) + len(new.tasks) > MARKER_TASKS:
+        return False
+    last.tasks.extend(new.tasks)  # the model is frozen, its list is the queue's own
+    return True
 
 
 class WorkflowCancelRequested(EventEnvelope):
@@ -97,21 +126,22 @@ class Transition:
         return [self.kind, self.task_id, repr(self.weight), self.task_name, self.reason]
 
 
-def transition_of(event: EventEnvelope) -> Transition | None:
-    """The workflow transition ``event`` makes, or None if it is none."""
+def transitions_of(event: EventEnvelope) -> list[Transition]:
+    """The workflow transitions ``event`` makes (none for most events)."""
     kind = _KINDS.get(event.type)
     if kind is None or event.workflow_id is None or event.user_id is None:
-        return None
+        return []
+    if isinstance(event, TaskQueued):
+        return [Transition(kind, t.task_id, t.weight, t.task_name) for t in event.tasks]
     if kind == "cancel":
-        return Transition(kind)
+        return [Transition(kind)]
     if event.task_id is None:
-        return None
+        return []
     name = str(getattr(event, "task_name", ""))
-    weight = getattr(event, "weight", 1.0)
     reason = ""
     if kind == "failed":
         reason = f"{getattr(event, 'error_type', '')}: {getattr(event, 'message', '')}"
-    return Transition(kind, event.task_id, float(weight), name, reason)
+    return [Transition(kind, event.task_id, 1.0, name, reason)]
 
 
 def transitions_by_workflow(
@@ -125,17 +155,15 @@ def transitions_by_workflow(
     found: dict[WorkflowKey, tuple[list[Transition], str | None]] = {}
     previous: dict[str, str] = {}
     for event, _ in batch:
-        transition = transition_of(event)
-        if transition is None:
-            continue
-        if transition.kind == "alive" and previous.get(transition.task_id) in _LIVING:
-            continue
-        previous[transition.task_id] = transition.kind
-        assert event.user_id is not None and event.workflow_id is not None
-        key = (event.user_id, event.workflow_id)
-        transitions, novel = found.get(key, ([], None))
-        transitions.append(transition)
-        found[key] = (transitions, novel or event.novel_id)
+        for transition in transitions_of(event):
+            if transition.kind == "alive" and previous.get(transition.task_id) in _LIVING:
+                continue
+            previous[transition.task_id] = transition.kind
+            assert event.user_id is not None and event.workflow_id is not None
+            key = (event.user_id, event.workflow_id)
+            transitions, novel = found.get(key, ([], None))
+            transitions.append(transition)
+            found[key] = (transitions, novel or event.novel_id)
     return found
 
 

@@ -23,11 +23,13 @@ from progress.redis_store import RedisEventStore
 from progress.store import StoreSettings
 from progress.workflow import (
     WORKFLOW_LUA,
+    QueuedTask,
     Tally,
     TaskQueued,
     WorkflowCancelRequested,
     WorkflowCounter,
     WorkflowWriter,
+    absorb,
     peek_call,
 )
 
@@ -73,6 +75,14 @@ def _env(user: str, task: str) -> dict[str, str]:
     return {"user_id": user, "workflow_id": "wf1", "task_id": task}
 
 
+def _queued(user: str, task: str, weight: float = 1.0) -> TaskQueued:
+    return TaskQueued(
+        user_id=user,
+        workflow_id="wf1",
+        tasks=[QueuedTask(task_id=task, task_name="x", weight=weight)],
+    )
+
+
 def _send(w: WorkflowWriter, *events: EventEnvelope) -> None:
     w.append_many([(e, ()) for e in events])
 
@@ -82,7 +92,7 @@ def test_group_counts_once_and_ends_completed(
 ) -> None:
     w, store = writer
     tasks = [f"t{i}" for i in range(3)]
-    _send(w, *[TaskQueued(**_env(user_id, t), task_name="x", weight=2) for t in tasks])
+    _send(w, *[_queued(user_id, t, weight=2) for t in tasks])
     _send(w, *[TaskStarted(**_env(user_id, t), task_name="x") for t in tasks])
     # a retry and a duplicate completion change nothing
     _send(w, TaskRetrying(**_env(user_id, "t0"), error_type="E", message="m", attempt=1))
@@ -108,7 +118,7 @@ def test_failure_ends_failed_with_task_and_reason(
     writer: tuple[WorkflowWriter, RedisEventStore], user_id: str
 ) -> None:
     w, store = writer
-    _send(w, TaskQueued(**_env(user_id, "a")), TaskQueued(**_env(user_id, "b")))
+    _send(w, _queued(user_id, "a"), _queued(user_id, "b"))
     _send(w, TaskStarted(**_env(user_id, "a"), task_name="x"))
     _send(
         w,
@@ -157,7 +167,7 @@ def test_held_value_released_by_tick(
     writer: tuple[WorkflowWriter, RedisEventStore], user_id: str
 ) -> None:
     w, store = writer
-    _send(w, *[TaskQueued(**_env(user_id, f"t{i}")) for i in range(3)])
+    _send(w, *[_queued(user_id, f"t{i}") for i in range(3)])
     _send(w, TaskStarted(**_env(user_id, "t0"), task_name="x"))
     assert len(_progress(store, user_id)) == 1
     assert w.tick() is not None
@@ -170,7 +180,7 @@ def test_cancel_ends_cancelled(
     writer: tuple[WorkflowWriter, RedisEventStore], user_id: str
 ) -> None:
     w, store = writer
-    _send(w, TaskQueued(**_env(user_id, "a")))
+    _send(w, _queued(user_id, "a"))
     _send(w, WorkflowCancelRequested(user_id=user_id, workflow_id="wf1"))
     last = _progress(store, user_id)[-1]
     assert last.state == "cancelled" and last.important
@@ -180,8 +190,16 @@ def test_reading_a_snapshot_keeps_the_counts(
     writer: tuple[WorkflowWriter, RedisEventStore], user_id: str
 ) -> None:
     w, store = writer
-    _send(w, TaskQueued(**_env(user_id, "a")), TaskQueued(**_env(user_id, "b")))
+    _send(w, _queued(user_id, "a"), _queued(user_id, "b"))
     keys, args = peek_call(store.layout, user_id, "wf1")
     for _ in range(2):  # the API's read: it must neither count nor expire anything
         reply = store.client.eval(WORKFLOW_LUA, len(keys), *keys, *args)
         assert Tally.from_reply(reply).total == 2
+
+
+def test_markers_of_one_workflow_fold_into_one_queue_slot(user_id: str) -> None:
+    first = _queued(user_id, "a")
+    assert absorb(first, _queued(user_id, "b"))
+    assert not absorb(first, _queued("someone-else", "c"))
+    assert not absorb(first, TaskStarted(**_env(user_id, "a"), task_name="x"))
+    assert [t.task_id for t in first.tasks] == ["a", "b"]
