@@ -182,6 +182,7 @@ def cancel_task(user_id: str, task_id: str) -> None:
         if novel.task_id == task_id and novel.status not in {"done", "failed", "cancelled"}:
             client.set(layout.cancel(novel.id), "1", ex=24 * 3600)
             move_novel(novel.id, "cancelled")
+            progress.cancel_workflow(user_id, novel.id)  # its overall bar ends cancelled
     _app().control.revoke(task_id)
 
 
