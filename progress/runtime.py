@@ -55,7 +55,10 @@ def get_settings() -> ProgressSettings:
         return _settings
 
 
-def _make_writer() -> EventWriter:
+def _make_writer(held: bool = True) -> EventWriter:
+    """The store, wrapped to count workflows. ``held`` False (the synchronous writer of
+    :func:`publish` and the watchdog, which no sender thread ticks): a workflow value is sent
+    at once, never held for a trailing edge nobody would send."""
     settings = get_settings()
     if _writer_factory is not None:
         inner = _writer_factory()
@@ -67,7 +70,7 @@ def _make_writer() -> EventWriter:
         lambda: connect(settings.redis_url),
         KeyLayout(settings.key_prefix),
         settings.retention_seconds,
-        settings.workflow_throttle_seconds,
+        settings.workflow_throttle_seconds if held else 0.0,
     )
     return WorkflowWriter(inner, counter)
 
@@ -96,7 +99,7 @@ def get_store() -> EventWriter:
     get_settings()
     with _lock:
         if _store is None:
-            _store = _make_writer()
+            _store = _make_writer(held=False)
         return _store
 
 
