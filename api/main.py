@@ -31,6 +31,7 @@ from api.routes import (
     preferences,
     realtime,
     tasks,
+    workflows,
 )
 from api.services import ApiServices
 from api.settings import ApiSettings
@@ -64,6 +65,7 @@ ROUTERS = tuple(
         preferences,
         realtime,
         admin_audit,
+        workflows,
     )
 )
 

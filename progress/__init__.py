@@ -11,6 +11,9 @@ def draft_chapter(self, chapter_id): ...
 with progress.acting_as(user_id, session_id):
     draft_chapter.delay(chapter_id)
 
+with progress.acting_as(user_id, workflow_id=book_id):   # one workflow.progress bar for all
+    chain(outline.si(book_id), group(draft_chapter.si(c) for c in ids)).delay()
+
 progress.publish({"type": "system.notification", "audience": "broadcast", ...})
 """
 
@@ -26,7 +29,14 @@ from progress.events import Event, parse_event
 from progress.identity import Identity, acting_as
 from progress.installation import install
 from progress.reporter import report_progress, update
-from progress.runtime import configure, get_reporter, publish, shutdown
+from progress.runtime import (
+    cancel_workflow,
+    configure,
+    get_reporter,
+    publish,
+    shutdown,
+    workflow_snapshot,
+)
 from progress.settings import JournalSettings, ProgressSettings
 
 __all__ = [
@@ -41,6 +51,7 @@ __all__ = [
     "ProgressSettings",
     "StoreUnavailable",
     "acting_as",
+    "cancel_workflow",
     "configure",
     "get_reporter",
     "install",
@@ -49,4 +60,5 @@ __all__ = [
     "report_progress",
     "shutdown",
     "update",
+    "workflow_snapshot",
 ]

@@ -207,6 +207,43 @@ class WorkflowStatusChanged(EventEnvelope):
     new_status: str
 
 
+class RunningTask(BaseModel):
+    """One task of a workflow that is running now (inside ``workflow.progress``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_id: Identifier
+    task_name: str = ""
+
+
+WorkflowState = Literal["running", "completed", "failed", "cancelled"]
+
+
+class WorkflowProgress(EventEnvelope):
+    """How far a whole Celery workflow (chain, group, chord, nested) is; at most one per
+    second per workflow, and always one when its state changes or it finishes (``final``:
+    those are important, so journaled and never coalesced).
+
+    ``total`` counts the tasks known so far (a chord built by a running task adds its tasks
+    when they are sent); ``percent`` is the ended share of their weights.
+    """
+
+    type: Literal["workflow.progress"] = "workflow.progress"
+    workflow_id: Identifier
+    state: WorkflowState
+    total: int = Field(ge=0)
+    done: int = Field(ge=0)
+    failed: int = Field(default=0, ge=0)
+    cancelled: int = Field(default=0, ge=0)
+    stalled: int = Field(default=0, ge=0)
+    percent: float = Field(ge=0, le=100)
+    running: list[RunningTask] = Field(default_factory=list)
+    eta_seconds: float | None = Field(default=None, ge=0)
+    final: bool = False
+    failed_task_id: Identifier | None = None
+    failed_reason: str | None = None
+
+
 class SystemNotification(EventEnvelope):
     """A message from operators: maintenance, updates."""
 
@@ -241,6 +278,7 @@ Event = Annotated[
     | NovelCreated
     | ChapterUpdated
     | WorkflowStatusChanged
+    | WorkflowProgress
     | SystemNotification
     | SystemError,
     Field(discriminator="type"),
@@ -262,6 +300,7 @@ EVENT_TYPES: tuple[str, ...] = tuple(
         NovelCreated,
         ChapterUpdated,
         WorkflowStatusChanged,
+        WorkflowProgress,
         SystemNotification,
         SystemError,
     )

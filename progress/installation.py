@@ -30,7 +30,7 @@ from celery import Celery, signals
 from progress import runtime
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import JournalSettings
-from progress.signals import connect_signals
+from progress.signals import connect_signals, watch_app
 from progress.watchdog import watch_running_tasks
 
 if TYPE_CHECKING:  # the journal (SQLAlchemy, Alembic) is imported only when configured
@@ -52,6 +52,7 @@ def install(app: Celery, settings: JournalSettings | None = None) -> Journaling 
     global _journaling
     current = settings or JournalSettings()
     connect_signals()
+    watch_app(app)
     _journaling = None
     if current.database_url:
         from progress.journaling import Journaling

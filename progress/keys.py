@@ -60,6 +60,16 @@ class KeyLayout:
         tag."""
         return f"{self.prefix}:{{{user_stream(user_id)}}}:task:{task_id}"
 
+    def workflow(self, user_id: str, workflow_id: str) -> str:
+        """Hash ``rt:{u:<user>}:wf:<workflow>``: a workflow's counts, throttle state and one
+        field ``t:<task>`` per task (its state, weight and name), kept by ``workflow.lua``."""
+        return f"{self.prefix}:{{{user_stream(user_id)}}}:wf:{workflow_id}"
+
+    def workflow_running(self, user_id: str, workflow_id: str) -> str:
+        """Sorted set ``rt:{u:<user>}:wf:<workflow>:running``: the workflow's running tasks,
+        scored by start (ms)."""
+        return f"{self.prefix}:{{{user_stream(user_id)}}}:wf:{workflow_id}:running"
+
     def running(self) -> str:
         """Sorted set ``rt:running``: running tasks (``<user> <task>``) scored by last sign of
         life (ms)."""

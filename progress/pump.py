@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from progress.errors import StoreUnavailable
 from progress.events import EventEnvelope
@@ -39,6 +40,15 @@ DISPOSABLE_TYPES = frozenset(
 )
 
 
+@runtime_checkable
+class TimedWriter(Protocol):
+    """A writer that holds some output for later (``WorkflowWriter``'s trailing values)."""
+
+    def tick(self) -> float | None:
+        """Send what fell due; the clock time to be called again (None: nothing held)."""
+        ...
+
+
 class EventPump:
     """Queues events and sends them from one daemon thread, started on first use."""
 
@@ -49,12 +59,15 @@ class EventPump:
         *,
         retry_seconds: float = 5.0,
         max_queued: int = 10_000,
+        absorb: Callable[[EventEnvelope, EventEnvelope], bool] | None = None,
     ) -> None:
         self._store_factory = writer_factory
         self._store: EventWriter | None = None
         self._on_tick = on_tick
         self._retry_seconds = retry_seconds
         self._max_queued = max_queued
+        #: Folds a new event into the queue's tail (workflow markers), True if it did.
+        self._absorb = absorb
         self._queue: deque[Outgoing] = deque()
         self._cond = threading.Condition()
         self._busy = False
@@ -74,6 +87,8 @@ class EventPump:
             if self._closed:
                 self.dropped += 1
                 log.error("progress sender closed, dropped %s %s", event.type, event.event_id)
+                return
+            if self._absorb is not None and self._queue and self._absorb(self._queue[-1][0], event):
                 return
             if len(self._queue) >= self._max_queued:
                 self.dropped += 1
@@ -146,7 +161,11 @@ class EventPump:
 
     def _tick(self) -> float | None:
         try:
-            return self._on_tick()
+            deadline = self._on_tick()
+            store = self._store
+            if isinstance(store, TimedWriter) and (held := store.tick()) is not None:
+                deadline = held if deadline is None else min(deadline, held)
+            return deadline
         except Exception:
             log.exception("progress tick failed")
             return time.monotonic() + 1.0

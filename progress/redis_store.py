@@ -23,11 +23,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from progress.cursor import StreamState
 from progress.errors import StoreUnavailable
-from progress.events import TERMINAL_TASK_TYPES, EventEnvelope, encode_event
+from progress.events import TERMINAL_TASK_TYPES, EventEnvelope, WorkflowProgress, encode_event
 from progress.keys import KeyLayout, user_of_stream, user_stream
 from progress.redis_pipeline import LuaScript, lua_source, run_commands
 from progress.snapshot import TaskSnapshot, snapshot_fields
 from progress.store import StoredEvent, StoreSettings, new_epoch, streams_for
+from progress.workflow import WORKFLOW_LUA, Tally, peek_call
 
 # One call appends the events of up to ``StoreSettings.streams_per_call`` streams: each script
 # call has a fixed cost in Redis, and one call per stream was a sixth of storing an event. The
@@ -342,6 +343,7 @@ class AsyncRedisEventStore:
         self.layout = KeyLayout(self.settings.key_prefix)
         self._append = client.register_script(APPEND_LUA)
         self._state = client.register_script(STATE_LUA)
+        self._workflow = client.register_script(WORKFLOW_LUA)
 
     async def append(
         self, event: EventEnvelope, recipients: Sequence[str] = ()
@@ -400,6 +402,15 @@ class AsyncRedisEventStore:
             for task_id in ids:
                 pipe.hgetall(self.layout.task(user_id, task_id.decode()))
             return _snapshots(await pipe.execute())
+
+    async def workflow_snapshot(self, user_id: str, workflow_id: str) -> WorkflowProgress | None:
+        """The current counts of ``user_id``'s workflow as a (not stored) ``workflow.progress``,
+        or None if nothing of it is known."""
+        keys, args = peek_call(self.layout, user_id, workflow_id)
+        async with _translated_async():
+            reply = await self._workflow(keys, args)
+        tally = Tally.from_reply(reply)
+        return tally.event(user_id, workflow_id, None) if tally.total else None
 
     async def ping(self) -> float:
         """Round-trip time to Redis in seconds; StoreUnavailable if it does not answer."""

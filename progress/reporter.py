@@ -32,6 +32,7 @@ from progress.pump import EventPump
 from progress.settings import ProgressSettings
 from progress.store import EventWriter
 from progress.throttle import ProgressThrottle
+from progress.workflow import absorb
 
 log = logging.getLogger("progress.reporter")
 
@@ -45,6 +46,8 @@ class ProgressSpec:
     """What ``report_progress`` recorded about a task function."""
 
     estimated_seconds: float | None = None
+    #: The task's share of its workflow's percent (default 1; e.g. its estimated seconds).
+    weight: float = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -90,17 +93,17 @@ current_run: ContextVar[TaskRun | None] = ContextVar("progress_run", default=Non
 
 
 @overload
-def report_progress(fn: F, *, estimated_seconds: float | None = None) -> F: ...
+def report_progress(fn: F, *, estimated_seconds: float | None = None, weight: float = 1.0) -> F: ...
 
 
 @overload
 def report_progress(
-    fn: None = None, *, estimated_seconds: float | None = None
+    fn: None = None, *, estimated_seconds: float | None = None, weight: float = 1.0
 ) -> Callable[[F], F]: ...
 
 
 def report_progress(
-    fn: F | None = None, *, estimated_seconds: float | None = None
+    fn: F | None = None, *, estimated_seconds: float | None = None, weight: float = 1.0
 ) -> F | Callable[[F], F]:
     """Mark a Celery task function as reporting progress.
 
@@ -110,12 +113,17 @@ def report_progress(
         @app.task(bind=True)
         @report_progress(estimated_seconds=30)
         def draft_chapter(self, chapter_id): ...
+
+    ``weight`` is the task's share of its workflow's percent (every task weighs 1 unless it
+    says otherwise, for example by its estimated seconds).
     """
+    if weight <= 0:
+        raise ValueError(f"weight must be positive, got {weight}")
 
     def mark(func: F) -> F:
         from progress.signals import connect_signals
 
-        func.__progress__ = ProgressSpec(estimated_seconds)  # type: ignore[attr-defined]
+        func.__progress__ = ProgressSpec(estimated_seconds, weight)  # type: ignore[attr-defined]
         connect_signals()
         return func
 
@@ -146,6 +154,7 @@ class Reporter:
             self.tick,
             retry_seconds=settings.send_retry_seconds,
             max_queued=settings.max_queued_events,
+            absorb=absorb,
         )
 
     def start(self, run: TaskRun) -> None:

@@ -14,11 +14,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from progress.events import EventEnvelope, parse_event
+from progress.events import EventEnvelope, WorkflowProgress, parse_event
+from progress.keys import KeyLayout
 from progress.redis_store import RedisEventStore, connect
 from progress.reporter import Reporter
 from progress.settings import ProgressSettings
 from progress.store import EventWriter, StoredEvent
+from progress.workflow import WorkflowCancelRequested, WorkflowCounter, WorkflowWriter
 
 _lock = threading.RLock()
 _settings: ProgressSettings | None = None
@@ -53,11 +55,24 @@ def get_settings() -> ProgressSettings:
         return _settings
 
 
-def _make_writer() -> EventWriter:
-    if _writer_factory is not None:
-        return _writer_factory()
+def _make_writer(held: bool = True) -> EventWriter:
+    """The store, wrapped to count workflows. ``held`` False (the synchronous writer of
+    :func:`publish` and the watchdog, which no sender thread ticks): a workflow value is sent
+    at once, never held for a trailing edge nobody would send."""
     settings = get_settings()
-    return RedisEventStore(connect(settings.redis_url), settings.store_settings())
+    if _writer_factory is not None:
+        inner = _writer_factory()
+    else:
+        inner = RedisEventStore(connect(settings.redis_url), settings.store_settings())
+    if not settings.workflow_progress:
+        return WorkflowWriter(inner, None)
+    counter = WorkflowCounter(
+        lambda: connect(settings.redis_url),
+        KeyLayout(settings.key_prefix),
+        settings.retention_seconds,
+        settings.workflow_throttle_seconds if held else 0.0,
+    )
+    return WorkflowWriter(inner, counter)
 
 
 def get_reporter() -> Reporter:
@@ -84,7 +99,7 @@ def get_store() -> EventWriter:
     get_settings()
     with _lock:
         if _store is None:
-            _store = _make_writer()
+            _store = _make_writer(held=False)
         return _store
 
 
@@ -100,6 +115,24 @@ def publish(
     stored = get_store().append(parsed, recipients)
     published_by_type[parsed.type] += 1
     return stored
+
+
+def cancel_workflow(user_id: str, workflow_id: str) -> None:
+    """Mark the whole workflow cancelled now: it ends ``cancelled`` and a final
+    ``workflow.progress`` says so. Stopping its tasks is the caller's part (revoke them, or
+    let them check a cancel flag)."""
+    get_store().append(WorkflowCancelRequested(user_id=user_id, workflow_id=workflow_id))
+
+
+def workflow_snapshot(user_id: str, workflow_id: str) -> WorkflowProgress | None:
+    """The workflow's current counts as a ``workflow.progress`` event (not stored), or None
+    when nothing of it is known (or counting is off)."""
+    store = get_store()
+    counter = store.counter if isinstance(store, WorkflowWriter) else None
+    tally = counter.snapshot(user_id, workflow_id) if counter is not None else None
+    if tally is None or tally.total == 0:
+        return None
+    return tally.event(user_id, workflow_id, None)
 
 
 def shutdown(timeout: float = 5.0) -> None:

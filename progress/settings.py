@@ -30,6 +30,11 @@ class ProgressSettings(StoreSettings):
     max_queued_events: int = Field(default=10_000, ge=1)
     #: How long a finishing task waits for its events to be stored.
     flush_timeout_seconds: float = Field(default=5.0, ge=0)
+    #: Count the tasks of workflows (``acting_as(..., workflow_id=...)``) in Redis and send
+    #: ``workflow.progress`` events (progress.workflow).
+    workflow_progress: bool = True
+    #: At most one ``workflow.progress`` per workflow per this many seconds (trailing edge).
+    workflow_throttle_seconds: float = Field(default=1.0, ge=0)
 
 
 class JournalSettings(BaseSettings):

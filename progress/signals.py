@@ -5,6 +5,7 @@ tasks (decorated with ``report_progress`` or named in ``PROGRESS_TRACKED_TASKS``
 raise into Celery: a failing receiver is logged and counted in ``receiver_errors``.
 
     before_task_publish  identity context var  ->  message header ``progress_identity``
+    after_task_publish   a tracked task of a workflow was sent: counted (progress.workflow)
     task_prerun          header -> identity context var; run context var; ``started``
     task_success         ``completed``          task_failure  ``failed``
     task_retry           ``retrying``           task_revoked  ``cancelled`` (parent process)
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ParamSpec
 
-from celery import Task, signals
+from celery import Celery, Task, signals
 from celery.utils.dispatch import Signal
 
 from progress.errors import Cancelled
@@ -34,6 +35,7 @@ from progress.failures import advise, summarize_result
 from progress.identity import HEADER, Identity, current_identity
 from progress.reporter import ProgressSpec, TaskRun, current_run
 from progress.runtime import get_reporter, get_settings
+from progress.workflow import QueuedTask, TaskQueued
 
 log = logging.getLogger("progress.signals")
 
@@ -46,6 +48,7 @@ receiver_errors = 0
 #: ``retrying`` or ``cancelled``. Sent from the task's thread; receivers must not raise.
 run_ended = Signal(name="progress_run_ended", providing_args=["run", "outcome"])
 _connected = False
+_apps: list[Celery] = []
 _connect_lock = threading.Lock()
 
 
@@ -71,6 +74,22 @@ def _spec(task: Any) -> ProgressSpec | None:
     return None
 
 
+def watch_app(app: Celery) -> None:
+    """Let the publish receiver find ``app``'s tasks by name (``install`` calls this): a
+    workflow counts a task when it is sent only if the task is known to report progress."""
+    with _connect_lock:
+        if all(known is not app for known in _apps):
+            _apps.append(app)
+
+
+def _spec_of_name(name: str) -> ProgressSpec | None:
+    for app in list(_apps):
+        task = app.tasks.get(name)
+        if task is not None:
+            return _spec(task)
+    return ProgressSpec() if name in get_settings().tracked_tasks else None
+
+
 def _identity_of(request: Any) -> Identity | None:
     value = getattr(request, HEADER, None)
     if value is None and isinstance(getattr(request, "headers", None), dict):
@@ -83,6 +102,27 @@ def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
     identity = current_identity.get()
     if identity is not None and headers is not None and HEADER not in headers:
         headers[HEADER] = identity.to_header()
+
+
+@_never_raise
+def _on_published(
+    sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
+) -> None:
+    if not headers or sender is None:
+        return
+    identity = Identity.from_header(headers.get(HEADER))
+    task_id = headers.get("id")
+    spec = _spec_of_name(sender)
+    if identity is None or identity.workflow_id is None or spec is None or not task_id:
+        return  # an untracked task reports no end, so it is not counted
+    get_reporter().submit(
+        TaskQueued(
+            user_id=identity.user_id,
+            workflow_id=identity.workflow_id,
+            novel_id=identity.novel_id,
+            tasks=[QueuedTask(task_id=task_id, task_name=sender, weight=spec.weight)],
+        )
+    )
 
 
 @_never_raise
@@ -205,6 +245,7 @@ def connect_signals() -> None:
             return
         pairs: list[tuple[Signal, Callable[..., None]]] = [
             (signals.before_task_publish, _on_publish),
+            (signals.after_task_publish, _on_published),
             (signals.task_prerun, _on_prerun),
             (signals.task_success, _on_success),
             (signals.task_failure, _on_failure),

@@ -40,6 +40,7 @@ class TaskSnapshot(BaseModel):
     started_at: datetime | None = None
     updated_at: datetime
     novel_id: str | None = None
+    workflow_id: str | None = None
     result_summary: str | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -64,6 +65,8 @@ def snapshot_fields(event: EventEnvelope) -> dict[str, str] | None:
     }
     if event.novel_id:
         fields["novel_id"] = event.novel_id
+    if event.workflow_id:
+        fields["workflow_id"] = event.workflow_id
     fields.update(_fields_of(event))
     return fields
 

@@ -31,6 +31,7 @@ class _Subject(TypedDict):
     user_id: str
     task_id: str
     novel_id: str | None
+    workflow_id: str | None
 
 
 WORKER_LOST_SUGGESTION = (
@@ -54,6 +55,7 @@ def watch_running_tasks(store: RedisEventStore, heartbeat_seconds: float) -> dic
             "user_id": user_id,
             "task_id": task_id,
             "novel_id": snapshot.novel_id if snapshot else None,
+            "workflow_id": snapshot.workflow_id if snapshot else None,
         }
         if silent >= FAIL_AFTER * heartbeat_seconds and _stalled_for(
             snapshot, now, (FAIL_AFTER - STALL_AFTER) * heartbeat_seconds

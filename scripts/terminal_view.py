@@ -34,6 +34,19 @@ def sse_events(client: httpx.Client, url: str) -> Iterator[tuple[str, dict]]:
                 data.append(line[5:].strip())
 
 
+def workflow_line(event: dict) -> str:
+    """The overall bar of a whole workflow: steps done of known, percent, time left."""
+    line = f"== overall {bar(event['percent'])} {event['percent']:5.1f}%  "
+    line += f"{event['done']} of {event['total']} steps done"
+    if event.get("eta_seconds") is not None and event["state"] == "running":
+        line += f", about {round(event['eta_seconds'])} s left"
+    if event["state"] != "running":
+        line += f" ({event['state']})"
+    if event.get("failed_reason"):
+        line += f": {event['failed_reason']}"
+    return line
+
+
 @dataclass
 class ProgressBoard:
     """What the terminal shows: one line per event worth a line, names for task ids."""
@@ -41,12 +54,14 @@ class ProgressBoard:
     names: dict[str, str] = field(default_factory=dict)
     finished: dict[str, str] = field(default_factory=dict)
     novel_status: str = "queued"
+    #: None until a ``workflow.progress`` came; then whether the last one was final.
+    overall_final: bool | None = None
 
     def settled(self) -> bool:
-        """The novel's workflow ended and every task that started has ended too."""
-        return self.novel_status in {"done", "failed", "cancelled"} and set(self.names) <= set(
-            self.finished
-        )
+        """The novel's workflow ended, every task that started has ended too, and the overall
+        bar (if shown) got its final value."""
+        ended = self.novel_status in {"done", "failed", "cancelled"}
+        return ended and set(self.names) <= set(self.finished) and self.overall_final is not False
 
     def line(self, kind: str, event: dict) -> str | None:
         """The line for one event, or None."""
@@ -67,6 +82,9 @@ class ProgressBoard:
             return f"[{name}] FAILED {reason} -> {event['retry_suggestion']}"
         if kind == "task.progress-cancelled":
             return f"[{name}] cancelled"
+        if kind == "workflow.progress":
+            self.overall_final = bool(event["final"])
+            return workflow_line(event)
         if kind == "workflow.status-changed":
             self.novel_status = event["new_status"]
             return f"== novel: {event['old_status']} -> {event['new_status']}"

@@ -225,6 +225,7 @@ def _stop_workflow(novel: Novel, user_id: str) -> str:
         return novel.status
     resources.redis_client().set(resources.layout().cancel(novel.id), user_id, ex=_CANCEL_TTL)
     move_novel(novel.id, "cancelled")
+    progress.cancel_workflow(user_id, novel.id)  # its overall bar ends cancelled
     return "cancelled"
 
 

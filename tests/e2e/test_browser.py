@@ -58,8 +58,8 @@ def expect_novel_done(page: Page) -> None:
     )
     expect(page.get_by_test_id("toast").filter(has_text="is complete")).to_be_visible()
     bars = page.get_by_role("progressbar")
-    # the workflow, its outline, one task per chapter, the review
-    expect(bars).to_have_count(1 + 1 + CHAPTERS + 1)
+    # the overall bar, the workflow, its outline, one task per chapter, the review
+    expect(bars).to_have_count(1 + 1 + 1 + CHAPTERS + 1)
     for index in range(bars.count()):
         expect(bars.nth(index)).to_have_attribute("aria-valuenow", "100")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from celery import Celery, Task, chain
+from celery import Celery, Task, chain, chord, group
 
 import progress
 from progress import report_progress
@@ -66,3 +66,25 @@ def register(app: Celery) -> None:
     @app.task(name="t.chain_of_three")
     def chain_of_three() -> str:
         return str(chain(step.s(), step.s(), step.s()).delay().id)
+
+    @app.task(name="t.quick")
+    @report_progress(weight=1)
+    def quick() -> str:
+        return "ok"
+
+    @app.task(name="t.heavy")
+    @report_progress(weight=3)
+    def heavy() -> str:
+        progress.update(50, "half way")
+        return "ok"
+
+    @app.task(name="t.fails_in_chord")
+    @report_progress
+    def fails_in_chord() -> None:
+        raise ValueError("chapter 2 has no plan")
+
+    @app.task(name="t.builds_chord")
+    @report_progress
+    def builds_chord(width: int) -> str:
+        """Tasks added while the workflow runs: a chord this task builds."""
+        return str(chord(group(quick.si() for _ in range(width)), quick.si()).delay().id)

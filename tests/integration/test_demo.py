@@ -39,3 +39,4 @@ def test_demo_once_completes_a_three_chapter_novel() -> None:
         assert re.search(rf"100\.0%\s+Writing chapter {number}", out), out[-2000:]
         assert f"== chapter {number} written" in out
     assert "Flower lists 6 of the 6 tasks of this run" in out
+    assert re.search(r"== overall \S+ 100\.0%  6 of 6 steps done \(completed\)", out), out[-2000:]

@@ -151,6 +151,8 @@ def test_cancelling_the_workflow_cancels_its_steps_and_the_novel(
     assert any(e["type"] == "task.progress-cancelled" for e in found)
     assert not any(e["type"] == "task.progress-failed" for e in found)
     assert contracts.get_novel(novel.id, user_id).status == "cancelled"
+    overall = events(user_id, lambda ev: bool(of_type(ev, "workflow.progress")))
+    assert of_type(overall, "workflow.progress")[-1]["state"] == "cancelled"
 
 
 def test_cancelling_someone_elses_task_is_not_found(events: Events, user_id: str) -> None:

@@ -57,6 +57,16 @@ VALID = {
         "message": "LLM provider down",
         "affected_scope": "chapter generation",
     },
+    "workflow.progress": {
+        "user_id": "u1",
+        "workflow_id": "n1",
+        "state": "running",
+        "total": 12,
+        "done": 5,
+        "percent": 41.7,
+        "running": [{"task_id": "t1", "task_name": "workers.generate_chapter"}],
+        "eta_seconds": 42.5,
+    },
 }
 
 

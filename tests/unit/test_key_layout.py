@@ -21,6 +21,8 @@ EXPECTED = {
     "channel": (LAYOUT.channel(USER), "rt:{u:42}:live"),
     "task": (LAYOUT.task("42", "t-1"), "rt:{u:42}:task:t-1"),
     "tasks": (LAYOUT.tasks("42"), "rt:{u:42}:tasks"),
+    "workflow": (LAYOUT.workflow("42", "w-1"), "rt:{u:42}:wf:w-1"),
+    "workflow_running": (LAYOUT.workflow_running("42", "w-1"), "rt:{u:42}:wf:w-1:running"),
     "running": (LAYOUT.running(), "rt:running"),
     "readers": (LAYOUT.readers("n-7"), "rt:{n:n-7}:readers"),
     "control": (LAYOUT.control(), "rt:control"),

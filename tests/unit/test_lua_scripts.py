@@ -9,13 +9,14 @@ from pathlib import Path
 
 from api.auth import rate_limits
 from api.hub import leases
-from progress import redis_store
+from progress import redis_store, workflow
 from workers import outages
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = {
     redis_store.APPEND_LUA,
     redis_store.STATE_LUA,
+    workflow.WORKFLOW_LUA,
     leases.ACQUIRE_LUA,
     leases.REFRESH_LUA,
     leases.RELEASE_LUA,

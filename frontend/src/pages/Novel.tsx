@@ -6,6 +6,7 @@ import { useAuth } from "../auth/session";
 import { CancelWorkflow } from "../components/CancelWorkflow";
 import { BatchRevise } from "../components/BatchRevise";
 import { TaskProgressBar } from "../components/TaskProgressBar";
+import { WorkflowProgressBar } from "../components/WorkflowProgressBar";
 import { useToast } from "../components/Toasts";
 import { useRealtime } from "@infinitescribe/realtime";
 import { useApi } from "../api/context";
@@ -112,6 +113,7 @@ export function Novel() {
       <section aria-labelledby="tasks-heading">
         <h2 id="tasks-heading">Progress</h2>
         {owner && !ended ? <CancelWorkflow novelId={novelId} title={novel.data.title} /> : null}
+        <WorkflowProgressBar workflowId={novelId} />
         {workflow ? <TaskProgressBar taskId={workflow} notify={false} cancellable={owner} /> : null}
         {steps.map((taskId) => (
           <TaskProgressBar key={taskId} taskId={taskId} notify={false} cancellable={owner} />

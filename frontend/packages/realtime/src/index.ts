@@ -11,6 +11,7 @@ export {
   useRealtime,
 } from "./react/RealtimeProvider.js";
 export { type TaskProgress, type TaskProgressOptions, useTaskProgress } from "./react/useTaskProgress.js";
+export { useWorkflowProgress, type WorkflowProgressValue } from "./react/useWorkflowProgress.js";
 export { type SSEConnection, useSSEConnection } from "./react/useSSEConnection.js";
 export {
   type Notifications,
@@ -56,5 +57,12 @@ export {
   taskLabel,
   type TaskView,
 } from "./client/taskProgress.js";
+export {
+  applyWorkflowEvent,
+  fromWorkflowEvent,
+  type WorkflowState,
+  type WorkflowView,
+  workflowEtaSeconds,
+} from "./client/workflowProgress.js";
 export { EVENT_TYPES } from "./client/events.generated.js";
 export * from "./client/types.js";

@@ -1,4 +1,5 @@
 import type { RealtimeApi } from "./connection.js";
+import type { WorkflowProgress } from "./events.generated.js";
 import type { HistoryPage, RealtimeConfig, TaskSnapshot } from "./types.js";
 
 /** An HTTP failure with the API's error code (docs/api.md, Errors); status 0: unreachable. */
@@ -64,9 +65,11 @@ export async function apiRequest<T>(method: string, url: string, options: Reques
   return (await response.json()) as T;
 }
 
-/** The HTTP calls of the provider and hooks: the connection's, and one task's snapshot. */
+/** The HTTP calls of the provider and hooks: the connection's, one task's and one workflow's
+ * snapshot. */
 export interface RealtimeClientApi extends RealtimeApi {
   task(taskId: string): Promise<TaskSnapshot>;
+  workflow(workflowId: string): Promise<WorkflowProgress>;
 }
 
 export interface RealtimeApiOptions {
@@ -75,7 +78,7 @@ export interface RealtimeApiOptions {
   token: TokenSource;
 }
 
-/** The four calls the hooks make to the SSE tier, as one signed-in user. */
+/** The calls the hooks make to the SSE tier, as one signed-in user. */
 export function createRealtimeApi({ baseUrl = "", token }: RealtimeApiOptions): RealtimeClientApi {
   const base = baseUrl.replace(/\/$/, "");
   const get = <T>(path: string) => apiRequest<T>("GET", `${base}${path}`, { token });
@@ -89,6 +92,7 @@ export function createRealtimeApi({ baseUrl = "", token }: RealtimeApiOptions): 
     },
     config: () => get<RealtimeConfig>("/api/v1/realtime/config"),
     task: (taskId) => get<TaskSnapshot>(`/api/v1/tasks/${encodeURIComponent(taskId)}`),
+    workflow: (workflowId) => get<WorkflowProgress>(`/api/v1/workflows/${encodeURIComponent(workflowId)}`),
   };
 }
 

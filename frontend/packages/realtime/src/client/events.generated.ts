@@ -16,6 +16,7 @@ export type RealtimeEvent =
   | NovelCreated
   | ChapterUpdated
   | WorkflowStatusChanged
+  | WorkflowProgress
   | SystemNotification
   | SystemError;
 export type JsonValue = unknown;
@@ -252,6 +253,47 @@ export interface WorkflowStatusChanged {
   new_status: string;
 }
 /**
+ * How far a whole Celery workflow (chain, group, chord, nested) is; at most one per
+ * second per workflow, and always one when its state changes or it finishes (``final``:
+ * those are important, so journaled and never coalesced).
+ *
+ * ``total`` counts the tasks known so far (a chord built by a running task adds its tasks
+ * when they are sent); ``percent`` is the ended share of their weights.
+ */
+export interface WorkflowProgress {
+  event_id: string;
+  type: "workflow.progress";
+  occurred_at: string;
+  schema_version: number;
+  user_id: string | null;
+  session_id: string | null;
+  audience: "user" | "session" | "broadcast";
+  task_id: string | null;
+  novel_id: string | null;
+  chapter_id: string | null;
+  workflow_id: string;
+  important: boolean;
+  state: "running" | "completed" | "failed" | "cancelled";
+  total: number;
+  done: number;
+  failed: number;
+  cancelled: number;
+  stalled: number;
+  percent: number;
+  running: RunningTask[];
+  eta_seconds: number | null;
+  final: boolean;
+  failed_task_id: string | null;
+  failed_reason: string | null;
+}
+/**
+ * One task of a workflow that is running now (inside ``workflow.progress``).
+ */
+export interface RunningTask {
+  task_id: string;
+  task_name: string;
+}
+/**
  * A message from operators: maintenance, updates.
  */
 export interface SystemNotification {
@@ -306,6 +348,7 @@ export const EVENT_TYPES = [
   "content.novel-created",
   "content.chapter-updated",
   "workflow.status-changed",
+  "workflow.progress",
   "system.notification",
   "system.error",
 ] as const;
