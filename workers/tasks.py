@@ -147,8 +147,11 @@ def create_novel(self: Task[Any, Any], novel_id: str) -> dict[str, str]:
 
 
 def resume_novel(novel_id: str, numbers: Sequence[int]) -> None:
-    """Send the rest of a stalled novel's workflow: the chapters given, then the review."""
-    _chapters_then_review(resources.celery_app(), novel_id, numbers).apply_async()
+    """Send the rest of a stalled novel's workflow: the chapters given, then the review, as
+    its owner, so their progress reaches the writer and the novel's overall bar."""
+    owner_id = resources.novels().get(novel_id).owner_id
+    with progress.acting_as(owner_id, None, novel_id=novel_id, workflow_id=novel_id):
+        _chapters_then_review(resources.celery_app(), novel_id, numbers).apply_async()
 
 
 @shared_task(name="workers.generate_outline", bind=True, **_RETRY)

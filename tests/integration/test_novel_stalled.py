@@ -62,3 +62,7 @@ def test_a_novel_whose_chapters_are_written_but_whose_review_never_started_is_fi
     assert wait_for(lambda: repo.get(novel_id).status == "done", 30), repo.get(novel_id).status
     # Only the review ran: the chapters already written were kept, not written again.
     assert [(c.number, c.text) for c in repo.get(novel_id).chapters] == chapters
+    # The resumed review reported to the writer like the steps before it.
+    steps = resources.progress_store().recent_tasks(user_id, 50)
+    ends = {(task.task_name, task.status) for task in steps}
+    assert ("workers.review_novel", "completed") in ends, ends
