@@ -19,6 +19,7 @@ from api.event_meta import EventMeta
 from progress.errors import StoreUnavailable
 from progress.events import EVENT_TYPES
 from progress.keys import KeyLayout
+from progress.redis_store import AsyncClient
 
 Level = Literal["info", "warning", "critical"]
 _RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -76,7 +77,7 @@ def changed_message(user_id: str, preferences: NotificationPreferences) -> bytes
 class PreferenceStore:
     """Reads and writes preferences; a write tells every instance."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = "rt") -> None:
+    def __init__(self, client: AsyncClient, prefix: str = "rt") -> None:
         self._client = client
         self._layout = KeyLayout(prefix)
 

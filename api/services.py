@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 
 import anyio
-import redis.asyncio
 from redis.exceptions import RedisError
 
 from api.auth.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
@@ -34,7 +33,7 @@ from api.stream.connection import StreamOptions
 from api.stream.response import OpenStreams
 from api.stream.shared_replay import SharedReplayStore
 from progress.keys import KeyLayout
-from progress.redis_store import STATE_LUA, AsyncRedisEventStore, connect_async
+from progress.redis_store import STATE_LUA, AsyncClient, AsyncRedisEventStore, connect_async
 from workers.contracts import SchemaOutdated, ensure_schema, open_audit_log
 
 log = logging.getLogger("api.services")
@@ -57,7 +56,7 @@ class ApiServices:
     """Everything routes call into; one per app."""
 
     settings: ApiSettings
-    client: redis.asyncio.Redis
+    client: AsyncClient
     store: AsyncRedisEventStore
     tokens: TokenService
     registry: ConnectionRegistry
