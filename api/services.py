@@ -20,8 +20,8 @@ from api.event_meta import EventMeta
 from api.hub.backpressure import Backpressure, BackpressureSettings
 from api.hub.hub import Hub
 from api.hub.leases import ACQUIRE_LUA, HEARTBEAT_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
-from api.hub.pubsub_link import RedisAddress
 from api.hub.redis_batching import BatchingRedis
+from api.hub.sharded_link import link_address
 from api.ops.metrics import ApiMetrics
 from api.ops.redis_health import RedisHealth
 from api.ops.redis_memory import StreamMemory
@@ -120,7 +120,7 @@ class ApiServices:
             on_coalesced=lambda n: metrics.coalesced("relay", n),
         )
         hub = Hub(
-            RedisAddress.from_url(settings.redis_url),
+            link_address(settings.redis_url),
             registry,
             layout,
             settings.lease_seconds,
