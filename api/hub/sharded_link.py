@@ -134,8 +134,9 @@ class ShardedLink:
         deliver(replies)
 
     def subscribe(self, *channels: str) -> None:
-        """SSUBSCRIBE each channel on its master (plain channels: SUBSCRIBE on the first)."""
-        for node, names in self._by_node(channels).items():
+        """SSUBSCRIBE each channel on its master, one command per slot (plain channels:
+        SUBSCRIBE on the first master)."""
+        for (node, _), names in self._by_slot(channels).items():
             self._links[node].ssubscribe(*names)
         plain = [channel for channel in channels if channel in self._plain]
         if plain:
@@ -144,7 +145,7 @@ class ShardedLink:
     def unsubscribe(self, *channels: str) -> None:
         """SUNSUBSCRIBE (UNSUBSCRIBE for plain channels)."""
         self._leaving.update(channel for channel in channels if channel not in self._plain)
-        for node, names in self._by_node(channels).items():
+        for (node, _), names in self._by_slot(channels).items():
             self._links[node].sunsubscribe(*names)
         plain = [channel for channel in channels if channel in self._plain]
         if plain:
@@ -179,9 +180,11 @@ class ShardedLink:
     def _first(self) -> PubSubLink:
         return self._links[min(self._links)]
 
-    def _by_node(self, channels: Iterable[str]) -> dict[Node, list[str]]:
-        grouped: dict[Node, list[str]] = {}
+    def _by_slot(self, channels: Iterable[str]) -> dict[tuple[Node, int], list[str]]:
+        # One SSUBSCRIBE per slot: Redis refuses one whose channels span slots (CROSSSLOT).
+        grouped: dict[tuple[Node, int], list[str]] = {}
         for channel in channels:
             if channel not in self._plain:
-                grouped.setdefault(node_of(self._slots, channel), []).append(channel)
+                key = (node_of(self._slots, channel), key_slot(channel.encode()))
+                grouped.setdefault(key, []).append(channel)
         return grouped
