@@ -120,6 +120,11 @@ class ShardedLink:
         holder.append(cls(links, slots, frozenset(plain)))
         return holder[0]
 
+    @property
+    def slot_moved(self) -> bool:
+        """A channel's slot left its master (the link is about to be lost)."""
+        return self._moved.done()
+
     def on_replies(self, replies: Replies, deliver: Callable[[Replies], None]) -> None:
         """Pass replies on; a ``sunsubscribe`` the hub did not ask for means the channel's slot
         left that node: the link is lost (the hub re-reads the slot map)."""
