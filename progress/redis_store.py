@@ -232,6 +232,10 @@ async def _translated_async() -> Any:
         raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
 
+#: The asyncio cluster client's connections per node (opened on demand, kept for reuse).
+CLUSTER_MAX_CONNECTIONS_PER_NODE = 1000
+
+
 def _for_client(settings: StoreSettings, client: SyncClient | AsyncClient) -> StoreSettings:
     # On a cluster one script call may touch one slot: one stream (one hash tag) per call.
     if isinstance(client, redis.RedisCluster | redis.asyncio.RedisCluster):
@@ -260,13 +264,16 @@ def connect_async(
 
     Its pool waits for a free connection (up to 5 s) instead of failing when a burst needs
     more than ``max_connections`` at once. A ``redis+cluster://`` URL gives redis-py's
-    ``RedisCluster`` (``client_class`` does not apply: it queues commands of one node;
-    ``max_connections`` is then per node).
+    ``RedisCluster``: ``client_class`` does not apply, and each node's pool holds up to
+    :data:`CLUSTER_MAX_CONNECTIONS_PER_NODE` (redis-py's cluster pool fails at once with
+    MaxConnectionsError when full instead of waiting, so a small pool failed the catch-up
+    of every stream after a slot moved).
     """
     if is_cluster_url(url):
         options.setdefault("socket_timeout", 5.0)
         options.setdefault("socket_connect_timeout", 2.0)
-        return connect_cluster_async(url, max_connections=max_connections, **options)
+        per_node = max(max_connections, CLUSTER_MAX_CONNECTIONS_PER_NODE)
+        return connect_cluster_async(url, max_connections=per_node, **options)
     # An explicit asyncio Retry: with the default, the first command on a connection that a
     # Redis restart closed fails instead of reconnecting.
     options.setdefault("retry", AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 3))

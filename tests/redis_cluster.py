@@ -150,6 +150,29 @@ class RedisCluster:
                     return next(n for n in self.nodes if n.port == port)
         raise LookupError(f"no live node knows who serves slot {slot}")
 
+    def first_slots(self, node: RedisClusterNode, count: int) -> range:
+        """The lowest ``count`` slots ``node`` serves (what a reshard from it moves first)."""
+        view = _slot_masters(node) or {}
+        start = min(first for (first, _), port in view.items() if port == node.port)
+        return range(start, start + count)
+
+    def reshard(
+        self, source: RedisClusterNode, target: RedisClusterNode, slots: int, timeout: float = 60
+    ) -> None:
+        """``redis-cli --cluster reshard``: move ``slots`` slots (the source's lowest first)
+        with their keys from ``source`` to ``target``; then wait until every node agrees."""
+        move = [
+            shutil.which("redis-cli") or "redis-cli",
+            "--cluster", "reshard", source.address,
+            "--cluster-from", _node_id(source), "--cluster-to", _node_id(target),
+            "--cluster-slots", str(slots), "--cluster-yes",
+        ]  # fmt: skip
+        started = time.monotonic()
+        done = subprocess.run(move, capture_output=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster reshard: {done.stdout!r}{done.stderr!r}")
+        self.wait_ok(max(1.0, timeout - (time.monotonic() - started)))
+
     def stop(self) -> None:
         """Stop every node."""
         for node in self.nodes:
@@ -187,6 +210,12 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _node_id(node: RedisClusterNode) -> str:
+    with node.client() as client:
+        raw = client.execute_command("CLUSTER", "MYID")
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _slot_masters(node: RedisClusterNode) -> dict[tuple[int, int], int] | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from progress.redis_server import RedisServer
+from progress.redis_store import RedisEventStore
 from tests.chaos.invariants import journal_events
 from tests.chaos.users import Tab, dev_jwt
 from tests.integration.test_redis_cluster import (
@@ -69,6 +70,18 @@ def data_events(events: list[SseEvent]) -> list[dict]:
 def counted(stack: ClusterStack, tab: Tab) -> Counts:
     """The tab's counts against its user's stream."""
     return compare(stored_events(stack.store, tab.user), data_events(tab.all_events()), tab.user)
+
+
+def counted_in(store: RedisEventStore, tabs: list[Tab], timeout: float) -> list[Counts]:
+    """Wait (bounded) until every tab holds every event of its user's stream; the counts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = [
+            compare(stored_events(store, t.user), data_events(t.all_events()), t.user) for t in tabs
+        ]
+        if all(c.lost == 0 for c in counts) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
 
 
 def wait_until(condition: object, timeout: float) -> float | None:
