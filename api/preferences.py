@@ -100,10 +100,17 @@ class PreferenceStore:
 
     async def put(self, user_id: str, preferences: NotificationPreferences) -> None:
         """Store the preferences and tell every instance's open streams of the user."""
+        message = changed_message(user_id, preferences)
+        client = self._client
         try:
-            pipe = self._client.pipeline(transaction=False)
+            if isinstance(client, redis.asyncio.RedisCluster):
+                # A cluster pipeline refuses PUBLISH: two commands.
+                await client.set(self.key(user_id), preferences.model_dump_json())
+                await client.publish(self._layout.control(), message)
+                return
+            pipe = client.pipeline(transaction=False)
             pipe.set(self.key(user_id), preferences.model_dump_json())
-            pipe.publish(self._layout.control(), changed_message(user_id, preferences))
+            pipe.publish(self._layout.control(), message)
             await pipe.execute()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc

@@ -82,9 +82,13 @@ class RealtimeModeStore:
         """Store a new rule and publish it to every instance's hub."""
         rule = ModeRule(mode=mode, percent=percent, updated_at=datetime.now(UTC).isoformat())
         fields = {"mode": rule.mode, "percent": rule.percent, "updated_at": rule.updated_at}
-        # MULTI needs every key on one node: on a cluster the channel is published apart.
-        cluster = isinstance(self._client, redis.asyncio.RedisCluster)
-        async with self._client.pipeline(transaction=not cluster) as pipe:
+        client = self._client
+        if isinstance(client, redis.asyncio.RedisCluster):
+            # No MULTI across nodes, nor PUBLISH in a cluster pipeline: store, then publish.
+            await client.hset(self._layout.realtime_mode(), mapping=fields)  # type: ignore[arg-type]
+            await client.publish(self._layout.control(), mode_message(rule))
+            return rule
+        async with client.pipeline(transaction=True) as pipe:
             pipe.hset(self._layout.realtime_mode(), mapping=fields)  # type: ignore[arg-type]
             pipe.publish(self._layout.control(), mode_message(rule))
             await pipe.execute()

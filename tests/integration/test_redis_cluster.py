@@ -23,6 +23,7 @@ from progress.keys import KeyLayout, user_stream
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
+from tests.integration.test_realtime_mode import set_mode
 from tests.integration.test_sse_stream import open_stream, updates
 from tests.redis_cluster import RedisCluster
 from tests.servers import ApiServer
@@ -257,3 +258,19 @@ def test_real_workers_events_reach_every_stream_of_their_user_on_every_shard(
                 0,
                 0,
             ), (user, count)
+
+
+def test_a_mode_change_on_one_instance_reaches_the_streams_of_every_instance(
+    redis_cluster: RedisCluster, apis: list[ApiServer]
+) -> None:
+    # The control channel stays plain PUBLISH/SUBSCRIBE on a cluster: every node delivers it.
+    user = users_on_every_master(redis_cluster)[-1]
+    streams = open_streams(apis, [user])
+    try:
+        assert set_mode(apis[0], "polling").status_code == 200
+        for stream in streams[user]:
+            events = stream.wait_for(lambda evs: any(e.event == "realtime.mode" for e in evs))
+            assert [e.json["mode"] for e in events if e.event == "realtime.mode"] == ["polling"]
+    finally:
+        assert set_mode(apis[1], "sse").status_code == 200
+        close_streams(streams)
