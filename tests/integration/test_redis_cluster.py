@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import orjson
@@ -23,11 +24,12 @@ from progress.keys import KeyLayout, user_stream
 from progress.redis_server import RedisServer
 from progress.redis_store import RedisEventStore, connect
 from progress.settings import ProgressSettings
+from tests.chaos.users import Tab
 from tests.integration.test_realtime_mode import set_mode
 from tests.integration.test_sse_stream import open_stream, updates
 from tests.redis_cluster import RedisCluster
 from tests.servers import ApiServer
-from tests.sse_client import SseClient
+from tests.sse_client import SseClient, SseEvent
 from tests.workers import WorkerProcess
 from workers import contracts, resources
 from workers.migrate import upgrade
@@ -53,9 +55,14 @@ def users_on_every_master(cluster: RedisCluster, per_master: int = 1) -> list[st
     return users
 
 
-def cluster_apis(cluster: RedisCluster, count: int = 2) -> list[ApiServer]:
+#: The relay's own correctness is under test: every event must arrive, none coalesced by
+#: backpressure (which a loaded machine may trigger; the failover test keeps it on).
+NO_BACKPRESSURE = {"SSE_BACKPRESSURE_ENABLED": "false"}
+
+
+def cluster_apis(cluster: RedisCluster, count: int = 2, **env: str) -> list[ApiServer]:
     """API instances on the cluster (short heartbeats: quick closes, quick link checks)."""
-    return [ApiServer(cluster.url, SSE_HEARTBEAT_SECONDS="1") for _ in range(count)]
+    return [ApiServer(cluster.url, SSE_HEARTBEAT_SECONDS="1", **env) for _ in range(count)]
 
 
 @dataclass
@@ -94,16 +101,46 @@ def stored_events(store: RedisEventStore, user: str) -> list[dict]:
     return [orjson.loads(e.data) for e in store.read_after(user_stream(user), "0-0", 100_000)]
 
 
-def received_events(stream: SseClient) -> list[dict]:
-    """The stored events a stream delivered (not its own frames: established, heartbeat...)."""
+def data_events(events: list[SseEvent]) -> list[dict]:
+    """The stored events among SSE events (not the stream's own frames: established,
+    heartbeat...)."""
     found = []
-    for event in list(stream.events):
+    for event in events:
         if event.id is None or not event.data.startswith("{"):
             continue
         body = event.json
         if "event_id" in body and "type" in body:
             found.append(body)
     return found
+
+
+def received_events(stream: SseClient) -> list[dict]:
+    """The stored events a stream delivered."""
+    return data_events(list(stream.events))
+
+
+def counted_in(store: RedisEventStore, tabs: list[Tab], timeout: float) -> list[Counts]:
+    """Wait (bounded) until every tab holds every event of its user's stream; the counts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = [
+            compare(stored_events(store, t.user), data_events(t.all_events()), t.user) for t in tabs
+        ]
+        if all(c.lost == 0 for c in counts) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
+def total(counts: Iterable[Counts]) -> Counts:
+    """The counts of several streams added up."""
+    every = list(counts)
+    return Counts(*(sum(getattr(c, f.name) for c in every) for f in fields(Counts)))
+
+
+def reconnects(tabs: list[Tab]) -> str:
+    """How often the tabs reconnected, and why an attempt was refused."""
+    refused = sum((t.refusals for t in tabs), Counter())
+    return f"reconnects: {sum(t.attempts - 1 for t in tabs)}; refusals: {dict(refused)}"
 
 
 @dataclass
@@ -166,7 +203,7 @@ def stack(
 
 @pytest.fixture(scope="module")
 def apis(redis_cluster: RedisCluster) -> Iterator[list[ApiServer]]:
-    servers = [api.start() for api in cluster_apis(redis_cluster)]
+    servers = [api.start() for api in cluster_apis(redis_cluster, **NO_BACKPRESSURE)]
     yield servers
     for api in servers:
         api.close()

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from progress.redis_server import RedisServer
-from progress.redis_store import RedisEventStore
 from tests.chaos.invariants import journal_events
 from tests.chaos.users import Tab, dev_jwt
 from tests.integration.test_redis_cluster import (
@@ -27,14 +25,16 @@ from tests.integration.test_redis_cluster import (
     close_stack,
     cluster_apis,
     compare,
+    data_events,
     make_stack,
+    reconnects,
     stored_events,
+    total,
     users_on_every_master,
     wait_novels_done,
 )
 from tests.redis_cluster import RedisCluster
 from tests.servers import ApiServer
-from tests.sse_client import SseEvent
 from workers import contracts
 
 pytestmark = pytest.mark.integration
@@ -56,37 +56,33 @@ def failover_stack(
             close_stack(stack)
 
 
-def data_events(events: list[SseEvent]) -> list[dict]:
-    found = []
-    for event in events:
-        if event.id is None or not event.data.startswith("{"):
-            continue
-        body = event.json
-        if "event_id" in body and "type" in body:
-            found.append(body)
-    return found
-
-
 def counted(stack: ClusterStack, tab: Tab) -> Counts:
     """The tab's counts against its user's stream."""
     return compare(stored_events(stack.store, tab.user), data_events(tab.all_events()), tab.user)
 
 
-def counted_in(store: RedisEventStore, tabs: list[Tab], timeout: float) -> list[Counts]:
-    """Wait (bounded) until every tab holds every event of its user's stream; the counts."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = [
-            compare(stored_events(store, t.user), data_events(t.all_events()), t.user) for t in tabs
-        ]
-        if all(c.lost == 0 for c in counts) or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.2)
+def not_coalesced(stored: list[dict], tab: Tab) -> list[tuple[int, int, str]]:
+    """Events the tab missed that backpressure may not drop: anything but a progress update
+    that a later event of the same task, received, superseded (a newer update, or the task's
+    end, which drops its held update: docs/operations.md, Backpressure). (index, of, type)."""
+    received = data_events(tab.all_events())
+    seen = {e["event_id"] for e in received}
+    last_seen_update: dict[str, int] = {}
+    for i, event in enumerate(stored):
+        if event.get("task_id") and event["event_id"] in seen:
+            last_seen_update[event["task_id"]] = i
+    return [
+        (i, len(stored), e["type"])
+        for i, e in enumerate(stored)
+        if e["event_id"] not in seen
+        and not (
+            e["type"] == "task.progress-updated" and last_seen_update.get(e["task_id"], -1) > i
+        )
+    ]
 
 
-def wait_until(condition: object, timeout: float) -> float | None:
+def wait_until(condition: Callable[[], bool], timeout: float) -> float | None:
     """Seconds until ``condition()`` held, or None after ``timeout``."""
-    assert callable(condition)
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if condition():
@@ -133,46 +129,31 @@ def test_a_killed_masters_replica_takes_over_and_streams_recover_by_themselves(
         journal = journal_events(stack.env["DATABASE_URL"])
         deadline = time.monotonic() + 30
         while True:
-            counts = [
-                (
-                    tab,
-                    compare(
-                        stored_events(stack.store, tab.user),
-                        data_events(tab.all_events()),
-                        tab.user,
-                    ),
-                )
-                for tab in tabs
-            ]
+            counts = [(tab, counted(stack, tab)) for tab in tabs]
             missing = {
                 id(tab): journal.get(tab.user, set())
                 - {e["event_id"] for e in data_events(tab.all_events())}
                 for tab in tabs
             }
-            if all(c.lost == 0 for _, c in counts) and not any(missing.values()):
-                break
-            if time.monotonic() > deadline:
+            gaps = [
+                (tab.user in on_victim, wrong)
+                for tab in tabs
+                if (wrong := not_coalesced(stored_events(stack.store, tab.user), tab))
+            ]
+            if (not gaps and not any(missing.values())) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     finally:
         for tab in tabs:
             tab.stop()
-    summary = Counts(
-        stored=sum(c.stored for _, c in counts),
-        received=sum(c.received for _, c in counts),
-        lost=sum(c.lost for _, c in counts),
-        lost_important=sum(c.lost_important for _, c in counts),
-        duplicated=sum(c.duplicated for _, c in counts),
-        out_of_order=sum(c.out_of_order for _, c in counts),
-        foreign=sum(c.foreign for _, c in counts),
-    )
+    summary = total(c for _, c in counts)
     journal_missing = sum(len(m) for m in missing.values())
     report = (
         f"failover: promoted in {promoted:.1f} s, streams live again after "
         f"{recovered if recovered is None else round(recovered, 1)} s; {summary}; "
         f"journaled important events missing from a stream: {journal_missing}; "
-        f"reconnects: {sum(t.attempts - 1 for t in tabs)}; novels: {sorted(status.values())}; "
-        f"refusals: {sum((t.refusals for t in tabs), Counter())}"
+        f"{reconnects(tabs)}; novels: {sorted(status.values())}; "
+        f"missed beyond coalesced progress (on the killed shard, [(index, of, type)]): {gaps}"
     )
     log.warning(report)  # shown with -o log_cli=true; in the failure message otherwise
     assert recovered is not None, report
@@ -184,4 +165,7 @@ def test_a_killed_masters_replica_takes_over_and_streams_recover_by_themselves(
         0,
     ), report
     assert journal_missing == 0, report
-    assert summary.lost == 0, report
+    # Backpressure stays on (production): events the workers' sender held back during the
+    # failover arrive late, the fan-out lag saturates the instance for a few seconds and it
+    # coalesces progress updates; the last update of a task and every other event arrive.
+    assert gaps == [], report

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -15,8 +14,14 @@ import pytest
 from progress.events import SystemNotification
 from progress.redis_store import RedisEventStore, connect
 from tests.chaos.users import Tab, dev_jwt
-from tests.integration.test_redis_cluster import Counts, cluster_apis, users_on_every_master
-from tests.integration.test_redis_cluster_failover import counted_in
+from tests.integration.test_redis_cluster import (
+    NO_BACKPRESSURE,
+    cluster_apis,
+    counted_in,
+    reconnects,
+    total,
+    users_on_every_master,
+)
 from tests.integration.test_redis_cluster_reshard import Writer
 from tests.nginx_server import NginxProxy
 from tests.redis_cluster import RedisCluster
@@ -28,7 +33,7 @@ log = logging.getLogger("tests.cluster")
 
 @pytest.fixture
 def front(redis_cluster: RedisCluster) -> Iterator[tuple[NginxProxy, list[ApiServer]]]:
-    apis = [api.start() for api in cluster_apis(redis_cluster, 3)]
+    apis = [api.start() for api in cluster_apis(redis_cluster, 3, **NO_BACKPRESSURE)]
     upstream = ",".join(f"127.0.0.1:{api.port}" for api in apis)
     try:
         with NginxProxy(upstream, shipped=True) as nginx:
@@ -75,11 +80,10 @@ def test_a_killed_instances_clients_resume_through_nginx_on_the_others(
             tab.stop()
         writer.store.close()
         store.close()
-    summary = Counts(*(sum(getattr(c, f) for c in counts) for f in Counts.__dataclass_fields__))
+    summary = total(counts)
     report = (
         f"3 instances behind nginx, one SIGKILLed: {len(tabs)} streams, {writer.rounds} rounds; "
-        f"{summary}; reconnects: {sum(t.attempts - 1 for t in tabs)}; "
-        f"refusals: {sum((t.refusals for t in tabs), Counter())}; "
+        f"{summary}; {reconnects(tabs)}; "
         f"broadcast reached {broadcast}/{len(tabs)}"
     )
     log.warning(report)

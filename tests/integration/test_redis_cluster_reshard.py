@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -23,8 +22,14 @@ from progress.events import TaskUpdated
 from progress.keys import KeyLayout, user_stream
 from progress.redis_store import RedisEventStore, connect
 from tests.chaos.users import Tab, dev_jwt
-from tests.integration.test_redis_cluster import Counts, cluster_apis, users_on_every_master
-from tests.integration.test_redis_cluster_failover import counted_in
+from tests.integration.test_redis_cluster import (
+    NO_BACKPRESSURE,
+    cluster_apis,
+    counted_in,
+    reconnects,
+    total,
+    users_on_every_master,
+)
 from tests.redis_cluster import RedisCluster
 from tests.servers import ApiServer
 
@@ -45,7 +50,7 @@ def user_in(slots: range) -> str:
 
 @pytest.fixture
 def apis(redis_cluster: RedisCluster) -> Iterator[list[ApiServer]]:
-    servers = [api.start() for api in cluster_apis(redis_cluster)]
+    servers = [api.start() for api in cluster_apis(redis_cluster, **NO_BACKPRESSURE)]
     yield servers
     for api in servers:
         api.close()
@@ -114,12 +119,11 @@ def test_streams_lose_nothing_while_slots_move_between_masters(
         for tab in tabs:
             tab.stop()
         writer.store.close()
-    summary = Counts(*(sum(getattr(c, f) for c in counts) for f in Counts.__dataclass_fields__))
+    summary = total(counts)
     report = (
         f"reshard: {MOVED_SLOTS} slots moved in {moved_in:.1f} s under {len(tabs)} streams; "
         f"{writer.rounds} rounds written ({writer.retries} retried); {summary}; "
-        f"reconnects: {sum(t.attempts - 1 for t in tabs)}; "
-        f"refusals: {sum((t.refusals for t in tabs), Counter())}"
+        f"{reconnects(tabs)}"
     )
     log.warning(report)
     assert (summary.lost, summary.duplicated, summary.out_of_order, summary.foreign) == (
