@@ -251,8 +251,11 @@ class Hub:
                 except _LINK_ERRORS:
                     continue
                 pause = 0.1
-                await self._load_mode()
+                # RESYNC before any await: a live event of the new link read meanwhile would be
+                # written straight to a parked stream, moving its cursor past the gap its
+                # catch-up had to send (after a cluster failover the mode read took seconds).
                 self._after_reconnect()
+                await self._load_mode()
 
     def _after_reconnect(self) -> None:
         self.resyncs += 1
