@@ -19,6 +19,7 @@ from api.event_meta import EventMeta
 from progress.errors import StoreUnavailable
 from progress.events import EVENT_TYPES
 from progress.keys import KeyLayout
+from progress.redis_store import AsyncClient
 
 Level = Literal["info", "warning", "critical"]
 _RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -76,7 +77,7 @@ def changed_message(user_id: str, preferences: NotificationPreferences) -> bytes
 class PreferenceStore:
     """Reads and writes preferences; a write tells every instance."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = "rt") -> None:
+    def __init__(self, client: AsyncClient, prefix: str = "rt") -> None:
         self._client = client
         self._layout = KeyLayout(prefix)
 
@@ -99,10 +100,17 @@ class PreferenceStore:
 
     async def put(self, user_id: str, preferences: NotificationPreferences) -> None:
         """Store the preferences and tell every instance's open streams of the user."""
+        message = changed_message(user_id, preferences)
+        client = self._client
         try:
-            pipe = self._client.pipeline(transaction=False)
+            if isinstance(client, redis.asyncio.RedisCluster):
+                # A cluster pipeline refuses PUBLISH: two commands.
+                await client.set(self.key(user_id), preferences.model_dump_json())
+                await client.publish(self._layout.control(), message)
+                return
+            pipe = client.pipeline(transaction=False)
             pipe.set(self.key(user_id), preferences.model_dump_json())
-            pipe.publish(self._layout.control(), changed_message(user_id, preferences))
+            pipe.publish(self._layout.control(), message)
             await pipe.execute()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc

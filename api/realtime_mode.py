@@ -25,6 +25,7 @@ import redis.asyncio
 from pydantic import BaseModel, Field
 
 from progress.keys import KeyLayout
+from progress.redis_store import AsyncClient, connect_async
 from progress.settings import ProgressSettings
 
 Mode = Literal["sse", "polling"]
@@ -61,7 +62,7 @@ def mode_message(rule: ModeRule) -> bytes:
 class RealtimeModeStore:
     """Reads and writes the rule in Redis; a write tells every instance at once."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = "rt") -> None:
+    def __init__(self, client: AsyncClient, prefix: str = "rt") -> None:
         self._client = client
         self._layout = KeyLayout(prefix)
 
@@ -81,7 +82,13 @@ class RealtimeModeStore:
         """Store a new rule and publish it to every instance's hub."""
         rule = ModeRule(mode=mode, percent=percent, updated_at=datetime.now(UTC).isoformat())
         fields = {"mode": rule.mode, "percent": rule.percent, "updated_at": rule.updated_at}
-        async with self._client.pipeline(transaction=True) as pipe:
+        client = self._client
+        if isinstance(client, redis.asyncio.RedisCluster):
+            # No MULTI across nodes, nor PUBLISH in a cluster pipeline: store, then publish.
+            await client.hset(self._layout.realtime_mode(), mapping=fields)  # type: ignore[arg-type]
+            await client.publish(self._layout.control(), mode_message(rule))
+            return rule
+        async with client.pipeline(transaction=True) as pipe:
             pipe.hset(self._layout.realtime_mode(), mapping=fields)  # type: ignore[arg-type]
             pipe.publish(self._layout.control(), mode_message(rule))
             await pipe.execute()
@@ -90,7 +97,7 @@ class RealtimeModeStore:
 
 async def _cli(options: argparse.Namespace) -> int:
     settings = ProgressSettings()
-    client = redis.asyncio.Redis.from_url(settings.redis_url)
+    client = connect_async(settings.redis_url)
     store = RealtimeModeStore(client, settings.key_prefix)
     try:
         if options.command == "set":

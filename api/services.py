@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 
 import anyio
-import redis.asyncio
 from redis.exceptions import RedisError
 
 from api.auth.authz import Authorizer, NovelMembershipAuthorizer, RedisNovelAccess
@@ -21,8 +20,8 @@ from api.event_meta import EventMeta
 from api.hub.backpressure import Backpressure, BackpressureSettings
 from api.hub.hub import Hub
 from api.hub.leases import ACQUIRE_LUA, HEARTBEAT_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
-from api.hub.pubsub_link import RedisAddress
 from api.hub.redis_batching import BatchingRedis
+from api.hub.sharded_link import link_address
 from api.ops.metrics import ApiMetrics
 from api.ops.redis_health import RedisHealth
 from api.ops.redis_memory import StreamMemory
@@ -34,7 +33,7 @@ from api.stream.connection import StreamOptions
 from api.stream.response import OpenStreams
 from api.stream.shared_replay import SharedReplayStore
 from progress.keys import KeyLayout
-from progress.redis_store import STATE_LUA, AsyncRedisEventStore, connect_async
+from progress.redis_store import STATE_LUA, AsyncClient, AsyncRedisEventStore, connect_async
 from workers.contracts import SchemaOutdated, ensure_schema, open_audit_log
 
 log = logging.getLogger("api.services")
@@ -57,7 +56,7 @@ class ApiServices:
     """Everything routes call into; one per app."""
 
     settings: ApiSettings
-    client: redis.asyncio.Redis
+    client: AsyncClient
     store: AsyncRedisEventStore
     tokens: TokenService
     registry: ConnectionRegistry
@@ -121,7 +120,7 @@ class ApiServices:
             on_coalesced=lambda n: metrics.coalesced("relay", n),
         )
         hub = Hub(
-            RedisAddress.from_url(settings.redis_url),
+            link_address(settings.redis_url),
             registry,
             layout,
             settings.lease_seconds,

@@ -5,14 +5,16 @@
     python bench/scenarios.py resume     [--streams 5000 --behind 100]
     python bench/scenarios.py two-process [--streams 10000 --rate 2000 --duration 30]
     python bench/scenarios.py burst      [--streams 2000]   (connection setup: all in 1 s)
-      common: --targets ours,naive,nchan  --clients 4  --ramp-rate 1000  --publishers N
+      common: --targets ours,naive,nchan[,cluster]  --clients 4  --ramp-rate 1000  --publishers N
               --no-record (do not append to the results file)  --profile FILE (py-spy of our API)
               --pin (the server under test gets CPU 0 to itself, the rest share the others)
 
 Each target runs in turn on a fresh embedded redis-server: ``ours`` (``uvicorn api.main:app``,
 uvloop + httptools, one process unless ``two-process``), ``naive`` (bench/naive_app.py: one
 ``XREAD BLOCK`` per connection) and ``nchan`` (nginx + libnginx-mod-nchan with bench/nchan.conf,
-one worker; skipped, and said so, when Debian's nginx or the module is missing). The same load
+one worker; skipped, and said so, when Debian's nginx or the module is missing); ``cluster`` is
+ours on a Redis Cluster of 3 masters (tests/redis_cluster.py, Debian's redis-server and
+redis-cli), Redis CPU summed over the nodes. The same load
 client (bench/loadgen.py, several processes) opens N streams, each with its own user (and for
 ``ours`` its own ``sse_token``); publisher processes store events with the progress library's
 ``RedisEventStore.append_many`` (the path ``progress.publish`` and the workers' reporter take;
@@ -49,6 +51,7 @@ from typing import Any
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.redis_cluster
 
 from bench_sse import (
     LOOPBACK_LOAD_ENV,
@@ -65,6 +68,7 @@ from bench_sse import (
 from loadgen import Target, client_process
 
 from progress.redis_server import RedisServer, free_port
+from tests.redis_cluster import RedisCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -284,6 +288,7 @@ def publisher_process(
     seqs: Counter[str | None] = Counter()
     sent = 0
     worst_behind = 0.0
+    cpu_started = time.process_time()
     started = time.perf_counter()
     next_tick = started
     while (elapsed := time.perf_counter() - started) < duration:
@@ -311,6 +316,7 @@ def publisher_process(
             "sent": sent,
             "seconds": time.perf_counter() - started,
             "behind_max_s": worst_behind,
+            "cpu_seconds": time.process_time() - cpu_started,
             "per_recipient": {str(k): v for k, v in seqs.items()},
         }
     )
@@ -378,14 +384,20 @@ def _max_by_second(occurred: Any, latency: Any) -> list[int]:
 
 
 class Meter:
-    """CPU of the server, the clients and the whole machine between mark() and read()."""
+    """CPU of the server, the clients, Redis (every node) and the whole machine between
+    mark() and read()."""
 
-    def __init__(self, server: Server, clients: list[int]) -> None:
+    def __init__(self, server: Server, clients: list[int], redis_pids: list[int]) -> None:
         self.server = server
         self.clients = clients
+        self.redis_pids = redis_pids
+
+    def _redis_cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.redis_pids)
 
     def mark(self) -> None:
         self._at = time.monotonic()
+        self._redis = self._redis_cpu()
         self._server = self.server.cpu_seconds()
         self._clients = [cpu_seconds(pid) for pid in self.clients]
         self._machine = machine_busy_seconds()
@@ -398,6 +410,7 @@ class Meter:
         ]
         server_cpu = self.server.cpu_seconds() - self._server
         return {
+            "redis_cpu_seconds": self._redis_cpu() - self._redis,
             "server_cpu_seconds": server_cpu,
             "server_cpu_percent": round(server_cpu / wall * 100, 1),
             "client_cpu_percent_max": max(clients, default=0.0),
@@ -406,26 +419,36 @@ class Meter:
 
 
 class Run:
-    """One target: its Redis, its server, the clients and their streams."""
+    """One target: its Redis, its server, the clients and their streams. ``cluster`` is ours
+    on a Redis Cluster of 3 masters (no replicas: the cost of serving, not of failover)."""
 
     def __init__(self, kind: str, options: argparse.Namespace, stack: ExitStack) -> None:
         self.kind = kind
         self.options = options
-        redis_server = stack.enter_context(RedisServer())
-        self.url = f"{redis_server.url}/0"
-        self.monitor = redis.Redis.from_url(self.url)
-        stack.callback(self.monitor.close)
-        info = self.monitor.info("server")
-        self.redis_port = int(info["tcp_port"])
-        workers = options.workers if kind == "ours" else 1
+        server_kind = "ours" if kind == "cluster" else kind
+        self.server_kind = server_kind
+        if kind == "cluster":
+            cluster = stack.enter_context(RedisCluster(replicas=0))
+            self.url = cluster.url
+            ports = [node.port for node in cluster.nodes]
+        else:
+            redis_server = stack.enter_context(RedisServer())
+            self.url = f"{redis_server.url}/0"
+            ports = [redis_server.port]
+        self.monitors = [redis.Redis(host=HOST, port=port) for port in ports]
+        for monitor in self.monitors:
+            stack.callback(monitor.close)
+        self.redis_ports = ports
+        redis_pids = [int(m.info("server")["process_id"]) for m in self.monitors]
+        workers = options.workers if server_kind == "ours" else 1
         env = dict(item.split("=", 1) for item in options.api_env)
-        self.server = Server(kind, self.url, workers, env)
+        self.server = Server(server_kind, self.url, workers, env)
         stack.callback(self.server.stop)
         self.server.start()
         if options.pin:
             for pid in self.server.pids():
                 os.sched_setaffinity(pid, SERVER_CPUS)
-        if options.profile and kind == "ours":
+        if options.profile and server_kind == "ours":
             stack.enter_context(_py_spy(self.server.pids()[-1], options.profile))
         tag = secrets.token_hex(3)
         self.users = [f"b{tag}-{i}" for i in range(options.streams)]
@@ -434,7 +457,7 @@ class Run:
         self.pipes: list[Pipe] = []
         self.processes: list[multiprocessing.Process] = []
         stack.callback(self._stop_children)
-        target = Target(kind, self.server.port, JWT_SECRET, broadcast=True)
+        target = Target(server_kind, self.server.port, JWT_SECRET, broadcast=True)
         share = options.ramp_rate / options.clients
         tokens = 2 if options.scenario == "resume" else 1
         for index in range(options.clients):
@@ -448,7 +471,7 @@ class Run:
             theirs.close()
             self.pipes.append(mine)
             self.processes.append(process)
-        self.meter = Meter(self.server, [p.pid or 0 for p in self.processes])
+        self.meter = Meter(self.server, [p.pid or 0 for p in self.processes], redis_pids)
         self.result: dict[str, Any] = {"target": kind, "server_rss_mib_started": 0.0}
 
     def _stop_children(self) -> None:
@@ -462,7 +485,10 @@ class Run:
                 process.join(5)
 
     def _redis(self) -> int:
-        return self.server.redis_connections(self.monitor, self.redis_port)
+        return sum(
+            self.server.redis_connections(monitor, port)
+            for monitor, port in zip(self.monitors, self.redis_ports, strict=True)
+        )
 
     def open_streams(self) -> None:
         r = self.result
@@ -513,7 +539,7 @@ class Run:
                 target=publisher_process,
                 args=(
                     theirs,
-                    self.kind,
+                    self.server_kind,
                     self.url,
                     self.server.port,
                     users[index::count],
@@ -563,6 +589,16 @@ class Run:
             "delivered_before_drain_end": delivered,
             "per_recipient": per_recipient,
             "server_cpu_percent_run": run["server_cpu_percent"],
+            "redis_cpu_percent_run": round(run["redis_cpu_seconds"] / max(seconds, 1e-9) * 100, 1),
+            "redis_cpu_us_per_delivery": round(
+                run["redis_cpu_seconds"] * 1e6 / max(1, expected), 2
+            ),
+            "publisher_cpu_us_per_event": round(
+                sum(p["cpu_seconds"] for p in published) * 1e6 / max(1, sent), 2
+            ),
+            "server_cpu_us_per_delivery": round(
+                run["server_cpu_seconds"] * 1e6 / max(1, expected), 2
+            ),
             "client_cpu_percent_max_run": run["client_cpu_percent_max"],
             "machine_cpu_percent_run": run["machine_cpu_percent"],
             "server_rss_mib_run": rss_run,

@@ -23,6 +23,7 @@ from progress.errors import InvalidEvent, StoreUnavailable
 from progress.events import EventEnvelope, encode_event, parse_event
 from progress.keys import KeyLayout
 from progress.outbox import Outgoing, Placement, SpilledEvent
+from progress.redis_store import SyncClient
 from progress.store import StoreSettings
 
 log = logging.getLogger("progress.outbox")
@@ -31,7 +32,7 @@ log = logging.getLogger("progress.outbox")
 class RedisJournalSpill:
     """:class:`progress.outbox.Spill` on a sync redis-py client."""
 
-    def __init__(self, client: redis.Redis, settings: StoreSettings | None = None) -> None:
+    def __init__(self, client: SyncClient, settings: StoreSettings | None = None) -> None:
         self.client = client
         current = settings or StoreSettings()
         self.key = KeyLayout(current.key_prefix).journal_pending()

@@ -25,6 +25,13 @@ from progress.cursor import StreamState
 from progress.errors import StoreUnavailable
 from progress.events import TERMINAL_TASK_TYPES, EventEnvelope, WorkflowProgress, encode_event
 from progress.keys import KeyLayout, user_of_stream, user_stream
+from progress.redis_cluster import (
+    connect_cluster,
+    connect_cluster_async,
+    is_cluster_url,
+    run_cluster_commands,
+    run_cluster_commands_async,
+)
 from progress.redis_pipeline import LuaScript, lua_source, run_commands
 from progress.snapshot import TaskSnapshot, snapshot_fields
 from progress.store import StoredEvent, StoreSettings, new_epoch, streams_for
@@ -40,6 +47,18 @@ APPEND_LUA = lua_source("progress", "append.lua")
 STATE_LUA = lua_source("progress", "state.lua")
 
 APPEND = LuaScript(APPEND_LUA)
+
+# On Redis Cluster the script publishes on the stream's shard (SPUBLISH, Redis 7): the channel
+# carries the stream's hash tag, so it hashes to the slot of the keys the call touches. Plain
+# PUBLISH on a cluster is sent to every node, whatever the number of shards.
+APPEND_SHARDED_LUA = APPEND_LUA.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")
+assert APPEND_SHARDED_LUA != APPEND_LUA, "append.lua must PUBLISH with redis.call('PUBLISH', ..."
+APPEND_SHARDED = LuaScript(APPEND_SHARDED_LUA)
+
+#: A sync client of either mode; :func:`connect` picks one from the URL.
+SyncClient = redis.Redis | redis.RedisCluster
+#: An asyncio client of either mode; :func:`connect_async` picks one from the URL.
+AsyncClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -214,10 +233,24 @@ async def _translated_async() -> Any:
         raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
 
-def connect(url: str, **options: Any) -> redis.Redis:
-    """A sync client with short timeouts, so a dead Redis never hangs a task for long."""
+#: The asyncio cluster client's connections per node (opened on demand, kept for reuse).
+CLUSTER_MAX_CONNECTIONS_PER_NODE = 1000
+
+
+def _for_client(settings: StoreSettings, client: SyncClient | AsyncClient) -> StoreSettings:
+    # On a cluster one script call may touch one slot: one stream (one hash tag) per call.
+    if isinstance(client, redis.RedisCluster | redis.asyncio.RedisCluster):
+        return settings.model_copy(update={"streams_per_call": 1})
+    return settings
+
+
+def connect(url: str, **options: Any) -> SyncClient:
+    """A sync client with short timeouts, so a dead Redis never hangs a task for long; a
+    ``RedisCluster`` for a ``redis+cluster://`` URL (:mod:`progress.redis_cluster`)."""
     options.setdefault("socket_timeout", 2.0)
     options.setdefault("socket_connect_timeout", 2.0)
+    if is_cluster_url(url):
+        return connect_cluster(url, **options)
     options.setdefault("health_check_interval", 30)
     return redis.Redis.from_url(url, **options)
 
@@ -227,12 +260,21 @@ def connect_async(
     max_connections: int = 500,
     client_class: type[redis.asyncio.Redis] = redis.asyncio.Redis,
     **options: Any,
-) -> redis.asyncio.Redis:
+) -> AsyncClient:
     """An asyncio client; same defaults as :func:`connect`, and retries on stale connections.
 
     Its pool waits for a free connection (up to 5 s) instead of failing when a burst needs
-    more than ``max_connections`` at once.
+    more than ``max_connections`` at once. A ``redis+cluster://`` URL gives redis-py's
+    ``RedisCluster``: ``client_class`` does not apply, and each node's pool holds up to
+    :data:`CLUSTER_MAX_CONNECTIONS_PER_NODE` (redis-py's cluster pool fails at once with
+    MaxConnectionsError when full instead of waiting, so a small pool failed the catch-up
+    of every stream after a slot moved).
     """
+    if is_cluster_url(url):
+        options.setdefault("socket_timeout", 5.0)
+        options.setdefault("socket_connect_timeout", 2.0)
+        per_node = max(max_connections, CLUSTER_MAX_CONNECTIONS_PER_NODE)
+        return connect_cluster_async(url, max_connections=per_node, **options)
     # An explicit asyncio Retry: with the default, the first command on a connection that a
     # Redis restart closed fails instead of reconnecting.
     options.setdefault("retry", AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 3))
@@ -248,9 +290,9 @@ def connect_async(
 class RedisEventStore:
     """EventWriter and EventReader on a sync redis-py client."""
 
-    def __init__(self, client: redis.Redis, settings: StoreSettings | None = None) -> None:
+    def __init__(self, client: SyncClient, settings: StoreSettings | None = None) -> None:
         self.client = client
-        self.settings = settings or StoreSettings()
+        self.settings = _for_client(settings or StoreSettings(), client)
         self.layout = KeyLayout(self.settings.key_prefix)
         self._state = client.register_script(STATE_LUA)
 
@@ -264,7 +306,9 @@ class RedisEventStore:
         """Store several events in one pipelined round trip, in order."""
         streams, placements = group_by_stream(batch)
         calls = append_calls(streams, self.layout, self.settings)
-        commands = [APPEND.call(keys, args) for keys, args in calls]
+        client = self.client
+        script = APPEND_SHARDED if isinstance(client, redis.RedisCluster) else APPEND
+        commands = [script.call(keys, args) for keys, args in calls]
         alive, ended = running_changes(batch)
         if ended:
             commands.append(("ZREM", self.layout.running(), *ended))
@@ -272,7 +316,10 @@ class RedisEventStore:
             scored = [part for member, score in alive.items() for part in (score, member)]
             commands.append(("ZADD", self.layout.running(), *scored))
         with _translated():
-            replies = run_commands(self.client, commands, (APPEND,))
+            if isinstance(client, redis.RedisCluster):
+                replies = run_cluster_commands(client, commands, (APPEND_SHARDED_LUA,))
+            else:
+                replies = run_commands(client, commands, (APPEND,))
         return _placed(placements, _by_stream(streams, replies[: len(calls)]))
 
     def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:
@@ -337,11 +384,12 @@ class RedisEventStore:
 class AsyncRedisEventStore:
     """The same store on an asyncio redis-py client, for the API."""
 
-    def __init__(self, client: redis.asyncio.Redis, settings: StoreSettings | None = None) -> None:
+    def __init__(self, client: AsyncClient, settings: StoreSettings | None = None) -> None:
         self.client = client
-        self.settings = settings or StoreSettings()
+        self.settings = _for_client(settings or StoreSettings(), client)
         self.layout = KeyLayout(self.settings.key_prefix)
-        self._append = client.register_script(APPEND_LUA)
+        cluster = isinstance(client, redis.asyncio.RedisCluster)
+        self._append = client.register_script(APPEND_SHARDED_LUA if cluster else APPEND_LUA)
         self._state = client.register_script(STATE_LUA)
         self._workflow = client.register_script(WORKFLOW_LUA)
 
@@ -358,8 +406,21 @@ class AsyncRedisEventStore:
         streams, placements = group_by_stream(batch)
         calls = append_calls(streams, self.layout, self.settings)
         alive, ended = running_changes(batch)
+        client = self.client
+        if isinstance(client, redis.asyncio.RedisCluster):
+            commands = [APPEND_SHARDED.call(keys, args) for keys, args in calls]
+            if ended:
+                commands.append(("ZREM", self.layout.running(), *ended))
+            if alive:
+                scored = [part for member, score in alive.items() for part in (score, member)]
+                commands.append(("ZADD", self.layout.running(), *scored))
+            async with _translated_async():
+                cluster_replies = await run_cluster_commands_async(
+                    client, commands, (APPEND_SHARDED_LUA,)
+                )
+            return _placed(placements, _by_stream(streams, cluster_replies[: len(calls)]))
         async with _translated_async():
-            pipe = self.client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for keys, args in calls:
                 await self._append(keys, args, client=pipe)
             if ended:

@@ -41,8 +41,8 @@ class StoreSettings(BaseSettings):
     max_stream_length: int = Field(
         default=10_000, ge=10, validation_alias=AliasChoices("PROGRESS_MAX_STREAM_LENGTH")
     )
-    #: Streams the Redis store appends to in one script call; 1 on Redis Cluster, where one
-    #: call must touch one user's keys only.
+    #: Streams the Redis store appends to in one script call; forced to 1 on Redis Cluster,
+    #: where one call must touch one user's keys only.
     streams_per_call: int = Field(
         default=64, ge=1, validation_alias=AliasChoices("PROGRESS_STREAMS_PER_CALL")
     )

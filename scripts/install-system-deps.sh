@@ -10,6 +10,8 @@
 set -u
 wanted=()
 [ -x /usr/bin/redis-server ] || wanted+=(redis-server)
+# redis-cli creates and reshards the real Redis Cluster of tests/redis_cluster.py.
+[ -x /usr/bin/redis-cli ] || wanted+=(redis-tools)
 [ -x /usr/sbin/nginx ] || wanted+=(nginx)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || wanted+=(postgresql)
 command -v docker-compose >/dev/null 2>&1 || wanted+=(docker-compose)

@@ -11,6 +11,7 @@ import pytest
 
 from progress.redis_server import RedisServer
 from tests.postgres_server import PostgresServer
+from tests.redis_cluster import RedisCluster
 from workers.migrate import upgrade
 
 
@@ -77,3 +78,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real Redis Cluster (3 masters, 3 replicas) per test module: a failover or reshard in
+    one module leaves the next a fresh cluster."""
+    with RedisCluster() as cluster:
+        yield cluster

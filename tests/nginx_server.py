@@ -50,11 +50,13 @@ server {{
 
 def shipped_config(port: int, upstream: str) -> str:
     """deploy/nginx/realtime.conf listening on 127.0.0.1:``port``, proxying to ``upstream``
-    (``host:port``); nothing else changed."""
+    (``host:port``, or several separated by commas: the upstream's servers); nothing else
+    changed."""
     text = SHIPPED.read_text()
+    servers = " ".join(f"server {one.strip()};" for one in upstream.split(","))
     for old, new in (
         ("listen 8080;", f"listen 127.0.0.1:{port};"),
-        ("server api:8000;", f"server {upstream};"),
+        ("server api:8000;", servers),
     ):
         assert text.count(old) == 1, f"{SHIPPED} no longer has exactly one {old!r}"
         text = text.replace(old, new)

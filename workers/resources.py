@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-import redis
 from celery import Celery
 
 from progress.audit_log import AuditLog
@@ -16,7 +15,7 @@ from progress.journal_sql import SqlJournal
 from progress.journaling import Journaling
 from progress.keys import KeyLayout
 from progress.outbox import OutboxWriter
-from progress.redis_store import RedisEventStore, connect
+from progress.redis_store import RedisEventStore, SyncClient, connect
 from progress.runtime import get_settings as get_progress_settings
 from progress.sql import make_engine, make_sessions
 from workers.llm import LLMClient, make_llm_client
@@ -118,7 +117,7 @@ def outbox_store() -> OutboxWriter:
 
 
 @_Resource
-def redis_client() -> redis.Redis:
+def redis_client() -> SyncClient:
     """A sync Redis client for cancel flags and reader sets."""
     return connect(settings().redis_url)
 

@@ -19,6 +19,12 @@ class WorkerSettings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
     )
+    #: The plain Redis of the Celery broker and result backend, when ``REDIS_URL`` is a
+    #: Redis Cluster (``redis+cluster://``: Celery does not support Cluster). Unset: the
+    #: broker and backend use ``REDIS_URL``'s server.
+    celery_redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CELERY_REDIS_URL")
+    )
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL")
     )
@@ -63,8 +69,15 @@ class WorkerSettings(BaseSettings):
         return JournalSettings(database_url=self.database_url)
 
     def redis_db_url(self, db: int) -> str:
-        """``redis_url`` with its database number replaced by ``db``."""
-        base = self.redis_url.split("?")[0].rstrip("/")
+        """The Celery Redis (``celery_redis_url``, else ``redis_url``) with its database
+        number replaced by ``db``; ValueError when that would be a cluster."""
+        url = self.celery_redis_url or self.redis_url
+        if url.startswith("redis+cluster://"):
+            raise ValueError(
+                "REDIS_URL is a Redis Cluster: set CELERY_REDIS_URL to a plain Redis for the "
+                "Celery broker and result backend (Celery does not support Cluster)"
+            )
+        base = url.split("?")[0].rstrip("/")
         head, _, tail = base.rpartition("/")
         if head.startswith("redis") and tail.isdigit():
             base = head

@@ -12,10 +12,10 @@ import time
 from typing import Protocol
 
 import orjson
-import redis.asyncio
 
 from api.event_meta import EventMeta
 from progress.keys import KeyLayout
+from progress.redis_store import AsyncClient
 
 
 class Authorizer(Protocol):
@@ -55,7 +55,7 @@ def grant_message(user_id: str, novel_id: str) -> bytes:
 class RedisNovelAccess:
     """Readers of each novel as a Redis set, kept by the domain (``KeyLayout.readers``)."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = "rt") -> None:
+    def __init__(self, client: AsyncClient, prefix: str = "rt") -> None:
         self._client = client
         self._layout = KeyLayout(prefix)
 

@@ -25,7 +25,6 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -33,6 +32,7 @@ from api.auth.tokens import Principal
 from api.errors import ApiError
 from progress.keys import KeyLayout
 from progress.redis_pipeline import lua_source
+from progress.redis_store import AsyncClient
 
 log = logging.getLogger("api.ratelimit")
 
@@ -74,7 +74,7 @@ class AbuseGuard:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncClient,
         limits: AbuseLimits,
         prefix: str = "rt",
         on_refused: Refusal | None = None,
@@ -99,7 +99,7 @@ class AbuseGuard:
         if user_id is not None and user_rate is not None:
             key = self._layout.user_bucket(user_id, action)
             user_check = asyncio.ensure_future(
-                self._bucket([key, ""], [user_rate.per_second, user_rate.burst])
+                self._bucket([key], [user_rate.per_second, user_rate.burst])
             )
         try:
             try:
@@ -132,7 +132,7 @@ class AbuseGuard:
         key = self._layout.user_bucket(user_id, action)
         try:
             allowed, wait, _ = (
-                int(v) for v in await self._bucket([key, ""], [rate.per_second, rate.burst])
+                int(v) for v in await self._bucket([key], [rate.per_second, rate.burst])
             )
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._failed_open(exc)

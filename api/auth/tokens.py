@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 import jwt
-import redis.asyncio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -29,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from api.errors import ApiError, unauthorized
 from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
+from progress.redis_store import AsyncClient
 
 _ALGORITHM = "HS256"
 
@@ -127,7 +127,7 @@ class TokenService:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncClient,
         prefix: str = "rt",
         ttl: int = 60,
         expiry_notice: float = 0.0,

@@ -11,6 +11,10 @@ Concurrency (all on the event loop, no threads):
     attach()    ── first local stream of a user ──▶ SUBSCRIBE its channel, wait for the ack
     detach()    ── last local stream of a user  ──▶ UNSUBSCRIBE
 
+On a Redis Cluster the link is a ``ShardedLink`` (api/hub/sharded_link.py): SSUBSCRIBE on the
+master of each channel's slot, one connection per master; it ends like a lost link when a slot
+moves, and the same reconnect re-reads the slot map.
+
 The hub is always subscribed to the broadcast channel and the control channel (access
 revocations clear the authorizer's cache on every instance at once; preference changes reach
 the user's open streams; a new realtime mode moves the streams of users who must now poll).
@@ -37,12 +41,14 @@ from api.event_meta import EventMeta, event_meta
 from api.hub.backpressure import Backpressure
 from api.hub.leases import ConnectionRegistry, Lease
 from api.hub.pubsub_link import PubSubLink, RedisAddress, Replies
+from api.hub.sharded_link import ShardedLink
 from api.preferences import NotificationPreferences
 from api.realtime_mode import ModeRule, RealtimeModeStore, mode_for
 from api.stream.connection import Connection, Signal
 from api.stream.delivery import Delivery
 from progress.errors import StoreUnavailable
 from progress.keys import BROADCAST, KeyLayout, user_stream
+from progress.redis_cluster import ClusterUrl
 from progress.redis_store import parse_live_message
 
 log = logging.getLogger("api.fanout")
@@ -57,7 +63,7 @@ class Hub:
 
     def __init__(
         self,
-        address: RedisAddress,
+        address: RedisAddress | ClusterUrl,
         registry: ConnectionRegistry,
         layout: KeyLayout,
         lease_seconds: float,
@@ -81,7 +87,7 @@ class Hub:
         self._registry = registry
         self._layout = layout
         self._lease_seconds = lease_seconds
-        self._link: PubSubLink | None = None
+        self._link: PubSubLink | ShardedLink | None = None
         self._by_user: dict[str, set[Connection]] = defaultdict(set)
         self._connections: dict[str, Connection] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
@@ -148,7 +154,12 @@ class Hub:
             timer.cancel()  # a new link subscribes only the users with streams
             self._subscribed.pop(user, None)
         self._lingering.clear()
-        link = await PubSubLink.open(self._address, self._on_replies)
+        link: PubSubLink | ShardedLink
+        if isinstance(self._address, ClusterUrl):
+            plain = (self._layout.control(),)
+            link = await ShardedLink.open(self._address, self._on_replies, plain)
+        else:
+            link = await PubSubLink.open(self._address, self._on_replies)
         channels = [self._layout.channel(BROADCAST), self._layout.control()]
         channels += [self._layout.channel(user_stream(user)) for user in self._by_user]
         link.subscribe(*channels)
@@ -240,8 +251,11 @@ class Hub:
                 except _LINK_ERRORS:
                     continue
                 pause = 0.1
-                await self._load_mode()
+                # RESYNC before any await: a live event of the new link read meanwhile would be
+                # written straight to a parked stream, moving its cursor past the gap its
+                # catch-up had to send (after a cluster failover the mode read took seconds).
                 self._after_reconnect()
+                await self._load_mode()
 
     def _after_reconnect(self) -> None:
         self.resyncs += 1
@@ -265,14 +279,14 @@ class Hub:
             channel = channel_bytes.decode()
             if kind == b"message" and channel == self._control:
                 self._on_control(data)
-            elif kind == b"message":
+            elif kind == b"message" or kind == b"smessage":
                 try:
                     self._route(channel, data)
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error(
                         "dropped a malformed message on %s (%s): %r", channel, exc, data[:200]
                     )
-            elif kind == b"subscribe":
+            elif kind == b"subscribe" or kind == b"ssubscribe":
                 waiters = self._waiters.get(channel)
                 if waiters:
                     waiter = waiters.pop(0)

@@ -30,7 +30,9 @@ from redis.typing import EncodableT
 
 from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
+from progress.redis_cluster import Command, run_cluster_commands_async
 from progress.redis_pipeline import lua_source
+from progress.redis_store import AsyncClient
 
 # The scripts are package data (api/hub/lua/*.lua), each with its KEYS, ARGV and reply in
 # its header.
@@ -57,7 +59,7 @@ class ConnectionRegistry:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncClient,
         instance_id: str,
         limit: int,
         lease_seconds: float,
@@ -119,8 +121,17 @@ class ConnectionRegistry:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
     async def refresh(self, leases: Iterable[Lease]) -> None:
-        """Extend every lease given, in one round trip."""
-        pipe = self._client.pipeline(transaction=False)
+        """Extend every lease given, in one round trip (on a cluster, one per node)."""
+        client = self._client
+        if isinstance(client, redis.asyncio.RedisCluster):
+            sha = str(self._refresh.sha)
+            commands: list[Command] = [
+                ("EVALSHA", sha, 2, *self._keys(lease), self._member(lease), self._lease_ms)
+                for lease in leases
+            ]
+            await run_cluster_commands_async(client, commands, (REFRESH_LUA,))
+            return
+        pipe = client.pipeline(transaction=False)
         count = 0
         for lease in leases:
             args: list[EncodableT] = [self._member(lease), self._lease_ms]

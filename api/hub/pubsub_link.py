@@ -10,6 +10,8 @@ What the listener gets, in the order Redis sent them (RESP2 subscriber mode):
     [b"message", channel, payload]
     [b"subscribe", channel, count]      (the confirmation of a SUBSCRIBE, one per channel)
     [b"unsubscribe", channel, count]
+    [b"smessage", channel, payload]     (sharded pub/sub on a cluster: api/hub/sharded_link.py)
+    [b"ssubscribe", channel, count], [b"sunsubscribe", channel, count]
 
 PING answers only prove the link alive (:meth:`PubSubLink.watch`); an error reply or a protocol
 error closes the link. Nothing here reconnects: the hub does, then re-subscribes and resyncs.
@@ -141,6 +143,15 @@ class PubSubLink(asyncio.Protocol):
     def unsubscribe(self, *channels: str) -> None:
         """Send UNSUBSCRIBE."""
         self._send(encode_command("UNSUBSCRIBE", *channels))
+
+    def ssubscribe(self, *channels: str) -> None:
+        """Send SSUBSCRIBE (sharded pub/sub, Redis 7): every channel must hash to a slot this
+        node serves; each confirmation (``ssubscribe``) reaches the listener."""
+        self._send(encode_command("SSUBSCRIBE", *channels))
+
+    def sunsubscribe(self, *channels: str) -> None:
+        """Send SUNSUBSCRIBE."""
+        self._send(encode_command("SUNSUBSCRIBE", *channels))
 
     def ping(self) -> None:
         """Send PING; its answer refreshes :attr:`last_heard`."""

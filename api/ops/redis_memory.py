@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from progress.errors import StoreUnavailable
 from progress.keys import KeyLayout
+from progress.redis_store import AsyncClient
 
 #: The scan stops after this many keys (the report then says it is not complete).
 MAX_STREAMS_MEASURED = 2000
@@ -20,7 +20,7 @@ _CACHE_SECONDS = 30.0
 class StreamMemory:
     """Bytes the event streams take in Redis (``MEMORY USAGE``), measured at most every 30 s."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
+    def __init__(self, client: AsyncClient, prefix: str) -> None:
         self._client = client
         self._pattern = KeyLayout(prefix).all_events()
         self._last: tuple[float, dict[str, Any]] | None = None

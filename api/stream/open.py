@@ -145,7 +145,8 @@ async def _run(services: ApiServices, connection: Connection, lease: Lease) -> A
                 await services.registry.release(lease)
             except Exception as exc:  # the lease lapses by itself; never mask the stream's end
                 log.warning(
-                    "could not release lease: %s",
+                    "could not release lease (%s: %s)",
+                    type(exc).__name__,
                     exc,
                     extra=_ids(services, connection) | {"reason": "lease_release_failed"},
                 )

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio
-
 from progress.cursor import StreamState
 from progress.keys import BROADCAST
-from progress.redis_store import AsyncRedisEventStore
+from progress.redis_store import AsyncClient, AsyncRedisEventStore
 from progress.store import StoredEvent, StoreSettings
 
 _Key = tuple[str, int]
@@ -33,7 +31,7 @@ class SharedReplayStore(AsyncRedisEventStore):
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncClient,
         settings: StoreSettings | None = None,
         ttl: float = 1.0,
         size: int = 64,

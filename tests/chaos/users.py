@@ -71,6 +71,12 @@ class Tab:
         """Every data event received so far, over all connections."""
         return [e for e in list(self.events) if e.event not in CONTROL]
 
+    def all_events(self) -> list[SseEvent]:
+        """Every event received so far, over all connections, the open one's included."""
+        current = self._current
+        live = list(current.events) if current is not None and self._open.is_set() else []
+        return list(self.events) + live
+
     def of_type(self, kind: str) -> list[SseEvent]:
         """Data events of type ``kind`` received so far (including the open connection's)."""
         current = self._current

@@ -17,11 +17,14 @@ pytestmark = pytest.mark.integration
 Store = MemoryEventStore | RedisEventStore
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Store]:
+    """The in-memory store, the store on one Redis, and on a real Redis Cluster (issue 18)."""
     if request.param == "memory":
         yield MemoryEventStore()
         return
+    if request.param == "cluster":
+        redis_url = request.getfixturevalue("redis_cluster").url
     client = connect(redis_url)
     yield RedisEventStore(client)
     client.close()

@@ -1,6 +1,6 @@
--- KEYS: bucket, ban (or "" for none)   ARGV: rate per s, burst
+-- KEYS: bucket[, ban] (one key: no ban to check; every key in one hash tag)   ARGV: rate per s, burst
 -- Returns {allowed 1/0, retry after ms, banned ms left (0 when not banned)}.
-if KEYS[2] ~= '' then
+if KEYS[2] then
   local banned = redis.call('PTTL', KEYS[2])
   if banned > 0 then return {0, banned, banned} end
 end
