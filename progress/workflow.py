@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from progress.errors import StoreUnavailable
 from progress.events import EventEnvelope, Identifier, RunningTask, WorkflowProgress
 from progress.keys import KeyLayout
+from progress.redis_cluster import run_cluster_commands
 from progress.redis_pipeline import LuaScript, lua_source, run_commands
 from progress.store import EventWriter, StoredEvent
 
@@ -261,13 +262,13 @@ class WorkflowCounter:
 
     def __init__(
         self,
-        client: Callable[[], redis.Redis],
+        client: Callable[[], redis.Redis | redis.RedisCluster],
         layout: KeyLayout,
         retention_seconds: float,
         throttle_seconds: float,
     ) -> None:
         self._client_factory = client
-        self._client: redis.Redis | None = None
+        self._client: redis.Redis | redis.RedisCluster | None = None
         self.layout = layout
         self._retention_ms = int(retention_seconds * 1000)
         self._throttle_ms = int(throttle_seconds * 1000)
@@ -293,7 +294,10 @@ class WorkflowCounter:
                 args += transition.args()
             commands.append(COUNT.call(keys, args))
         try:
-            replies = run_commands(self._client, commands, (COUNT,))
+            if isinstance(self._client, redis.RedisCluster):  # one workflow (one slot) a call
+                replies = run_cluster_commands(self._client, commands, (COUNT.source,))
+            else:
+                replies = run_commands(self._client, commands, (COUNT,))
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
         self.calls += len(commands)

@@ -18,6 +18,7 @@ from progress.outbox import OutboxWriter, Outgoing
 from progress.sealing import DEV_AUDIT_KEY, MissingAuditKeys, Sealer, sealing_keys
 from progress.sql import make_engine, make_sessions
 from workers import resources
+from workers.cancel_requests import request_cancel
 from workers.db import DATABASE_UNAVAILABLE, Novel
 from workers.migrate import SchemaOutdated, ensure_schema
 from workers.notify import move_novel
@@ -54,7 +55,6 @@ __all__ = [
 ]
 
 
-_CANCEL_TTL = 24 * 3600
 _ENDED = frozenset({"done", "failed", "cancelled"})
 
 
@@ -202,7 +202,7 @@ def cancel_task(user_id: str, task_id: str) -> None:
     if snapshot is None:
         raise TaskNotFound(task_id)
     # The flag holds who asked: the task's ``task.progress-cancelled`` names them.
-    resources.redis_client().set(resources.layout().cancel(task_id), user_id, ex=_CANCEL_TTL)
+    request_cancel(task_id, user_id)
     if snapshot.novel_id:
         novel = resources.novels().get(snapshot.novel_id)
         if novel.task_id == task_id:
@@ -223,7 +223,7 @@ def cancel_novel(user_id: str, novel_id: str) -> str:
 def _stop_workflow(novel: Novel, user_id: str) -> str:
     if novel.status in _ENDED:
         return novel.status
-    resources.redis_client().set(resources.layout().cancel(novel.id), user_id, ex=_CANCEL_TTL)
+    request_cancel(novel.id, user_id)
     move_novel(novel.id, "cancelled")
     progress.cancel_workflow(user_id, novel.id)  # its overall bar ends cancelled
     return "cancelled"

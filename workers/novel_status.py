@@ -30,6 +30,7 @@ from progress.reporter import TaskRun
 from progress.signals import run_ended
 from progress.store import EventReader
 from workers import resources
+from workers.cancel_requests import askers
 from workers.notify import announce_status
 from workers.novels import NovelChange, NovelNotFound
 
@@ -90,8 +91,7 @@ def end_novel_after_error(novel_id: str, store: EventReader) -> bool:
     ]
     if any(task.status == "failed" for task in steps):
         return _end_novel(novel_id, "failed")
-    flags = [resources.layout().cancel(task.task_id) for task in steps]
-    asked = bool(flags) and any(resources.redis_client().mget(flags))
+    asked = any(asker is not None for asker in askers([task.task_id for task in steps]))
     cancelled = asked or any(task.status == "cancelled" for task in steps)
     return _end_novel(novel_id, "cancelled" if cancelled else "failed")
 

@@ -97,7 +97,11 @@ class OutageDetector:
     """The shared detector (one Lua script over ``rt:{dep:<dependency>}:*``)."""
 
     def __init__(
-        self, client: redis.Redis, layout: KeyLayout, threshold: int, window_seconds: float
+        self,
+        client: redis.Redis | redis.RedisCluster,
+        layout: KeyLayout,
+        threshold: int,
+        window_seconds: float,
     ) -> None:
         self._script = client.register_script(OUTAGE_LUA)
         self.layout = layout

@@ -24,6 +24,7 @@ from celery.canvas import Signature
 import progress
 from workers import resources
 from workers.batching import ChapterUpdateBatcher
+from workers.cancel_requests import askers
 from workers.llm_errors import TransientLLMError
 from workers.notify import chapters_updated, move_novel, save_chapter_and_announce
 from workers.novel_status import end_novel_after_error, reconcile_novels, resume_stalled_novels
@@ -66,34 +67,29 @@ def _generate(
 ) -> Iterator[str]:
     """Tokens from the LLM, reporting progress (``offset + done`` of ``total`` tokens) and
     honouring cancel requests as they come."""
-    flags = [resources.layout().cancel(task_id), resources.layout().cancel(novel_id)]
+    targets = [task_id, novel_id]
     deadline = time.monotonic() + resources.settings().soft_time_limit_seconds
     for done, token in enumerate(resources.llm().stream(prompt, tokens), start=1):
         if time.monotonic() > deadline:
             raise GenerationTimeout(
                 f"generation took longer than {resources.settings().soft_time_limit_seconds:g} s"
             )
-        if done % _CANCEL_CHECK_EVERY == 0 and (asker := _cancel_requested(flags)) is not None:
+        if done % _CANCEL_CHECK_EVERY == 0 and (asker := _cancel_requested(targets)) is not None:
             raise progress.Cancelled("cancelled by the writer", by=asker or None)
         progress.update(percent(offset + done, total or tokens), message, stage=stage)
         yield token
 
 
-def _cancel_requested(flags: list[str]) -> str | None:
-    """Who asked to stop (the first flag set holds their user id; "" when unknown), or None
-    when no flag is set. None while Redis is unreachable: the writer cannot have set one
-    meanwhile, and the task's end must not be lost to a failed check."""
+def _cancel_requested(target_ids: list[str]) -> str | None:
+    """Who asked to stop (the first request's user id; "" when unknown), or None when nobody
+    did. None while Redis is unreachable: the writer cannot have asked meanwhile, and the
+    task's end must not be lost to a failed check."""
     try:
-        values = resources.redis_client().mget(flags)
+        asked = askers(target_ids)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        log.warning("cancel flags unreadable (%s); going on", exc)
+        log.warning("cancel requests unreadable (%s); going on", exc)
         return None
-    asker = next((value for value in values if value is not None), None)
-    return None if asker is None else _text(asker)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return next((asker for asker in asked if asker is not None), None)
 
 
 class GenerationTimeout(TimeoutError):
