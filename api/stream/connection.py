@@ -462,6 +462,9 @@ class Connection:
         # Archived events carry no cursor: a client cut off among them resumes from its older
         # cursor and gets the archive again (clients deduplicate by ``event_id``). The last
         # frame sent carries it, whatever it is: the reset itself when nothing follows it.
+        # Without an archive the reset carries the cursor from before the replay (the replayed
+        # frames that follow it carry their own).
+        before_replay = self.cursor.format()
         pieces: list[bytes | tuple[str, bytes]] = []
         run: list[StoredEvent] = []
         for item in merged:
@@ -476,8 +479,11 @@ class Connection:
         pieces += await self._replay(run)
         chunks = []
         if resets:
-            with_cursor = not archived or not pieces
-            chunks.append(await self._reset_frame(resets, reason, with_cursor=with_cursor))
+            if not archived:
+                cursor: str | None = before_replay
+            else:
+                cursor = None if pieces else self.cursor.format()
+            chunks.append(await self._reset_frame(resets, reason, cursor))
         last = len(pieces) - 1
         for index, piece in enumerate(pieces):
             if isinstance(piece, bytes):
@@ -528,9 +534,7 @@ class Connection:
             after = page[-1].id
         return entries
 
-    async def _reset_frame(
-        self, streams: list[str], reason: str, with_cursor: bool = True
-    ) -> bytes:
+    async def _reset_frame(self, streams: list[str], reason: str, cursor: str | None) -> bytes:
         tasks = await self._store.recent_tasks(self.principal.user_id)
         body = {
             "reason": reason,
@@ -538,7 +542,6 @@ class Connection:
             "server_time": _now(),
             "tasks": [t.model_dump(mode="json") for t in tasks],
         }
-        cursor = self.cursor.format() if with_cursor else None
         return frame("stream.reset", orjson.dumps(body), cursor)
 
     async def _live(self) -> AsyncIterator[bytes]:

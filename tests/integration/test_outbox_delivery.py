@@ -178,6 +178,38 @@ def test_an_event_stored_again_after_a_flush_while_its_journal_row_is_unpushed_c
         api.close()
 
 
+def test_without_an_archive_the_reset_carries_the_cursor_from_before_the_events_after_it(
+    own_redis: RedisServer, user_id: str
+) -> None:
+    # No SQL archive: after a flush the catch-up sends stream.reset, then the new history. A
+    # client cut off right after the reset must get that history again when it resumes.
+    api = ApiServer(f"{own_redis.url}/0").start()
+    store = RedisEventStore(connect(f"{own_redis.url}/0"))
+    try:
+        seen = open_stream(api, user_id)
+        store.append_many([(e, ()) for e in mixed(user_id, 0, 2)])
+        seen.wait_for(lambda events: len(task_ids(events)) == 2)
+        cursor = seen.last_id
+        seen.close()
+        connect(f"{own_redis.url}/0").flushall()
+        after_flush = mixed(user_id, 2, 3)
+        store.append_many([(e, ()) for e in after_flush])
+
+        resumed = open_stream(api, user_id, cursor)
+        resumed.wait_for(lambda events: len(task_ids(events)) == 3)
+        resumed.close()
+        reset = next(e for e in resumed.events if e.event == "stream.reset")
+        assert reset.id, "the reset moves the cursor to the new history"
+
+        cut_off = open_stream(api, user_id, reset.id)
+        cut_off.wait_for(lambda events: len(task_ids(events)) == 3)
+        cut_off.close()
+        assert task_ids(cut_off.events) == ids(after_flush)
+    finally:
+        store.close()
+        api.close()
+
+
 def test_a_catch_up_whose_last_archived_event_is_for_another_session_still_moves_the_cursor(
     own_redis: RedisServer, database_url: str, writer: OutboxWriter, user_id: str
 ) -> None:
