@@ -116,7 +116,8 @@ local was_finished = text.finished == '1'
 -- sent, fast workers can end every task known so far, and the workflow must not flicker
 -- between finished and running. Failing and cancelling are sent at once.
 if changed and finished then c.settle_ms = now + throttle dirty.settle_ms = true end
-if changed or text.dirty == '1' then
+-- A peek (a snapshot read) sends nothing, so it must not take a held value's turn either.
+if not peek and (changed or text.dirty == '1') then
   local at = c.last_emit_ms + throttle
   if finished then at = math.max(at, c.settle_ms) end
   local urgent = changed and state ~= was and (state == 'failed' or state == 'cancelled')

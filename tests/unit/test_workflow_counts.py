@@ -203,3 +203,20 @@ def test_markers_of_one_workflow_fold_into_one_queue_slot(user_id: str) -> None:
     assert not absorb(first, _queued("someone-else", "c"))
     assert not absorb(first, TaskStarted(**_env(user_id, "a"), task_name="x"))
     assert [t.task_id for t in first.tasks] == ["a", "b"]
+
+
+def test_a_snapshot_read_while_a_value_is_held_leaves_it_for_the_tick(
+    writer: tuple[WorkflowWriter, RedisEventStore], user_id: str
+) -> None:
+    # A page that reconnects reads the snapshot (GET /api/v1/workflows/{id}) while the
+    # workers hold a throttled value: every other stream must still get that value.
+    w, store = writer
+    _send(w, *[_queued(user_id, f"t{i}") for i in range(3)])
+    _send(w, TaskStarted(**_env(user_id, "t0"), task_name="x"))
+    assert len(_progress(store, user_id)) == 1, "the second value is held"
+    time.sleep(1.05)
+    keys, args = peek_call(store.layout, user_id, "wf1")
+    store.client.eval(WORKFLOW_LUA, len(keys), *keys, *args)
+    _settle(w)
+    events = _progress(store, user_id)
+    assert len(events) == 2 and events[-1].running[0].task_id == "t0"
