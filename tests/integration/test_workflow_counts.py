@@ -33,6 +33,8 @@ from progress.workflow import (
     peek_call,
 )
 
+pytestmark = pytest.mark.integration
+
 
 class Clock:
     def __init__(self) -> None:
