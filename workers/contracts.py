@@ -153,7 +153,8 @@ def revise_chapter(
     novel = resources.novels().get(novel_id)
     if novel.owner_id != user_id or not 1 <= number <= novel.chapter_count:
         raise NovelNotFound(f"{novel_id}/{number}")
-    with progress.acting_as(user_id, session_id, novel_id=novel_id, workflow_id=novel_id):
+    # Not the novel's workflow: its overall bar is the creation's, finished or not.
+    with progress.acting_as(user_id, session_id, novel_id=novel_id):
         result = _app().send_task(
             "workers.revise_chapter",
             args=[novel_id, number],
@@ -181,7 +182,8 @@ def revise_chapters(
     unknown = [n for n in numbers if not 1 <= n <= novel.chapter_count]
     if unknown:
         raise UnknownChapters(unknown, novel.chapter_count)
-    with progress.acting_as(user_id, session_id, novel_id=novel_id, workflow_id=novel_id):
+    # Not the novel's workflow: its overall bar is the creation's, finished or not.
+    with progress.acting_as(user_id, session_id, novel_id=novel_id):
         result = _app().send_task(
             "workers.revise_chapters",
             args=[novel_id, list(numbers)],

@@ -34,3 +34,9 @@ def test_the_novel_page_shows_one_overall_bar_with_time_left_above_the_steps(
     expect(first_bar).to_have_attribute("aria-valuenow", "100")
     page.reload()  # a new page gets the totals at once from the snapshot
     expect(page.get_by_test_id("workflow-counts")).to_have_text(f"{STEPS} of {STEPS} steps done")
+    # A revision afterwards has a bar of its own; the novel's overall bar stays finished.
+    page.get_by_role("button", name="Revise chapter 2").click()
+    revision = page.get_by_role("progressbar", name="Revising chapter 2 progress")
+    expect(revision).to_have_attribute("aria-valuenow", "100", timeout=30_000)
+    expect(overall).to_have_attribute("data-status", "completed")
+    expect(page.get_by_test_id("workflow-counts")).to_have_text(f"{STEPS} of {STEPS} steps done")
