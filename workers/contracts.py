@@ -223,11 +223,15 @@ def cancel_novel(user_id: str, novel_id: str) -> str:
 
 
 def _stop_workflow(novel: Novel, user_id: str) -> str:
-    if novel.status in _ENDED:
+    if novel.status in _ENDED and novel.status != "cancelled":
         return novel.status
     request_cancel(novel.id, user_id)
-    move_novel(novel.id, "cancelled")
-    progress.cancel_workflow(user_id, novel.id)  # its overall bar ends cancelled
+    if not move_novel(novel.id, "cancelled"):  # it ended meanwhile, or was cancelled before
+        ended = resources.novels().get(novel.id).status
+        if ended != "cancelled":
+            return ended
+    # Also when cancelled before: a retry after this failed must still end the overall bar.
+    progress.cancel_workflow(user_id, novel.id)
     return "cancelled"
 
 

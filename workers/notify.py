@@ -17,13 +17,18 @@ from progress.events import ChapterChange, ChapterUpdated, EventEnvelope, Workfl
 from progress.runtime import get_reporter
 from workers import resources
 from workers.db import Chapter
+from workers.novels import IN_PROGRESS
 
 
-def move_novel(novel_id: str, status: str) -> None:
-    """Set the novel's status and send ``workflow.status-changed`` to its readers."""
-    old = resources.novels().set_status(novel_id, status)
+def move_novel(novel_id: str, status: str) -> bool:
+    """Move a novel still in progress to ``status`` and send ``workflow.status-changed`` to
+    its readers; False (nothing changed) when it had ended: a cancel or a failure stands."""
+    old = resources.novels().move_if_in(novel_id, IN_PROGRESS, status)
+    if old is None:
+        return False
     if old != status:
         announce_status(novel_id, old, status)
+    return True
 
 
 def announce_status(novel_id: str, old: str | None, new: str) -> None:

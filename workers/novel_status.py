@@ -32,7 +32,7 @@ from progress.store import EventReader
 from workers import resources
 from workers.cancel_requests import askers
 from workers.notify import announce_status
-from workers.novels import NovelChange, NovelNotFound
+from workers.novels import IN_PROGRESS, NovelChange, NovelNotFound
 
 log = logging.getLogger("workers.novel_status")
 
@@ -45,7 +45,6 @@ WORKFLOW_STEPS = frozenset(
         "workers.review_novel",
     }
 )
-IN_PROGRESS = ("queued", "outlining", "drafting", "reviewing")
 #: Task snapshots of one owner the sweep reads (newest first).
 SWEEP_TASKS_PER_OWNER = 500
 #: A step in one of these is still going (or may come back): its novel is not stalled.
@@ -65,7 +64,7 @@ def fail_novel(novel_id: str) -> bool:
 
 
 def _end_novel(novel_id: str, status: str) -> bool:
-    old = resources.novels().end_if_in(novel_id, IN_PROGRESS, status)
+    old = resources.novels().move_if_in(novel_id, IN_PROGRESS, status)
     if old is None:
         return False
     announce_status(novel_id, old, status)
@@ -91,7 +90,8 @@ def end_novel_after_error(novel_id: str, store: EventReader) -> bool:
     ]
     if any(task.status == "failed" for task in steps):
         return _end_novel(novel_id, "failed")
-    asked = any(asker is not None for asker in askers([task.task_id for task in steps]))
+    targets = [novel_id, *(task.task_id for task in steps)]
+    asked = any(asker is not None for asker in askers(targets))
     cancelled = asked or any(task.status == "cancelled" for task in steps)
     return _end_novel(novel_id, "cancelled" if cancelled else "failed")
 

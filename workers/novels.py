@@ -33,6 +33,11 @@ class NovelChange:
         return (at if at.tzinfo else at.replace(tzinfo=UTC)) < moment
 
 
+#: A novel's workflow is still running in these; ``done``, ``failed`` and ``cancelled`` are
+#: final.
+IN_PROGRESS = ("queued", "outlining", "drafting", "reviewing")
+
+
 class NovelNotFound(LookupError):
     """No such novel (or not one the caller may read)."""
 
@@ -181,19 +186,10 @@ class NovelRepository:
             session.delete(member)
             return was_reader
 
-    def set_status(self, novel_id: str, status: str) -> str:
-        """Move the novel to ``status``; return the status it had."""
-        with self._sessions.begin() as session:
-            novel = session.get(Novel, novel_id)
-            if novel is None:
-                raise NovelNotFound(novel_id)
-            old, novel.status = novel.status, status
-            return old
-
-    def end_if_in(self, novel_id: str, statuses: Sequence[str], status: str) -> str | None:
-        """Move the novel to ``status`` (``failed``, ``cancelled``) if its status is one of
-        ``statuses``, in one atomic statement (two failing steps never both see the old
-        status); the old status, or None if it was not moved."""
+    def move_if_in(self, novel_id: str, statuses: Sequence[str], status: str) -> str | None:
+        """Move the novel to ``status`` if its status is one of ``statuses``, in one atomic
+        statement (two failing steps never both see the old status, a step ending never
+        overwrites a cancel); the old status, or None if it was not moved."""
         with self._sessions.begin() as session:
             old = session.scalar(select(Novel.status).where(Novel.id == novel_id))
             if old not in statuses:

@@ -17,11 +17,11 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TypedDict
 
-import redis
 from celery import Celery, Task, chain, chord, group, shared_task
 from celery.canvas import Signature
 
 import progress
+from progress.errors import StoreUnavailable
 from workers import resources
 from workers.batching import ChapterUpdateBatcher
 from workers.cancel_requests import askers
@@ -86,7 +86,7 @@ def _cancel_requested(target_ids: list[str]) -> str | None:
     task's end must not be lost to a failed check."""
     try:
         asked = askers(target_ids)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except StoreUnavailable as exc:
         log.warning("cancel requests unreadable (%s); going on", exc)
         return None
     return next((asker for asker in asked if asker is not None), None)

@@ -159,3 +159,22 @@ def test_a_cancelled_task_names_the_writer_in_its_event_and_snapshot(
     assert (end["type"], end["cancelled_by"]) == ("task.progress-cancelled", user_id)
     snapshot = httpx.get(f"{api.url}/api/v1/tasks/{task}", headers=owner).json()
     assert (snapshot["status"], snapshot["cancelled_by"]) == ("cancelled", user_id)
+
+
+def test_cancelling_while_redis_is_down_answers_503_and_changes_nothing(
+    tmp_path: Path, user_id: str
+) -> None:
+    database = f"sqlite:///{tmp_path / 'novels.db'}"
+    upgrade(database)
+    with RedisServer() as redis, ApiServer(f"{redis.url}/0", DATABASE_URL=database) as api:
+        headers = auth(api, user_id)
+        body = {"title": "Offline", "premise": "no store", "chapter_count": 2}
+        created = httpx.post(f"{api.url}/api/v1/novels", json=body, headers=headers)
+        assert created.status_code == 202, created.text
+        novel_id = created.json()["novel_id"]
+        redis.stop()
+        refused = httpx.post(f"{api.url}/api/v1/novels/{novel_id}/cancel", headers=headers)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "store_unavailable"
+        novel = httpx.get(f"{api.url}/api/v1/novels/{novel_id}", headers=headers).json()
+        assert novel["status"] == "queued"

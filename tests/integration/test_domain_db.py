@@ -19,7 +19,7 @@ from progress.journal_tables import JournalBase
 from progress.sql import make_engine, make_sessions, utcnow_naive
 from workers.db import Chapter, Novel, NovelMember
 from workers.migrate import alembic_config, upgrade
-from workers.novels import NovelRepository, TooManyActiveChapters
+from workers.novels import IN_PROGRESS, NovelRepository, TooManyActiveChapters
 
 pytestmark = pytest.mark.integration
 
@@ -180,8 +180,20 @@ def test_simultaneous_creations_cannot_pass_the_active_chapter_cap(
         with ThreadPoolExecutor(8) as pool:
             outcomes = list(pool.map(attempt, range(8)))
         assert outcomes.count(True) == 2, round_
-    repo.set_status(repo.list_readable("busy-owner-0")[0].id, "done")  # finished: room again
+    finished = repo.list_readable("busy-owner-0")[0].id
+    assert repo.move_if_in(finished, IN_PROGRESS, "done") is not None  # finished: room again
     repo.create("busy-owner-0", "t", "p", 5, (), max_active_chapters=12)
+
+
+def test_a_step_ending_after_a_cancel_leaves_the_novel_cancelled(
+    sessions: sessionmaker[Session],
+) -> None:
+    repo = NovelRepository(sessions)
+    novel_id = repo.create("canceller", "t", "p", 2, ()).id
+    assert repo.move_if_in(novel_id, IN_PROGRESS, "cancelled") == "queued"
+    # The review that was finishing when the writer cancelled moves it no further.
+    assert repo.move_if_in(novel_id, IN_PROGRESS, "done") is None
+    assert repo.get(novel_id).status == "cancelled"
 
 
 def test_the_journal_migration_keeps_tables_an_older_app_migration_created(tmp_path: Path) -> None:
