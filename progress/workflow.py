@@ -274,8 +274,11 @@ class WorkflowCounter:
         self._throttle_ms = int(throttle_seconds * 1000)
         self.calls = 0
 
-    def apply(self, changes: dict[WorkflowKey, list[Transition]]) -> dict[WorkflowKey, Tally]:
-        """Apply each workflow's transitions (none: release a held value); the new tallies."""
+    def apply(
+        self, changes: dict[WorkflowKey, list[Transition]], *, now: bool = False
+    ) -> dict[WorkflowKey, Tally]:
+        """Apply each workflow's transitions (none: release a held value; ``now``: whether it
+        is due or not); the new tallies."""
         if self._client is None:
             self._client = self._client_factory()
         commands = []
@@ -286,7 +289,7 @@ class WorkflowCounter:
             ]
             args: list[str | int] = [
                 self._retention_ms,
-                self._throttle_ms,
+                -1 if now else self._throttle_ms,
                 RUNNING_SHOWN,
                 len(transitions),
             ]
@@ -359,9 +362,11 @@ class WorkflowWriter:
             log.exception("workflow counts of %d workflows not updated", len(changes))
         return stored
 
-    def _count(self, changes: dict[WorkflowKey, tuple[list[Transition], str | None]]) -> None:
+    def _count(
+        self, changes: dict[WorkflowKey, tuple[list[Transition], str | None]], now: bool = False
+    ) -> None:
         assert self.counter is not None
-        tallies = self.counter.apply({key: value[0] for key, value in changes.items()})
+        tallies = self.counter.apply({key: value[0] for key, value in changes.items()}, now=now)
         outgoing: list[Outgoing] = []
         for key, tally in tallies.items():
             novel_id = changes[key][1]
@@ -392,7 +397,18 @@ class WorkflowWriter:
         return min((at for at, _ in self._held.values()), default=None)
 
     def close(self) -> None:
-        """Close the wrapped writer and the counter."""
+        """Send the held workflow values at once (no other process would: a workflow's last
+        value would be lost with this one), then close the wrapped writer and the counter."""
+        if self._held and self.counter is not None:
+            held: dict[WorkflowKey, tuple[list[Transition], str | None]] = {
+                key: ([], novel) for key, (_, novel) in self._held.items()
+            }
+            self._held.clear()
+            try:
+                self._count(held, now=True)
+            except StoreUnavailable:
+                self.errors += 1
+                log.warning("held workflow progress of %d workflows not sent", len(held))
         self.inner.close()
         if self.counter is not None:
             self.counter.close()

@@ -1,5 +1,6 @@
 -- KEYS: workflow hash, running tasks sorted set (both under the owner's tag)
--- ARGV: retention ms (0: leave the expiry alone), throttle ms, running list bound, n, then n
+-- ARGV: retention ms (0: leave the expiry alone), throttle ms (-1: send a held value now, as a
+--       closing process does), running list bound, n, then n
 --       transitions of 5 items: kind, task id, weight, task name, reason. kind: queued started
 --       alive completed failed cancelled retrying stalled cancel peek (reads only, with the
 --       running list). n = 0: only release a held (trailing) value.
@@ -16,6 +17,8 @@ local h, running = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local retention, throttle, bound = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local closing = throttle < 0
+if closing then throttle = 0 end
 local n = tonumber(ARGV[4])
 
 local names = {'known', 'completed', 'failed', 'cancelled', 'stalled', 'retries', 'total_w',
@@ -120,6 +123,7 @@ if changed and finished then c.settle_ms = now + throttle dirty.settle_ms = true
 if not peek and (changed or text.dirty == '1') then
   local at = c.last_emit_ms + throttle
   if finished then at = math.max(at, c.settle_ms) end
+  if closing then at = now end
   local urgent = changed and state ~= was and (state == 'failed' or state == 'cancelled')
   if urgent or now >= at then
     emit = (state ~= was or finished ~= was_finished) and 2 or 1

@@ -222,3 +222,18 @@ def test_a_snapshot_read_while_a_value_is_held_leaves_it_for_the_tick(
     _settle(w)
     events = _progress(store, user_id)
     assert len(events) == 2 and events[-1].running[0].task_id == "t0"
+
+
+def test_closing_sends_a_held_value_at_once(
+    writer: tuple[WorkflowWriter, RedisEventStore], user_id: str
+) -> None:
+    # The last task of a workflow ends and its process shuts down within the throttle interval:
+    # no other process would ever send the held final value.
+    w, store = writer
+    _send(w, _queued(user_id, "a"))
+    _send(w, TaskStarted(**_env(user_id, "a"), task_name="x"))
+    _send(w, TaskCompleted(**_env(user_id, "a"), duration_seconds=1))
+    assert not _progress(store, user_id)[-1].final, "the final value is held"
+    w.close()
+    last = _progress(store, user_id)[-1]
+    assert last.final and last.state == "completed" and last.important
