@@ -205,7 +205,12 @@ class ApiSettings(StoreSettings):
 
     @model_validator(mode="after")
     def _no_public_secret_in_production(self) -> Self:
-        if is_public_secret(self.jwt_secret) and not self.dev_tokens_enabled:
+        # With a JWKS the platform's keys check every JWT: the secret signs nothing.
+        if (
+            self.jwks_url is None
+            and is_public_secret(self.jwt_secret)
+            and not self.dev_tokens_enabled
+        ):
             raise ValueError(
                 "JWT_SECRET is unset or a secret published in this repository (anyone could "
                 "mint an admin token): set it to 32+ random characters, or set "
@@ -269,7 +274,7 @@ class ApiSettings(StoreSettings):
                 "SSE_DEV_TOKENS_ENABLED=true: POST /api/v1/auth/dev-token mints a JWT for any "
                 "user and any role: development only"
             )
-        if is_public_secret(self.jwt_secret):
+        if self.jwks_url is None and is_public_secret(self.jwt_secret):
             warnings.append(
                 "JWT_SECRET is a secret published in this repository: anyone can mint tokens "
                 "for any user, admins included. Development only: set a private JWT_SECRET"

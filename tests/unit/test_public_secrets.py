@@ -5,7 +5,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from api.settings import is_public_secret
+import pytest
+from pydantic import ValidationError
+
+from api.settings import ApiSettings, is_public_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,3 +37,15 @@ def test_every_secret_in_the_repository_is_refused() -> None:
 
 def test_a_private_secret_is_not_public() -> None:
     assert not is_public_secret("c0ffee" * 8)
+
+
+def test_without_a_jwks_the_default_secret_is_refused_and_with_one_it_is_not_needed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    monkeypatch.delenv("SSE_DEV_TOKENS_ENABLED", raising=False)
+    with pytest.raises(ValidationError, match="JWT_SECRET is unset"):
+        ApiSettings()
+    # The identity provider's keys check every JWT; the secret signs nothing then.
+    settings = ApiSettings(jwks_url="https://login.example.com/jwks")
+    assert not [w for w in settings.startup_warnings() if "JWT_SECRET" in w]
