@@ -4,6 +4,7 @@ import { useApi } from "../api/context";
 import { useAuth } from "../auth/session";
 import { canCancel, errorText, outcomeText } from "../tasks/outcome";
 import { ConfirmButton } from "./ConfirmButton";
+import { ProgressBar } from "./ProgressBar";
 
 /**
  * One task's bar: percent, status, Flower link; while running its stage, message, ETA and (when
@@ -52,16 +53,7 @@ export function TaskProgressBar({
           />
         ) : null}
       </div>
-      <div
-        role="progressbar"
-        aria-label={`${label} progress`}
-        aria-valuemin={0}
-        aria-valuemax={100}
-        aria-valuenow={percent}
-        className="bar"
-      >
-        <div className="bar-fill" style={{ width: `${percent}%` }} />
-      </div>
+      <ProgressBar label={label} percent={percent} />
       <div className="task-foot">
         <span>{percent}%</span>
         {live && progress.stage ? <span>{progress.stage}</span> : null}

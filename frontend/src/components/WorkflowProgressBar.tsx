@@ -1,4 +1,5 @@
 import { taskLabel, useWorkflowProgress } from "@infinitescribe/realtime";
+import { ProgressBar } from "./ProgressBar";
 
 function timeLeft(seconds: number): string {
   if (seconds < 60) return `about ${seconds} s left`;
@@ -17,16 +18,7 @@ export function WorkflowProgressBar({ workflowId, title = "Overall" }: { workflo
         <span className="task-name">{title}</span>
         <span className="task-status">{status}</span>
       </div>
-      <div
-        role="progressbar"
-        aria-label={`${title} progress`}
-        aria-valuemin={0}
-        aria-valuemax={100}
-        aria-valuenow={percent}
-        className="bar"
-      >
-        <div className="bar-fill" style={{ width: `${percent}%` }} />
-      </div>
+      <ProgressBar label={title} percent={percent} />
       <div className="task-foot">
         <span data-testid="workflow-counts">
           {view.done} of {view.total} steps done
