@@ -19,6 +19,7 @@ from typing import Any, TypedDict
 
 from celery import Celery, Task, chain, chord, group, shared_task
 from celery.canvas import Signature
+from celery.utils.time import get_exponential_backoff_interval
 
 import progress
 from progress.errors import StoreUnavailable
@@ -230,17 +231,34 @@ def revise_chapters(
     try:
         for index, number in enumerate(numbers):
             chapter = repo.chapter(novel_id, number)
-            words = _generate(
-                self.request.id,
-                novel_id,
-                f"Revise {chapter.title} ({instructions or 'tighten the prose'}): {chapter.text}",
-                target,
-                "revising",
-                f"Revising chapter {number} ({index + 1} of {len(numbers)})",
-                offset=index * target,
-                total=target * len(numbers),
-            )
-            text = " ".join(words)
+            try:
+                text = " ".join(
+                    _generate(
+                        self.request.id,
+                        novel_id,
+                        f"Revise {chapter.title} ({instructions or 'tighten the prose'}): "
+                        f"{chapter.text}",
+                        target,
+                        "revising",
+                        f"Revising chapter {number} ({index + 1} of {len(numbers)})",
+                        offset=index * target,
+                        total=target * len(numbers),
+                    )
+                )
+            except TransientLLMError as exc:
+                # The chapters before this one are revised and announced: the retry takes
+                # only the rest, so none is revised twice.
+                raise self.retry(
+                    args=[novel_id, numbers[index:]],
+                    kwargs={"instructions": instructions},
+                    exc=exc,
+                    countdown=get_exponential_backoff_interval(
+                        _RETRY["retry_backoff"],
+                        self.request.retries,
+                        _RETRY["retry_backoff_max"],
+                        full_jitter=_RETRY["retry_jitter"],
+                    ),
+                ) from exc
             repo.save_chapter(novel_id, number, text, summarize(text))
             for due in batcher.add(number):
                 chapters_updated(novel_id, due)

@@ -8,6 +8,7 @@ read on the SSE endpoint.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,3 +123,35 @@ def test_one_error_and_one_recovery_notice_per_affected_writer(
             for who in [*writers, bystander]
         )
     )
+
+
+def test_a_batch_revision_retried_after_a_provider_error_revises_each_chapter_once(
+    api: ApiServer, llm: FakeOpenAIServer, user_id: str
+) -> None:
+    headers = auth(api, user_id)
+    body = {"title": "Storm", "premise": "The provider stumbles", "chapter_count": 3}
+    novel_id = httpx.post(f"{api.url}/api/v1/novels", json=body, headers=headers).json()["novel_id"]
+    deadline = time.monotonic() + 60
+    while novel_status(api, user_id, novel_id) != "done":
+        assert time.monotonic() < deadline, novel_status(api, user_id, novel_id)
+        time.sleep(0.2)
+    before = len(llm.requests)
+    llm.delay(0.5)  # each answer waits: the second chapter's request comes after fail_next
+    revisions = {"chapters": [1, 2, 3], "instructions": "darker"}
+    started = httpx.post(
+        f"{api.url}/api/v1/novels/{novel_id}/revisions", json=revisions, headers=headers
+    )
+    assert started.status_code == 202, started.text
+    while len(llm.requests) == before:
+        assert time.monotonic() < deadline + 30, "the first chapter was never asked for"
+        time.sleep(0.02)
+    llm.fail_next(1, 503)  # the second chapter's request: the task retries
+    task = f"{api.url}/api/v1/tasks/{started.json()['task_id']}"
+    while (status := httpx.get(task, headers=headers).json()["status"]) != "completed":
+        assert status != "failed" and time.monotonic() < deadline + 60, status
+        time.sleep(0.2)
+
+    asked = [re.search(r"Revise (.+?) \(darker\)", str(r.body)) for r in llm.requests[before:]]
+    chapters = [match[1] for match in asked if match]
+    assert len(chapters) == 4, chapters  # 1, 2 (refused), 2 again, 3
+    assert chapters[1] == chapters[2] and len(set(chapters)) == 3, chapters
