@@ -20,6 +20,7 @@ a redelivery or an event stored twice never counts a task twice.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -269,6 +270,7 @@ class WorkflowCounter:
     ) -> None:
         self._client_factory = client
         self._client: redis.Redis | redis.RedisCluster | None = None
+        self._lock = threading.Lock()
         self.layout = layout
         self._retention_ms = int(retention_seconds * 1000)
         self._throttle_ms = int(throttle_seconds * 1000)
@@ -279,8 +281,10 @@ class WorkflowCounter:
     ) -> dict[WorkflowKey, Tally]:
         """Apply each workflow's transitions (none: release a held value; ``now``: whether it
         is due or not); the new tallies."""
-        if self._client is None:
-            self._client = self._client_factory()
+        with self._lock:  # threads of one process share the writer: one client for them all
+            if self._client is None:
+                self._client = self._client_factory()
+            client = self._client
         commands = []
         for (user_id, workflow_id), transitions in changes.items():
             keys = [
@@ -297,10 +301,10 @@ class WorkflowCounter:
                 args += transition.args()
             commands.append(COUNT.call(keys, args))
         try:
-            if isinstance(self._client, redis.RedisCluster):  # one workflow (one slot) a call
-                replies = run_cluster_commands(self._client, commands, (COUNT.source,))
+            if isinstance(client, redis.RedisCluster):  # one workflow (one slot) a call
+                replies = run_cluster_commands(client, commands, (COUNT.source,))
             else:
-                replies = run_commands(self._client, commands, (COUNT,))
+                replies = run_commands(client, commands, (COUNT,))
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
         self.calls += len(commands)
