@@ -22,7 +22,13 @@ from workers.cancel_requests import request_cancel
 from workers.db import DATABASE_UNAVAILABLE, Novel
 from workers.migrate import SchemaOutdated, ensure_schema
 from workers.notify import move_novel
-from workers.novels import Invitation, NovelNotFound, TooManyActiveChapters, UnknownChapters
+from workers.novels import (
+    IN_PROGRESS,
+    Invitation,
+    NovelNotFound,
+    TooManyActiveChapters,
+    UnknownChapters,
+)
 from workers.tasks import limits
 
 __all__ = [
@@ -226,7 +232,8 @@ def _stop_workflow(novel: Novel, user_id: str) -> str:
     if novel.status in _ENDED and novel.status != "cancelled":
         return novel.status
     request_cancel(novel.id, user_id)
-    if not move_novel(novel.id, "cancelled"):  # it ended meanwhile, or was cancelled before
+    # Only a novel still in progress: it may have ended meanwhile, or was cancelled before.
+    if not move_novel(novel.id, "cancelled", IN_PROGRESS):
         ended = resources.novels().get(novel.id).status
         if ended != "cancelled":
             return ended

@@ -7,7 +7,7 @@ this process's event sender instead, which keeps it until Redis is back (see
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -19,11 +19,15 @@ from workers import resources
 from workers.db import Chapter
 from workers.novels import IN_PROGRESS
 
+#: A step's run may move its novel from these: a novel in progress, or one failed by a run
+#: that a redelivery brought back (its workflow goes on). A cancel and a finished novel stand.
+MOVABLE = (*IN_PROGRESS, "failed")
 
-def move_novel(novel_id: str, status: str) -> bool:
-    """Move a novel still in progress to ``status`` and send ``workflow.status-changed`` to
-    its readers; False (nothing changed) when it had ended: a cancel or a failure stands."""
-    old = resources.novels().move_if_in(novel_id, IN_PROGRESS, status)
+
+def move_novel(novel_id: str, status: str, movable: Sequence[str] = MOVABLE) -> bool:
+    """Move the novel to ``status`` if its status is one of ``movable`` and send
+    ``workflow.status-changed`` to its readers; False (nothing changed) otherwise."""
+    old = resources.novels().move_if_in(novel_id, movable, status)
     if old is None:
         return False
     if old != status:
