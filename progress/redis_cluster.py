@@ -25,6 +25,8 @@ import redis.asyncio
 from redis.cluster import ClusterNode
 from redis.exceptions import NoScriptError, ResponseError
 
+from progress.redis_pipeline import LuaScript, run_commands
+
 CLUSTER_SCHEME = "redis+cluster"
 
 
@@ -153,3 +155,15 @@ async def _pipelined_async(
     for command in commands:
         pipe.execute_command(*command)
     return list(await pipe.execute(raise_on_error=False))
+
+
+def run_commands_on(
+    client: redis.Redis | redis.RedisCluster,
+    commands: Sequence[Command],
+    scripts: Sequence[LuaScript] = (),
+) -> list[Any]:
+    """:func:`progress.redis_pipeline.run_commands` on a single Redis, or
+    :func:`run_cluster_commands` on a cluster (one round trip per node)."""
+    if isinstance(client, redis.RedisCluster):
+        return run_cluster_commands(client, commands, [script.source for script in scripts])
+    return run_commands(client, commands, scripts)

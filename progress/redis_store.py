@@ -29,10 +29,10 @@ from progress.redis_cluster import (
     connect_cluster,
     connect_cluster_async,
     is_cluster_url,
-    run_cluster_commands,
     run_cluster_commands_async,
+    run_commands_on,
 )
-from progress.redis_pipeline import LuaScript, lua_source, run_commands
+from progress.redis_pipeline import LuaScript, lua_source
 from progress.snapshot import TaskSnapshot, snapshot_fields
 from progress.store import StoredEvent, StoreSettings, new_epoch, streams_for
 from progress.workflow import WORKFLOW_LUA, Tally, peek_call
@@ -316,10 +316,7 @@ class RedisEventStore:
             scored = [part for member, score in alive.items() for part in (score, member)]
             commands.append(("ZADD", self.layout.running(), *scored))
         with _translated():
-            if isinstance(client, redis.RedisCluster):
-                replies = run_cluster_commands(client, commands, (APPEND_SHARDED_LUA,))
-            else:
-                replies = run_commands(client, commands, (APPEND,))
+            replies = run_commands_on(client, commands, (script,))
         return _placed(placements, _by_stream(streams, replies[: len(calls)]))
 
     def read_after(self, stream: str, after_id: str, limit: int) -> list[StoredEvent]:

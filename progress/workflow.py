@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from progress.errors import StoreUnavailable
 from progress.events import EventEnvelope, Identifier, RunningTask, WorkflowProgress
 from progress.keys import KeyLayout
-from progress.redis_cluster import run_cluster_commands
-from progress.redis_pipeline import LuaScript, lua_source, run_commands
+from progress.redis_cluster import run_commands_on
+from progress.redis_pipeline import LuaScript, lua_source
 from progress.store import EventWriter, StoredEvent
 
 log = logging.getLogger("progress.workflow")
@@ -301,10 +301,7 @@ class WorkflowCounter:
                 args += transition.args()
             commands.append(COUNT.call(keys, args))
         try:
-            if isinstance(client, redis.RedisCluster):  # one workflow (one slot) a call
-                replies = run_cluster_commands(client, commands, (COUNT.source,))
-            else:
-                replies = run_commands(client, commands, (COUNT,))
+            replies = run_commands_on(client, commands, (COUNT,))  # a call: one workflow, one slot
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
         self.calls += len(commands)
