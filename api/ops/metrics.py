@@ -32,6 +32,8 @@ from progress.events import EVENT_TYPES, TERMINAL_TASK_TYPES
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 QUEUE_DEPTH_BUCKETS = (0, 1, 5, 10, 50, 100, 250, 500, 1000)
 REPLAY_SIZE_BUCKETS = (0, 1, 10, 50, 100, 500, 1000, 5000)
+#: How late the event loop ran a due timer: fine at the bottom, where a healthy loop is.
+LOOP_DELAY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _KNOWN_TYPES = frozenset(EVENT_TYPES)
 #: Latency samples kept for the health report's percentiles.
@@ -117,6 +119,13 @@ class _DeliveryCollector(Collector):
             "Event occurred_at to received by this instance's hub",
             buckets=lag.buckets(),
             sum_value=lag.total,
+        )
+        delay = self._metrics.loop_delay
+        yield HistogramMetricFamily(
+            "sse_event_loop_delay_seconds",
+            "How late a 10 ms timer ran, sampled 100 times a second",
+            buckets=delay.buckets(),
+            sum_value=delay.total,
         )
 
 
@@ -240,6 +249,8 @@ class ApiMetrics:
         self.relayed_by_type: TypeCounter[str] = TypeCounter()
         self.latency_by_group: dict[str, LatencyTally] = {}
         self.fanout_lag = LatencyTally(LATENCY_BUCKETS)
+        #: Filled by api.ops.loop_delay.sample_loop_delay while the services run.
+        self.loop_delay = LatencyTally(LOOP_DELAY_BUCKETS)
         r.register(_DeliveryCollector(self))
 
     def watch(self, view: LoadView) -> None:
