@@ -37,7 +37,7 @@ TRACKED = b"task.progress-updated", b"system.notification"
 class Target:
     """How a client reaches one server under test."""
 
-    kind: str  # "ours" | "naive" | "nchan"
+    kind: str  # "ours" | "naive" | "nchan" | "floor"
     port: int
     jwt_secret: str = ""
     broadcast: bool = False  # nchan: subscribe to the broadcast channel too

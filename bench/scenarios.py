@@ -5,16 +5,19 @@
     python bench/scenarios.py resume     [--streams 5000 --behind 100]
     python bench/scenarios.py two-process [--streams 10000 --rate 2000 --duration 30]
     python bench/scenarios.py burst      [--streams 2000]   (connection setup: all in 1 s)
-      common: --targets ours,naive,nchan[,cluster]  --clients 4  --ramp-rate 1000  --publishers N
+      common: --targets ours,naive,nchan[,cluster,floor]  --clients 4  --ramp-rate 1000
+              --publishers N
               --no-record (do not append to the results file)  --profile FILE (py-spy of our API)
               --pin (the server under test gets CPU 0 to itself, the rest share the others)
 
 Each target runs in turn on a fresh embedded redis-server: ``ours`` (``uvicorn api.main:app``,
 uvloop + httptools, one process unless ``two-process``), ``naive`` (bench/naive_app.py: one
-``XREAD BLOCK`` per connection) and ``nchan`` (nginx + libnginx-mod-nchan with bench/nchan.conf,
-one worker; skipped, and said so, when Debian's nginx or the module is missing); ``cluster`` is
-ours on a Redis Cluster of 3 masters (tests/redis_cluster.py, Debian's redis-server and
-redis-cli), Redis CPU summed over the nodes. The same load
+``XREAD BLOCK`` per connection), ``floor`` (bench/floor_app.py: the same uvicorn answering a
+stream head with nothing behind it, the HTTP layer's own cost per open; burst only) and
+``nchan`` (nginx + libnginx-mod-nchan with bench/nchan.conf, one worker; skipped, and said so,
+when Debian's nginx or the module is missing); ``cluster`` is ours on a Redis Cluster of 3
+masters (tests/redis_cluster.py, Debian's redis-server and redis-cli), Redis CPU summed over the
+nodes. The same load
 client (bench/loadgen.py, several processes) opens N streams, each with its own user (and for
 ``ours`` its own ``sse_token``); publisher processes store events with the progress library's
 ``RedisEventStore.append_many`` (the path ``progress.publish`` and the workers' reporter take;
@@ -117,7 +120,9 @@ class Server:
             path = Path(self._dir.name) / "nginx.conf"
             path.write_text(conf)
             return [str(NGINX), "-c", str(path), "-p", self._dir.name]
-        app = "api.main:app" if self.kind == "ours" else "bench.naive_app:app"
+        app = {"ours": "api.main:app", "naive": "bench.naive_app:app"}.get(
+            self.kind, "bench.floor_app:app"
+        )
         args = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(self.port)]
         args += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
         args += ["--timeout-graceful-shutdown", "3", "--backlog", "4096"]
@@ -150,7 +155,7 @@ class Server:
                 preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + 30
-        path = {"ours": "/api/v1/events/health", "naive": "/health", "nchan": "/health"}[self.kind]
+        path = "/api/v1/events/health" if self.kind == "ours" else "/health"
         while time.monotonic() < deadline:
             self.check_alive()
             processes = self.workers + 1 if self.workers > 1 else 1
@@ -188,6 +193,28 @@ class Server:
             with contextlib.suppress(OSError, RuntimeError):
                 total += rss_kib(pid)
         return round(total / 1024, 1)
+
+    def loop_delay_counts(self) -> list[tuple[float, float]]:
+        """Our API's ``sse_event_loop_delay_seconds`` buckets (upper bound, cumulative count)
+        from its /metrics; empty for the others (with ``--workers`` > 1: the process that
+        answered)."""
+        import urllib.request
+
+        if self.kind != "ours":
+            return []
+        url = f"http://{HOST}:{self.port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                text = reply.read().decode()
+        except OSError:
+            return []
+        counts = []
+        prefix = 'sse_event_loop_delay_seconds_bucket{le="'
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                bound, _, count = line[len(prefix) :].partition('"} ')
+                counts.append((float(bound), float(count)))
+        return counts
 
     def cpu_seconds(self) -> float:
         total = 0.0
@@ -232,8 +259,12 @@ def nchan_available() -> bool:
 def _py_spy(pid: int, output: str) -> Iterator[None]:
     """Sample ``pid`` with py-spy (collapsed stacks, for flame graphs) while the block runs."""
     spy_bin = Path(sys.executable).with_name("py-spy")
-    args = [str(spy_bin), "record", "--nonblocking", "-r", "200", "-p", str(pid)]
-    spy = subprocess.Popen([*args, "-o", output, "--format", "raw"], stderr=subprocess.DEVNULL)
+    args = [str(spy_bin), "record", "--nonblocking", "-r", "997", "-p", str(pid)]
+    spy = subprocess.Popen(
+        [*args, "-o", output, "--format", "raw"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield
     finally:
@@ -320,6 +351,32 @@ def publisher_process(
             "per_recipient": {str(k): v for k, v in seqs.items()},
         }
     )
+
+
+def loop_delay_figures(
+    before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> dict[str, Any]:
+    """The event loop's delay during a phase (a 10 ms timer, 100 samples a second), from two
+    scrapes of its histogram: the sample count, the bucket bound under which 50 / 99 / 99.9 %
+    fell, and how many samples were 5 ms or more late."""
+    if not before or len(before) != len(after):
+        return {}
+    counts = [(bound, a - b) for (bound, a), (_, b) in zip(after, before, strict=True)]
+    total = counts[-1][1]
+    if not total:
+        return {}
+
+    def bound_for(share: float) -> float:
+        return next(bound for bound, count in counts if count >= share * total)
+
+    below_5ms = next(count for bound, count in counts if bound >= 0.005)
+    return {
+        "loop_delay_samples": int(total),
+        "loop_delay_ms_p50_below": bound_for(0.5) * 1000,
+        "loop_delay_ms_p99_below": bound_for(0.99) * 1000,
+        "loop_delay_ms_p999_below": bound_for(0.999) * 1000,
+        "loop_delay_over_5ms": int(total - below_5ms),
+    }
 
 
 def _with_users(batch: list[Any]) -> Iterator[tuple[str | None, Any]]:
@@ -552,6 +609,7 @@ class Run:
             pipes.append(mine)
             processes.append(process)
         self.meter.mark()
+        delay_before = self.server.loop_delay_counts()
         for process in processes:
             process.start()
         published = []
@@ -560,6 +618,7 @@ class Run:
                 raise TimeoutError("a publisher did not finish")
             published.append(pipe.recv())
         run = self.meter.read()
+        delay = loop_delay_figures(delay_before, self.server.loop_delay_counts())
         rss_run = self.server.rss_mib()
         redis_run = self._redis()
         for process in processes:
@@ -603,6 +662,7 @@ class Run:
             "machine_cpu_percent_run": run["machine_cpu_percent"],
             "server_rss_mib_run": rss_run,
             "server_redis_connections_run": redis_run,
+            **delay,
         }
 
     def _expected(self, per_recipient: Counter[str]) -> int:
