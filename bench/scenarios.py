@@ -366,15 +366,16 @@ def loop_delay_figures(
     if not total:
         return {}
 
-    def bound_for(share: float) -> float:
-        return next(bound for bound, count in counts if count >= share * total)
+    def bound_for(share: float) -> float | None:  # None: above the last bound (+Inf)
+        bound = next(bound for bound, count in counts if count >= share * total)
+        return None if bound == float("inf") else bound * 1000
 
     below_5ms = next(count for bound, count in counts if bound >= 0.005)
     return {
         "loop_delay_samples": int(total),
-        "loop_delay_ms_p50_below": bound_for(0.5) * 1000,
-        "loop_delay_ms_p99_below": bound_for(0.99) * 1000,
-        "loop_delay_ms_p999_below": bound_for(0.999) * 1000,
+        "loop_delay_ms_p50_below": bound_for(0.5),
+        "loop_delay_ms_p99_below": bound_for(0.99),
+        "loop_delay_ms_p999_below": bound_for(0.999),
         "loop_delay_over_5ms": int(total - below_5ms),
     }
 
