@@ -184,6 +184,27 @@ def capacity(profile: Profile, costs: Costs, cluster: bool) -> Capacity:
     )
 
 
+def unit_limits(costs: Costs, utilization: float) -> dict[str, float]:
+    """What one API process or one Redis shard carries at ``utilization`` of its core, each
+    kind of work alone (heartbeats and lease refreshes estimated as above)."""
+    budget = utilization * 1e6  # µs of CPU per second
+    per_idle_stream = (
+        costs.api_us_per_idle_stream_second.value
+        + costs.api_us_per_targeted_delivery.value / HEARTBEAT_SECONDS
+    )
+    redis_event = costs.redis_us_per_stored_event.value
+    return {
+        "API process: targeted deliveries/s": budget / costs.api_us_per_targeted_delivery.value,
+        "API process: broadcast deliveries/s": budget / costs.api_us_per_broadcast_delivery.value,
+        "API process: opens/s": budget / (costs.api_ms_per_open.value * 1000),
+        "API process: idle streams (heartbeats est.)": budget / per_idle_stream,
+        "Redis shard: events stored/s": budget / redis_event,
+        "Redis shard: open streams' lease refreshes (est.)": budget
+        * LEASE_REFRESH_SECONDS
+        / redis_event,
+    }
+
+
 # --- choosing the records ---------------------------------------------------------------
 
 
@@ -347,6 +368,20 @@ def capacity_table(profiles: Iterable[Profile], costs: dict[str, Costs]) -> list
     return lines
 
 
+def limits_table(costs: dict[str, Costs], utilization: float) -> list[str]:
+    """One unit's limits, one column per target."""
+    limits = {target: unit_limits(c, utilization) for target, c in costs.items()}
+    lines = [
+        f"| one unit at {utilization:.0%} of a core | "
+        + " | ".join(TARGET_NAMES[t] for t in costs)
+        + " |",
+        "|---" * (len(costs) + 1) + "|",
+    ]
+    for row in next(iter(limits.values())):
+        lines.append(f"| {row} | " + " | ".join(f"{v[row]:,.0f}" for v in limits.values()) + " |")
+    return lines
+
+
 def assumptions(profile: Profile) -> str:
     return (
         f"Load: each open stream receives {profile.events_per_stream_per_min:g} events/min, "
@@ -363,6 +398,8 @@ def report(records: Sequence[Record], profiles: Sequence[Profile]) -> list[str]:
     if not costs:
         return ["No valid targeted and broadcast runs in the results file."]
     lines = ["### Measured costs", ""] + costs_table(costs)
+    lines += ["", "### What one unit carries", ""]
+    lines += limits_table(costs, profiles[0].core_utilization)
     lines += ["", "### Capacity", "", assumptions(profiles[0]), ""]
     return lines + capacity_table(profiles, costs)
 

@@ -16,6 +16,7 @@ from bench.capacity import (
     load_of,
     newest,
     report,
+    unit_limits,
 )
 
 SOURCE = Source("2026-12-05 00:00 UTC", "abc1234", "python bench/scenarios.py targeted")
@@ -167,3 +168,13 @@ def test_the_report_names_the_run_of_every_figure() -> None:
     assert report([], [Profile(streams=1)]) == [
         "No valid targeted and broadcast runs in the results file."
     ]
+
+
+def test_one_unit_carries_its_core_budget_divided_by_the_cost() -> None:
+    limits = unit_limits(costs(), utilization=0.6)
+    assert limits["API process: targeted deliveries/s"] == pytest.approx(10_000)  # 600,000 / 60
+    assert limits["API process: broadcast deliveries/s"] == pytest.approx(30_000)
+    assert limits["API process: opens/s"] == pytest.approx(1_200)
+    assert limits["API process: idle streams (heartbeats est.)"] == pytest.approx(200_000)  # / 3
+    assert limits["Redis shard: events stored/s"] == pytest.approx(12_000)
+    assert limits["Redis shard: open streams' lease refreshes (est.)"] == pytest.approx(360_000)
