@@ -316,7 +316,7 @@ def costs_table(costs: dict[str, Costs]) -> list[str]:
             cells.append(f"{fmt.format(figure.value)} [{sources.index(figure.source) + 1}]")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines += [f"[{n}] {source.label()}" for n, source in enumerate(sources, 1)]
+    lines += [f"- [{n}] {source.label()}" for n, source in enumerate(sources, 1)]
     return lines
 
 
@@ -384,7 +384,7 @@ def limits_table(costs: dict[str, Costs], utilization: float) -> list[str]:
 
 def assumptions(profile: Profile) -> str:
     return (
-        f"Load: each open stream receives {profile.events_per_stream_per_min:g} events/min, "
+        f"Load: each open stream receives {profile.events_per_stream_per_min:g} event(s)/min, "
         f"{profile.broadcast_share:.0%} of deliveries broadcast; every stream reconnects once "
         f"per {profile.reconnect_minutes:g} min; every part run at "
         f"{profile.core_utilization:.0%} of its cores; at most "

@@ -162,8 +162,8 @@ def test_the_report_names_the_run_of_every_figure() -> None:
         record("broadcast", "2026-12-05 10:01 UTC", "b", phase(20, 18.5)),
     ]
     text = "\n".join(report(records, [Profile(streams=100_000)]))
-    assert "[1] 2026-12-05 10:00 UTC, code `t`" in text
-    assert "[2] 2026-12-05 10:01 UTC, code `b`" in text
+    assert "- [1] 2026-12-05 10:00 UTC, code `t`" in text
+    assert "- [2] 2026-12-05 10:01 UTC, code `b`" in text
     assert "| 100,000, one Redis |" in text
     assert report([], [Profile(streams=1)]) == [
         "No valid targeted and broadcast runs in the results file."
