@@ -15,7 +15,7 @@ Only the Celery broker and result backend stay a plain Redis URL (Celery has no 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -84,10 +84,15 @@ def connect_cluster(url: str, **options: Any) -> redis.RedisCluster:
     )
 
 
-def connect_cluster_async(url: str, **options: Any) -> redis.asyncio.RedisCluster:
-    """An asyncio ``RedisCluster`` seeded with the URL's nodes."""
+def connect_cluster_async(
+    url: str,
+    cluster_class: Callable[..., redis.asyncio.RedisCluster] = redis.asyncio.RedisCluster,
+    **options: Any,
+) -> redis.asyncio.RedisCluster:
+    """An asyncio ``RedisCluster`` (or ``cluster_class``, called with the same arguments)
+    seeded with the URL's nodes."""
     parsed = ClusterUrl.parse(url)
-    return redis.asyncio.RedisCluster(
+    return cluster_class(
         startup_nodes=[
             redis.asyncio.cluster.ClusterNode(host, port) for host, port in parsed.nodes
         ],
