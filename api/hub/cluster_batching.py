@@ -224,6 +224,8 @@ class ClusterBatchingRedis(redis.asyncio.RedisCluster):
             try:
                 if self._table is None:
                     await self.refresh_slots()
+                if not self._masters:
+                    raise ClusterDownError("CLUSTERDOWN the slot map names no master")
                 calls = [self._node(n).execute_command(*args, **options) for n in self._masters]
                 replies = await asyncio.gather(*calls)
                 return all(replies) if name == "PING" else replies[0]
