@@ -2,7 +2,8 @@
 
 A single Redis (``redis://``, ``unix://``) stays the default. With a cluster URL the store, the
 API and the library use redis-py's public ``RedisCluster`` (sync and asyncio), seeded with every
-listed node. What changes on a cluster (docs/redis.md, "Redis Cluster"):
+listed node (:func:`connect_cluster_async` takes a subclass too: the API's command client
+pipelines per master). What changes on a cluster (docs/redis.md, "Redis Cluster"):
 
 - one script call touches one hash tag: the append script runs per stream
   (``streams_per_call`` is forced to 1) and the calls of a batch go out through redis-py's
