@@ -134,8 +134,10 @@ class ClusterBatchingRedis(redis.asyncio.RedisCluster):
 
     def __init__(self, *args: Any, node_connections: int = 3, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        nodes = kwargs.get("startup_nodes") or []
-        self._seeds = tuple((node.host, int(node.port)) for node in nodes)
+        seeds = [(node.host, int(node.port)) for node in kwargs.get("startup_nodes") or []]
+        if kwargs.get("host"):
+            seeds.append((str(kwargs["host"]), int(kwargs.get("port", 6379))))
+        self._seeds = tuple(seeds)
         self._node_options = {k: kwargs[k] for k in _NODE_OPTIONS if kwargs.get(k) is not None}
         self._node_connections = node_connections
         self._table: list[Node | None] | None = None
