@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from api.auth.rate_limits import BUCKET_LUA, STRIKE_LUA, WRITE, AbuseGuard, Abus
 from api.auth.tokens import TokenService
 from api.event_meta import EventMeta
 from api.hub.backpressure import Backpressure, BackpressureSettings
+from api.hub.cluster_batching import ClusterBatchingRedis
 from api.hub.hub import Hub
 from api.hub.leases import ACQUIRE_LUA, HEARTBEAT_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
 from api.hub.redis_batching import BatchingRedis
@@ -95,11 +97,14 @@ class ApiServices:
         """Create the clients (they connect lazily) and the services over them."""
         # A small pool, auto-pipelined: commands queued while its connections are busy go out
         # together on the next free one, so a burst of opens costs a few round trips on a few
-        # connections, not one connection per open.
+        # connections, not one connection per open. On a cluster, such a pool per master.
         client = connect_async(
             settings.redis_url,
             max_connections=settings.redis_pool_size,
             client_class=BatchingRedis,
+            cluster_class=functools.partial(
+                ClusterBatchingRedis, node_connections=settings.redis_pool_size
+            ),
             socket_connect_timeout=settings.redis_connect_timeout_seconds,
         )
         layout = KeyLayout(settings.key_prefix)

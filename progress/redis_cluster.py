@@ -2,7 +2,8 @@
 
 A single Redis (``redis://``, ``unix://``) stays the default. With a cluster URL the store, the
 API and the library use redis-py's public ``RedisCluster`` (sync and asyncio), seeded with every
-listed node. What changes on a cluster (docs/redis.md, "Redis Cluster"):
+listed node (:func:`connect_cluster_async` takes a subclass too: the API's command client
+pipelines per master). What changes on a cluster (docs/redis.md, "Redis Cluster"):
 
 - one script call touches one hash tag: the append script runs per stream
   (``streams_per_call`` is forced to 1) and the calls of a batch go out through redis-py's
@@ -15,7 +16,7 @@ Only the Celery broker and result backend stay a plain Redis URL (Celery has no 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -84,10 +85,15 @@ def connect_cluster(url: str, **options: Any) -> redis.RedisCluster:
     )
 
 
-def connect_cluster_async(url: str, **options: Any) -> redis.asyncio.RedisCluster:
-    """An asyncio ``RedisCluster`` seeded with the URL's nodes."""
+def connect_cluster_async(
+    url: str,
+    cluster_class: Callable[..., redis.asyncio.RedisCluster] = redis.asyncio.RedisCluster,
+    **options: Any,
+) -> redis.asyncio.RedisCluster:
+    """An asyncio ``RedisCluster`` (or ``cluster_class``, called with the same arguments)
+    seeded with the URL's nodes."""
     parsed = ClusterUrl.parse(url)
-    return redis.asyncio.RedisCluster(
+    return cluster_class(
         startup_nodes=[
             redis.asyncio.cluster.ClusterNode(host, port) for host, port in parsed.nodes
         ],

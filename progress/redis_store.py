@@ -9,7 +9,7 @@ Key layout: ``progress.keys`` and docs/redis.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -259,13 +259,15 @@ def connect_async(
     url: str,
     max_connections: int = 500,
     client_class: type[redis.asyncio.Redis] = redis.asyncio.Redis,
+    cluster_class: Callable[..., redis.asyncio.RedisCluster] = redis.asyncio.RedisCluster,
     **options: Any,
 ) -> AsyncClient:
     """An asyncio client; same defaults as :func:`connect`, and retries on stale connections.
 
     Its pool waits for a free connection (up to 5 s) instead of failing when a burst needs
-    more than ``max_connections`` at once. A ``redis+cluster://`` URL gives redis-py's
-    ``RedisCluster``: ``client_class`` does not apply, and each node's pool holds up to
+    more than ``max_connections`` at once. A ``redis+cluster://`` URL gives a
+    ``cluster_class`` (redis-py's ``RedisCluster`` or a subclass, called with its constructor's
+    arguments): ``client_class`` does not apply, and each node's pool holds up to
     :data:`CLUSTER_MAX_CONNECTIONS_PER_NODE` (redis-py's cluster pool fails at once with
     MaxConnectionsError when full instead of waiting, so a small pool failed the catch-up
     of every stream after a slot moved).
@@ -274,7 +276,7 @@ def connect_async(
         options.setdefault("socket_timeout", 5.0)
         options.setdefault("socket_connect_timeout", 2.0)
         per_node = max(max_connections, CLUSTER_MAX_CONNECTIONS_PER_NODE)
-        return connect_cluster_async(url, max_connections=per_node, **options)
+        return connect_cluster_async(url, cluster_class, max_connections=per_node, **options)
     # An explicit asyncio Retry: with the default, the first command on a connection that a
     # Redis restart closed fails instead of reconnecting.
     options.setdefault("retry", AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 3))

@@ -162,7 +162,8 @@ class BatchingRedis(redis.asyncio.Redis):
 class BatchedScript(AsyncScript):
     """A script run as one queued ``EVALSHA``: redis-py's ``AsyncScript`` goes through three
     more calls and an import per run (a stream open runs three scripts). Loads itself when
-    Redis does not know it, as ``AsyncScript`` does; run on a pipeline, it is ``AsyncScript``."""
+    Redis does not know it, as ``AsyncScript`` does; run on a pipeline, it is ``AsyncScript``.
+    Registered on a batching client (this one's or a cluster's, api/hub/cluster_batching.py)."""
 
     async def __call__(
         self,
@@ -171,7 +172,7 @@ class BatchedScript(AsyncScript):
         client: Any = None,
     ) -> Any:
         client = self.registered_client if client is None else client
-        if not isinstance(client, BatchingRedis):
+        if client is not self.registered_client:  # a pipeline
             return await super().__call__(keys, args, client)
         keys = keys or ()
         try:
