@@ -10,18 +10,22 @@ Routing. The slot map is read with ``CLUSTER SLOTS`` (:func:`read_slot_map`: the
 first, then the masters known so far) on first use and again after a failure, once for all
 callers waiting on it. A ``MOVED`` reply sends that command to the node it names and refreshes
 the map; ``ASK`` (a slot being migrated) sends ``ASKING`` and the command together to the node it
-names; a lost or refused connection, ``CLUSTERDOWN``, ``TRYAGAIN`` or ``READONLY`` (a demoted
-master) refresh the map and try again after a short backoff: at most :data:`ATTEMPTS` tries,
-then the caller gets the last error. A command that was sent but not answered may run twice,
-as with :class:`BatchingRedis`.
+names; a connection that cannot be made (:class:`RedisUnreachable`), ``CLUSTERDOWN``,
+``TRYAGAIN`` or ``READONLY`` (a demoted master), none of which ran the command, refresh the map
+and try again after a short backoff: at most :data:`ATTEMPTS` tries, then the caller gets
+:class:`RedisUnreachable` (answered 503). A connection lost or a timeout after the command was
+sent is raised at once (BatchingRedis already re-sent what was unanswered), the map refreshed
+behind it.
 
 Which node: EVAL/EVALSHA/FCALL by their first declared key, XREAD/XREADGROUP by the first
 stream, every other command by its first argument (:func:`routing_key`). A multi-key command is
 routed by its first key; Redis itself refuses keys of several slots (``CROSSSLOT``), which is
 raised to the caller. ``SCRIPT LOAD`` and ``PING`` go to every master of the current map (a
 script must be known wherever its keys may live; Redis answers only when every master does);
-commands with no key (``INFO``, ``SCAN`` with ``target_nodes``, ``XINFO STREAM``...) and
-pipelines are the inherited ``RedisCluster``'s, unchanged.
+commands with no key (``INFO``, ``SCAN`` with ``target_nodes``...), two-word commands
+(``XINFO STREAM``) and pipelines are the inherited ``RedisCluster``'s, unchanged. ``PING``
+answers True while one master does (the health probe: one failed master must not refuse the
+opens of users on the others).
 
 It *is* a ``RedisCluster`` (a subclass), so the callers that take a cluster pipeline or avoid
 ``MULTI`` on a cluster (leases refresh, preferences, realtime mode, the store's append) keep
@@ -46,7 +50,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.hub.pubsub_link import LinkLost
-from api.hub.redis_batching import BatchedScript, BatchingRedis
+from api.hub.redis_batching import BatchedScript, BatchingRedis, RedisUnreachable
 from api.hub.sharded_link import Node, SlotMap, read_slot_map
 from progress.redis_cluster import ClusterUrl
 
@@ -61,15 +65,12 @@ _NODE_OPTIONS = (
     "decode_responses",
     "client_name",
 )
-#: Errors after which the slot map may be stale: refresh it and try again.
-_RETRY_AFTER_REFRESH = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    OSError,
-    ClusterDownError,
-    TryAgainError,
-    ReadOnlyError,
-)
+#: Errors that prove the command did not run (no connection could be made, or the node refused
+#: it): refresh the slot map and try again. A lost connection or a timeout after the command
+#: was sent is not retried here: BatchingRedis already re-sent it (a token's GETDEL run twice
+#: reads nil), so the caller gets it, and the map is refreshed for the next command.
+_RETRY_AFTER_REFRESH = (RedisUnreachable, LinkLost, ClusterDownError, TryAgainError, ReadOnlyError)
+_STALE_MAP = (RedisConnectionError, RedisTimeoutError, OSError)
 _EVERY_MASTER = frozenset({"SCRIPT LOAD", "PING"})
 #: Commands whose first argument is not a key (or that have none): RedisCluster routes them.
 _NOT_BY_FIRST_ARGUMENT = frozenset(
@@ -98,10 +99,16 @@ def routing_key(args: Sequence[Any]) -> Any:
     if name in _BY_DECLARED_KEYS:
         return args[3] if len(args) > 3 and int(args[2]) > 0 else None
     if name in ("XREAD", "XREADGROUP"):
-        words = [str(a).upper() if isinstance(a, str) else a for a in args]
-        at = words.index("STREAMS") if "STREAMS" in words else -1
+        # redis-py sends the keyword as bytes (b"STREAMS"); XREADGROUP's group and consumer
+        # names come first (GROUP <group> <consumer>) and may be spelt "streams" too.
+        first = 4 if name == "XREADGROUP" else 1
+        at = next((i for i in range(first, len(args)) if _word(args[i]) == "STREAMS"), -1)
         return args[at + 1] if 0 <= at < len(args) - 1 else None
     return args[1] if len(args) > 1 else None
+
+
+def _word(arg: Any) -> str:
+    return (arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)).upper()
 
 
 def slot_of(key: Any) -> int:
@@ -177,6 +184,8 @@ class ClusterBatchingRedis(redis.asyncio.RedisCluster):
         """Read the slot map again (callers meanwhile share that one read)."""
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.ensure_future(self._read_slots())
+            # Its waiters may all be cancelled (a probe's timeout) before it fails.
+            self._refreshing.add_done_callback(_retrieve)
         await asyncio.shield(self._refreshing)
 
     async def _read_slots(self) -> None:
@@ -213,11 +222,15 @@ class ClusterBatchingRedis(redis.asyncio.RedisCluster):
                 self._refresh_soon()
             except AskError as exc:
                 error, redirect, asking = exc, exc.node_addr, True
-            except (*_RETRY_AFTER_REFRESH, LinkLost) as exc:
+            except _RETRY_AFTER_REFRESH as exc:
                 error, redirect, asking = exc, None, False
                 if attempt < ATTEMPTS - 1:
                     await self._recover(attempt)
-        raise error
+            except _STALE_MAP:
+                self._refresh_soon()
+                raise
+        # Callers answer an unreachable store with 503 (a ResponseError would be a 500).
+        raise RedisUnreachable(f"slot {slot}: {error}") from error
 
     async def _on_every_master(
         self, name: str, args: Sequence[Any], options: dict[str, Any]
@@ -229,13 +242,32 @@ class ClusterBatchingRedis(redis.asyncio.RedisCluster):
                 if not self._masters:
                     raise ClusterDownError("CLUSTERDOWN the slot map names no master")
                 calls = [self._node(n).execute_command(*args, **options) for n in self._masters]
-                replies = await asyncio.gather(*calls)
-                return all(replies) if name == "PING" else replies[0]
-            except (*_RETRY_AFTER_REFRESH, LinkLost):
+                if name == "PING":
+                    return await self._any_answers(calls)
+                return (await asyncio.gather(*calls))[0]
+            except _RETRY_AFTER_REFRESH:
                 if attempt == ATTEMPTS - 1:
                     raise
                 await self._recover(attempt)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _any_answers(self, pings: list[Any]) -> bool:
+        # Redis is up while one master answers: one lost master (a failover under way) must
+        # not make the health probe refuse the opens of every user on the healthy ones.
+        # The first True answers: a master that hangs must not hold the probe past its timeout.
+        tasks = [asyncio.ensure_future(ping) for ping in pings]
+        error: Exception | None = None
+        try:
+            for answered in asyncio.as_completed(tasks):
+                try:
+                    if await answered is True:
+                        return True
+                except Exception as exc:
+                    error = error or exc
+        finally:
+            for task in tasks:
+                task.cancel()
+        raise error or ClusterDownError("CLUSTERDOWN no master answered PING")
 
     async def _asking(self, node: Node, args: Sequence[Any], options: dict[str, Any]) -> Any:
         # ASKING holds for the next command on the same connection only: one pipeline.

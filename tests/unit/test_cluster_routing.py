@@ -18,6 +18,9 @@ from api.hub.cluster_batching import ATTEMPTS, backoff, routing_key, slot_of, sl
         (("evalsha", "abc", "1", "k"), "k"),
         (("XREAD", "COUNT", 10, "STREAMS", "s1", "s2", "0", "0"), "s1"),
         (("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"), "s"),
+        # as redis-py 8 sends them: the keyword as bytes
+        (("XREAD", b"COUNT", 10, b"STREAMS", "s1", "0"), "s1"),
+        (("XREADGROUP", b"GROUP", "streams", "c", b"STREAMS", "s", ">"), "s"),
         (("SCRIPT LOAD", "return 1"), None),
         (("XINFO STREAM", "s"), None),
         (("PING",), None),
