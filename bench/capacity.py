@@ -229,6 +229,8 @@ def usable(record: Record, scenario: str, target: str) -> Record | None:
     result = (record.get("results") or {}).get(target)
     if not isinstance(result, dict) or result.get("invalid") or not result.get("streams_opened"):
         return None
+    if result.get("open_failures"):  # CPU per open divides by the successful opens only
+        return None
     if scenario != "burst" and not clean_phases(result):
         return None
     return result

@@ -120,9 +120,11 @@ class Server:
             path = Path(self._dir.name) / "nginx.conf"
             path.write_text(conf)
             return [str(NGINX), "-c", str(path), "-p", self._dir.name]
-        app = {"ours": "api.main:app", "naive": "bench.naive_app:app"}.get(
-            self.kind, "bench.floor_app:app"
-        )
+        app = {
+            "ours": "api.main:app",
+            "naive": "bench.naive_app:app",
+            "floor": "bench.floor_app:app",
+        }[self.kind]
         args = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(self.port)]
         args += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
         args += ["--timeout-graceful-shutdown", "3", "--backlog", "4096"]
@@ -200,7 +202,7 @@ class Server:
         answered)."""
         import urllib.request
 
-        if self.kind != "ours":
+        if self.kind != "ours" or self.workers > 1:  # two scrapes could reach two workers
             return []
         url = f"http://{HOST}:{self.port}/metrics"
         try:
