@@ -501,7 +501,10 @@ class Run:
         self.redis_ports = ports
         redis_pids = [int(m.info("server")["process_id"]) for m in self.monitors]
         workers = options.workers if server_kind == "ours" else 1
-        env = dict(item.split("=", 1) for item in options.api_env)
+        # --heartbeat first: an explicit --api-env SSE_HEARTBEAT_SECONDS=... wins.
+        env = {"SSE_HEARTBEAT_SECONDS": f"{options.heartbeat:g}"}
+        env |= dict(item.split("=", 1) for item in options.api_env)
+        self.heartbeat = float(env["SSE_HEARTBEAT_SECONDS"])
         self.server = Server(server_kind, self.url, workers, env)
         stack.callback(self.server.stop)
         self.server.start()
@@ -583,6 +586,8 @@ class Run:
         time.sleep(self.options.settle)
         idle = self.meter.read()
         r["server_cpu_percent_idle"] = idle["server_cpu_percent"]
+        if self.server_kind == "ours":  # heartbeats per stream in the window: 0, none measured
+            r["idle_heartbeats_per_stream"] = int(self.options.settle // self.heartbeat)
         r["server_rss_mib_idle"] = rss = self.server.rss_mib()
         r["kib_per_idle_stream"] = round((rss - before) * 1024 / max(1, len(setup)), 1)
         r["server_redis_connections_idle"] = self._redis()
@@ -883,6 +888,12 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=1, help="publisher processes")
     parser.add_argument("--workers", type=int, default=1, help="our API processes")
     parser.add_argument("--settle", type=float, default=5, help="idle seconds after the ramp")
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=30,
+        help="our API's SSE_HEARTBEAT_SECONDS; idle with heartbeats: a --settle of a few of these",
+    )
     parser.add_argument("--drain", type=float, default=20, help="max wait for late events")
     parser.add_argument("--tick", type=float, default=0.005, help="publisher batch interval")
     parser.add_argument("--behind", type=int, default=100, help="resume: events missed")
@@ -935,6 +946,8 @@ def main() -> None:
         "rate": options.rate,
         "duration_s": options.duration,
         "ramp_rate": options.ramp_rate,
+        "settle_s": options.settle,
+        "heartbeat_s": options.heartbeat,
         "client_processes": options.clients,
         "publisher_processes": options.publishers,
         "api_workers": options.workers,

@@ -5,6 +5,7 @@ ProgressError
 ├── NotInTask           progress.update() called outside a reporting task
 ├── InvalidCursor       a resume cursor could not be parsed
 └── StoreUnavailable    the event store (Redis) could not be reached; ``retryable``
+    └── PartlyStored    a batch's events were stored, what follows them was not: ``pending``
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pydantic import ValidationError
+
+    from progress.events import EventEnvelope
+    from progress.store import StoredEvent
 
 _EVENT_TAG = re.compile(r"^[a-z]+\.[a-z-]+$")
 
@@ -67,3 +73,18 @@ class StoreUnavailable(ProgressError, ConnectionError):
     """The event store could not be reached."""
 
     retryable = True
+
+
+class PartlyStored(StoreUnavailable):
+    """A batch's events were stored, but what must follow them (their workflow counting) was
+    not: send ``pending`` (internal markers) again, never the events; ``stored`` is where the
+    events went."""
+
+    def __init__(
+        self,
+        pending: list[tuple[EventEnvelope, Sequence[str]]],
+        stored: list[StoredEvent],
+    ) -> None:
+        super().__init__(f"{len(pending)} items stored only in part")
+        self.pending = pending
+        self.stored = stored

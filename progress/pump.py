@@ -6,9 +6,11 @@ throttled updates whose window closed and emits heartbeats) and sleeps until the
 or until woken. While Redis is unreachable it retries a batch for ``retry_seconds``; then it
 drops the batch's disposable events (progress updates, heartbeats and stall notices, which later
 ones supersede) and puts the others (a task's start, retry and end, content, system events)
-back at the head of the queue, to be sent in order once Redis is back. Only a closed sender, a
-full queue or an error other than an unreachable store drops those (the SQL outbox closes that
-gap for important events).
+back at the head of the queue, to be sent in order once Redis is back. A batch whose events
+were stored but whose workflow counting was not (``PartlyStored``) goes on with what is left
+(counting markers) on the same path: the events are never stored twice, the counts not lost.
+Only a closed sender, a full queue or an error other than an unreachable store drops those
+(the SQL outbox closes that gap for important events).
 
 Concurrency: callers append under ``_cond``; the thread takes batches under ``_cond`` and
 sends outside it. ``on_tick`` is called without ``_cond`` held (it takes the reporter's lock,
@@ -24,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from progress.errors import StoreUnavailable
+from progress.errors import PartlyStored, StoreUnavailable
 from progress.events import EventEnvelope
 from progress.store import EventWriter
 
@@ -173,23 +175,31 @@ class EventPump:
     def _send(self, batch: list[Outgoing]) -> None:
         give_up_at = time.monotonic() + self._retry_seconds
         pause = 0.05
+        failure: StoreUnavailable
         while True:
             try:
                 if self._store is None:
                     self._store = self._store_factory()
                 self._store.append_many(batch)
-                self.sent += len(batch)
-                self.sent_by_type.update(event.type for event, _ in batch)
+                self._count_sent(batch)
                 return
+            except PartlyStored as exc:  # the events are in; what follows them is retried
+                self._count_sent(batch)
+                batch, failure = exc.pending, exc
             except StoreUnavailable as exc:
-                if time.monotonic() + pause > give_up_at:
-                    self._keep_or_give_up(batch, exc)
-                    return
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
+                failure = exc
             except Exception as exc:
                 self._give_up(batch, exc)
                 return
+            if time.monotonic() + pause > give_up_at:
+                self._keep_or_give_up(batch, failure)
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    def _count_sent(self, batch: list[Outgoing]) -> None:
+        self.sent += len(batch)
+        self.sent_by_type.update(event.type for event, _ in batch)
 
     def _keep_or_give_up(self, batch: list[Outgoing], exc: Exception) -> None:
         disposable = [item for item in batch if item[0].type in DISPOSABLE_TYPES]

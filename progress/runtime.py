@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from progress.errors import PartlyStored
 from progress.events import EventEnvelope, WorkflowProgress, parse_event
 from progress.keys import KeyLayout
 from progress.redis_store import RedisEventStore, connect
@@ -103,6 +104,19 @@ def get_store() -> EventWriter:
         return _store
 
 
+def store_now(batch: Sequence[tuple[EventEnvelope, Sequence[str]]]) -> list[StoredEvent]:
+    """Store ``batch`` now through the synchronous writer. What must follow stored events but
+    failed (their workflow counting, Redis gone in between) goes to the sender thread, which
+    retries it; the events are not stored again."""
+    try:
+        return get_store().append_many(batch)
+    except PartlyStored as exc:
+        reporter = get_reporter()
+        for pending, recipients in exc.pending:
+            reporter.submit(pending, recipients)
+        return exc.stored
+
+
 def publish(
     event: EventEnvelope | dict[str, Any], recipients: Sequence[str] = ()
 ) -> list[StoredEvent]:
@@ -112,7 +126,7 @@ def publish(
     whose streams receive it (a novel's members, for a content event).
     """
     parsed = parse_event(event)
-    stored = get_store().append(parsed, recipients)
+    stored = store_now([(parsed, recipients)])
     published_by_type[parsed.type] += 1
     return stored
 

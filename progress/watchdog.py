@@ -18,7 +18,7 @@ from typing import TypedDict
 
 from progress.events import EventEnvelope, TaskFailed, TaskStalled
 from progress.redis_store import RedisEventStore
-from progress.runtime import get_store
+from progress.runtime import store_now
 from progress.snapshot import TaskSnapshot
 
 STALL_AFTER = 3
@@ -80,7 +80,7 @@ def watch_running_tasks(store: RedisEventStore, heartbeat_seconds: float) -> dic
                 )
             )
     if found:
-        get_store().append_many([(event, ()) for event in found])
+        store_now([(event, ()) for event in found])
     for user_id, task_id in lost:
         store.forget_running(user_id, task_id)
     return {"stalled": len(found) - len(lost), "lost": len(lost)}

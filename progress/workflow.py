@@ -29,7 +29,7 @@ from typing import Literal
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from progress.errors import StoreUnavailable
+from progress.errors import PartlyStored, StoreUnavailable
 from progress.events import EventEnvelope, Identifier, RunningTask, WorkflowProgress
 from progress.keys import KeyLayout
 from progress.redis_cluster import run_commands_on
@@ -93,7 +93,9 @@ class WorkflowCancelRequested(EventEnvelope):
     workflow_id: Identifier
 
 
-MARKER_TYPES = frozenset({"workflow.task-queued", "workflow.cancel-requested"})
+MARKER_TYPES = frozenset(
+    {"workflow.task-queued", "workflow.cancel-requested", "workflow.counts-pending"}
+)
 
 _KINDS = {
     "task.progress-started": "started",
@@ -128,8 +130,30 @@ class Transition:
         return [self.kind, self.task_id, repr(self.weight), self.task_name, self.reason]
 
 
+class CountsPending(EventEnvelope):
+    """Transitions of stored events whose counting failed (Redis unreachable): the sender
+    sends this again, as it does any unsent event, so the counts follow the events (internal
+    marker). A transition applied twice changes nothing (the task's own state field)."""
+
+    type: Literal["workflow.counts-pending"] = "workflow.counts-pending"
+    workflow_id: Identifier
+    transitions: list[Transition] = Field(min_length=1)
+
+
+def pending_counts(
+    changes: dict[WorkflowKey, tuple[list[Transition], str | None]],
+) -> list[Outgoing]:
+    """``changes`` as markers to send again, one per workflow."""
+    return [
+        (CountsPending(user_id=user, workflow_id=workflow, novel_id=novel, transitions=found), ())
+        for (user, workflow), (found, novel) in changes.items()
+    ]
+
+
 def transitions_of(event: EventEnvelope) -> list[Transition]:
     """The workflow transitions ``event`` makes (none for most events)."""
+    if isinstance(event, CountsPending):
+        return list(event.transitions)
     kind = _KINDS.get(event.type)
     if kind is None or event.workflow_id is None or event.user_id is None:
         return []
@@ -356,11 +380,12 @@ class WorkflowWriter:
             return stored
         try:
             self._count(changes)
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             if not events:
                 raise  # only markers: the pump keeps them and tries again
             self.errors += 1
-            log.exception("workflow counts of %d workflows not updated", len(changes))
+            log.warning("workflow counts of %d workflows not updated yet: %s", len(changes), exc)
+            raise PartlyStored(pending_counts(changes), stored) from exc
         return stored
 
     def _count(

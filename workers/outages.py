@@ -5,12 +5,26 @@
               (one Lua call, workers/lua/outage.lua: distinct failing tasks in the window;
                at the threshold the outage opens)  ─▶ system.error to each user it returns
     the LLM answers again (first token of a stream) / a task that uses the database succeeds
-        └─▶ OutageDetector.recovered(dependency) ─▶ system.notification to each user told
+        └─▶ OutageDetector.recovered(dependency) ─▶ system.notification to each user told,
+              once the outage is settled: that success came after the last failure and no
+              failure for ``recovery_seconds``; until then the outage stays open, and any later
+              task success (OutageDetector.settled, the beat's watchdog too) ends it
 
 The state lives in Redis (``rt:{dep:<dependency>}:*``, docs/redis.md), and the script is
 atomic, so however many worker processes see the failures, each affected writer gets ONE
 ``system.error`` per outage and ONE recovery notice; writers none of whose tasks failed get
 nothing. Individual task failures still reach their writers as ``task.progress-*`` events.
+
+Why a quiet period, not the first success: with a provider failing half the time, the first
+success would end the outage and the next failures open a new one, and writers would get
+error / recovery / error / recovery. Alerting does the same (Prometheus' ``keep_firing_for``,
+Sentry's resolve after a quiet period): it resolves once the failures stopped for a while, not
+at the first good sample. Counting N successes in a row would not do: under concurrency a
+provider failing half the time still yields runs of successes, so the notices would flap
+anyway, only less often.
+
+A database pool timeout (SQLAlchemy's ``TimeoutError``: every connection is taken) is load on
+this process, not the database down, and does not count.
 
 Receivers never raise into Celery: a failing detector (Redis down) is logged and counted.
 """
@@ -21,12 +35,13 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from celery import signals
+from sqlalchemy import exc as sa_exc
 
 import progress
 from progress.errors import StoreUnavailable
@@ -86,10 +101,13 @@ NOTICES = {
 
 def dependency_of(exc: BaseException) -> str | None:
     """The dependency whose outage ``exc`` shows (None for any other failure): the LLM
-    unreachable or answering 5xx (not 429, not 4xx), or the database unreachable."""
+    unreachable or answering 5xx (not 429, not 4xx), or the database unreachable (not this
+    process's pool exhausted)."""
     if isinstance(exc, TransientLLMError):
         status = exc.status_code
         return LLM if status is None or status >= 500 else None
+    if isinstance(exc, sa_exc.TimeoutError):
+        return None
     return DATABASE if isinstance(exc, DATABASE_UNAVAILABLE) else None
 
 
@@ -102,11 +120,18 @@ class OutageDetector:
         layout: KeyLayout,
         threshold: int,
         window_seconds: float,
+        recovery_seconds: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._script = client.register_script(OUTAGE_LUA)
         self.layout = layout
         self.threshold = threshold
         self.window_ms = int(window_seconds * 1000)
+        self.recovery_ms = int(recovery_seconds * 1000)
+        self._clock = clock
+
+    def _now(self) -> int:
+        return int(self._clock() * 1000)
 
     def _keys(self, dependency: str) -> list[str]:
         return [
@@ -118,7 +143,7 @@ class OutageDetector:
 
     def failed(self, dependency: str, task_id: str, user_id: str | None) -> tuple[bool, list[str]]:
         """Record a task's failure; (whether the outage opened now, users to tell now)."""
-        now = int(time.time() * 1000)
+        now = self._now()
         args: list[str | int] = [
             "fail",
             now,
@@ -127,13 +152,24 @@ class OutageDetector:
             task_id,
             user_id or "",
             _STATE_TTL_MS,
+            self.recovery_ms,
         ]
         result = self._script(keys=self._keys(dependency), args=args)
         return bool(result[0]), [_text(user) for user in result[1:]]
 
     def recovered(self, dependency: str) -> list[str]:
-        """The dependency worked: end its outage, if any; the users to tell (once)."""
-        result = self._script(keys=self._keys(dependency), args=["ok", 0, 0, 0, "", "", 0])
+        """The dependency worked: end its outage if it is settled (no failure for the
+        recovery period); the users to tell (once), or none while it is not."""
+        return self._settle("ok", dependency)
+
+    def settled(self, dependency: str) -> list[str]:
+        """No news of ``dependency``: end its outage if a success since its last failure
+        and the recovery period since have settled it; the users to tell (once)."""
+        return self._settle("check", dependency)
+
+    def _settle(self, what: str, dependency: str) -> list[str]:
+        args: list[str | int] = [what, self._now(), 0, 0, "", "", 0, self.recovery_ms]
+        result = self._script(keys=self._keys(dependency), args=args)
         return [_text(user) for user in result]
 
 
@@ -171,8 +207,16 @@ def report_failure(detector: OutageDetector, dependency: str, task_id: str) -> N
 
 
 def report_recovery(detector: OutageDetector, dependency: str) -> None:
-    """``dependency`` worked: if it was down, send each user told of it one notice."""
-    users = detector.recovered(dependency)
+    """``dependency`` worked: if its outage is over, send each user told of it one notice."""
+    _tell_recovered(dependency, detector.recovered(dependency))
+
+
+def report_settled(detector: OutageDetector, dependency: str) -> None:
+    """No news of ``dependency``: if an earlier success settled its outage, tell the users."""
+    _tell_recovered(dependency, detector.settled(dependency))
+
+
+def _tell_recovered(dependency: str, users: list[str]) -> None:
     if users:
         log.warning("%s recovered; telling %d users", dependency, len(users))
     notice = NOTICES[dependency]
@@ -220,9 +264,11 @@ def _task_failure(task_id: str | None = None, exception: Any = None, **_: Any) -
 
 def _task_success(sender: Any = None, **_: Any) -> None:
     # Every task of this app reads the database (the beat's watchdog too), so its success
-    # shows the database works.
+    # shows the database works; for the LLM it is only the clock that may settle an outage
+    # whose last success came within the recovery period.
     if str(getattr(sender, "name", "")).startswith("workers."):
         _guarded("recovery", DATABASE, report_recovery)
+        _guarded("settling", LLM, report_settled)
 
 
 def connect_outage_signals() -> None:

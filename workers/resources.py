@@ -137,12 +137,13 @@ def llm() -> LLMClient:
 
 @_Resource
 def outage_detector() -> OutageDetector:
-    """The shared outage detector (Redis), with the settings' threshold and window."""
+    """The shared outage detector (Redis), with the settings' threshold and periods."""
     return OutageDetector(
         redis_client(),
         layout(),
         settings().outage_failure_threshold,
         settings().outage_window_seconds,
+        settings().outage_recovery_seconds,
     )
 
 

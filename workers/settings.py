@@ -54,9 +54,11 @@ class WorkerSettings(BaseSettings):
     batch_merge_window_seconds: float = Field(default=2.0, ge=0)
     #: A dependency the tasks need (the LLM provider, the database) counts as down once this
     #: many distinct tasks failed on it within ``outage_window_seconds``: the writers affected
-    #: get one ``system.error`` each, and one ``system.notification`` when it works again.
+    #: get one ``system.error`` each, and one ``system.notification`` when it works again:
+    #: after a success once no task failed on it for ``outage_recovery_seconds``.
     outage_failure_threshold: int = Field(default=5, ge=1)
     outage_window_seconds: float = Field(default=60, gt=0)
+    outage_recovery_seconds: float = Field(default=60, ge=0)
     #: Prometheus exporter of each worker process: the main process on this port, prefork
     #: child n on port + n (n from 1). 0 turns the exporters off.
     metrics_port: int = Field(default=0, ge=0, le=65535)

@@ -43,8 +43,8 @@ class Principal:
     roles: tuple[str, ...] = field(default=())
 
 
-#: Latest accepted expiry (``exp``, ``jexp``): 9999-12-31, far past any real token, and small
-#: enough for a float and for every date library.
+#: Latest accepted expiry (``exp``): 9999-12-31, far past any real token, and small enough for
+#: a float and for every date library.
 MAX_EPOCH = 253_402_300_799
 
 _Epoch = Annotated[int, Field(gt=0, le=MAX_EPOCH)]
@@ -56,7 +56,8 @@ class Claims(BaseModel):
 
     Strict: a claim of the wrong JSON type is refused, never coerced (``roles: {"admin": false}``
     is not a list of roles, ``sub: 7`` is not a user id). Claims this platform does not use
-    (``aud``, ``iss``, a name...) are ignored here; PyJWT checks the registered ones it knows.
+    (``aud``, ``iss``, ``typ``, ``jti``, a name...) are ignored here; PyJWT checks the
+    registered ones it knows (``jti`` a string, ``iat`` a number...).
     """
 
     model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
@@ -66,10 +67,6 @@ class Claims(BaseModel):
     exp: _Epoch
     iat: int | None = None
     sid: _Short | None = None
-    typ: _Short | None = None
-    #: An sse_token's copy of the platform JWT's expiry (seconds, possibly fractional).
-    jexp: Annotated[float, Field(gt=0, le=MAX_EPOCH, allow_inf_nan=False)] | None = None
-    jti: _Short | None = None
     roles: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=64
     )

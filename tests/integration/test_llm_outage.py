@@ -44,6 +44,8 @@ def api(redis_server: RedisServer, tmp_path: Path, llm: FakeOpenAIServer) -> Ite
         "LLM_API_KEY": "k",
         "WORKER_OUTAGE_FAILURE_THRESHOLD": "3",
         "WORKER_OUTAGE_WINDOW_SECONDS": "60",
+        # Recovery once no task failed for a second and a task succeeded since.
+        "WORKER_OUTAGE_RECOVERY_SECONDS": "1",
     }
     with api_and_workers(
         redis_server, tmp_path / "novels.db", BROKER_DB, RESULT_DB, env, workers=2

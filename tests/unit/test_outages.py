@@ -17,10 +17,10 @@ from workers.outages import DATABASE, LLM, NOTICES, dependency_of
         (TransientLLMError("slow down", status_code=429), None),
         (PermanentLLMError("bad key", status_code=401), None),
         (exc.OperationalError("SELECT 1", {}, Exception("refused")), DATABASE),
-        (exc.TimeoutError("pool exhausted"), DATABASE),
+        (exc.TimeoutError("pool exhausted"), None),  # load on this process, not an outage
         (ValueError("a bug"), None),
     ],
-    ids=["unreachable", "5xx", "429", "4xx", "db-refused", "db-pool", "other"],
+    ids=["unreachable", "5xx", "429", "4xx", "db-refused", "db-pool-exhausted", "other"],
 )
 def test_only_an_unreachable_or_failing_dependency_counts(
     error: BaseException, dependency: str | None

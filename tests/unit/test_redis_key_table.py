@@ -28,7 +28,7 @@ STREAMS = (user_stream("<user>"), BROADCAST)
 
 
 def placeholder(parameter: str) -> str:
-    """``user_id`` -> ``<user>``, ``jti`` -> ``<jti>``."""
+    """``user_id`` -> ``<user>``, ``digest`` -> ``<digest>``."""
     return f"<{parameter.removesuffix('_id')}>"
 
 
