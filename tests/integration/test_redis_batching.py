@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 
 import pytest
 import redis
 from redis.exceptions import ResponseError
 
 from api.hub.redis_batching import BatchingRedis
+from progress.redis_server import RedisServer
 from progress.redis_store import connect_async
 
 pytestmark = pytest.mark.integration
@@ -112,3 +116,34 @@ def test_commands_after_redis_dropped_the_connections_get_their_replies(redis_ur
 
     assert asyncio.run(across_a_drop()) == [str(i).encode() for i in range(200)]
     monitor.close()
+
+
+def test_a_redis_that_stops_answering_fails_the_commands_in_bounded_time() -> None:
+    with RedisServer() as server:
+        monitor = redis.Redis(host="127.0.0.1", port=server.port)
+        pid = int(monitor.info("server")["process_id"])
+
+        async def across_a_stall() -> tuple[BaseException | None, float, object]:
+            client = _client(f"{server.url}/0", 2, socket_timeout=0.3)
+            try:
+                await client.set("stall", "before")
+                os.kill(pid, signal.SIGSTOP)  # accepts bytes, answers nothing
+                started = time.monotonic()
+                try:
+                    await asyncio.wait_for(client.get("stall"), 20)
+                    error = None
+                except BaseException as exc:  # the test reports what it got
+                    error = exc
+                waited = time.monotonic() - started
+                os.kill(pid, signal.SIGCONT)
+                return error, waited, await client.get("stall")
+            finally:
+                os.kill(pid, signal.SIGCONT)
+                await client.aclose()
+
+        error, waited, after = asyncio.run(across_a_stall())
+        monitor.close()
+    # Each try waits one socket timeout for the whole exchange, never forever.
+    assert isinstance(error, redis.exceptions.TimeoutError | redis.exceptions.ConnectionError)
+    assert waited < 10
+    assert after == b"before"
