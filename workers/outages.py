@@ -7,8 +7,9 @@
     the LLM answers again (first token of a stream) / a task that uses the database succeeds
         └─▶ OutageDetector.recovered(dependency) ─▶ system.notification to each user told,
               once the outage is settled: that success came after the last failure and no
-              failure for ``recovery_seconds``; until then the outage stays open, and any later
-              task success (OutageDetector.settled, the beat's watchdog too) ends it
+              failure for ``recovery_seconds``; until then the outage stays open, and a check
+              once that period has passed (a timer of the process that saw the success), or
+              any later task success (OutageDetector.settled), ends it
 
 The state lives in Redis (``rt:{dep:<dependency>}:*``, docs/redis.md), and the script is
 atomic, so however many worker processes see the failures, each affected writer gets ONE
@@ -32,6 +33,7 @@ Receivers never raise into Celery: a failing detector (Redis down) is logged and
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
@@ -207,8 +209,37 @@ def report_failure(detector: OutageDetector, dependency: str, task_id: str) -> N
 
 
 def report_recovery(detector: OutageDetector, dependency: str) -> None:
-    """``dependency`` worked: if its outage is over, send each user told of it one notice."""
-    _tell_recovered(dependency, detector.recovered(dependency))
+    """``dependency`` worked: if its outage is over, send each user told of it one notice;
+    if not yet (the success came within the recovery period), look again once the period
+    has passed, so the notice does not wait for some later task's success."""
+    users = detector.recovered(dependency)
+    if users:
+        _tell_recovered(dependency, users)
+    else:
+        _check_later(dependency, detector.recovery_ms / 1000)
+
+
+#: The settle check each dependency has pending in this process (at most one).
+_pending_checks: dict[str, threading.Timer] = {}
+_pending_lock = threading.Lock()
+
+
+def _check_later(dependency: str, delay: float) -> None:
+    # With no outage open the check costs one Lua call that finds nothing: at most one per
+    # recovery period per process.
+    with _pending_lock:
+        if dependency in _pending_checks:
+            return
+        timer = threading.Timer(delay + 0.05, _check_now, (dependency,))
+        timer.daemon = True
+        _pending_checks[dependency] = timer
+    timer.start()
+
+
+def _check_now(dependency: str) -> None:
+    with _pending_lock:
+        _pending_checks.pop(dependency, None)
+    _guarded("settling", dependency, report_settled)
 
 
 def report_settled(detector: OutageDetector, dependency: str) -> None:
