@@ -111,6 +111,11 @@ def create_app(
         docs_url="/docs" if resolved.docs_enabled else None,
         redoc_url="/redoc" if resolved.docs_enabled else None,
         openapi_url="/openapi.json" if resolved.docs_enabled else None,
+        telemetry={
+            "tracing": resolved.otel_enabled,
+            "metrics": resolved.otel_enabled,
+            "logs": resolved.otel_enabled,
+        },
     )
     install_error_handlers(app)
     # Middleware added first runs innermost. Ordinary stream opens skip routing: inside the

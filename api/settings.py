@@ -188,6 +188,10 @@ class ApiSettings(StoreSettings):
     database_ping_timeout_seconds: float = Field(default=1.0, gt=0)
     #: Serve /docs, /redoc and /openapi.json (off: they map the API for anyone who asks).
     docs_enabled: bool = False
+    #: FastAPI's own OpenTelemetry spans, metrics and logs per request, for an operator who
+    #: configures an OpenTelemetry SDK. Off: its check costs every request (a stream open
+    #: included) a provider lookup even with no SDK, and /metrics is this tier's telemetry.
+    otel_enabled: bool = False
     #: ``GET /metrics`` needs ``Authorization: Bearer <this>``. Unset: /metrics answers only
     #: loopback clients whose request no proxy relayed (no X-Forwarded-For / Forwarded).
     metrics_token: str | None = Field(
