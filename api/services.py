@@ -24,7 +24,6 @@ from api.hub.hub import Hub
 from api.hub.leases import ACQUIRE_LUA, HEARTBEAT_LUA, REFRESH_LUA, RELEASE_LUA, ConnectionRegistry
 from api.hub.redis_batching import BatchingRedis
 from api.hub.sharded_link import link_address
-from api.ops.loop_delay import sample_loop_delay
 from api.ops.metrics import ApiMetrics
 from api.ops.redis_health import RedisHealth
 from api.ops.redis_memory import StreamMemory
@@ -84,7 +83,6 @@ class ApiServices:
     shutdown_event: anyio.Event = field(default_factory=anyio.Event)
     _probe: asyncio.Task[None] | None = None
     _heartbeat: asyncio.Task[None] | None = None
-    _loop_delay: asyncio.Task[None] | None = None
     _database_probe: asyncio.Task[None] | None = None
     _drain: asyncio.Future[int] | None = None
     #: The tasks writing open streams (stuck writes and the shutdown grace end them).
@@ -125,6 +123,7 @@ class ApiServices:
             _backpressure_settings(settings),
             lambda: (c.queue_depth for c in hub.connections.values()),
             on_coalesced=lambda n: metrics.coalesced("relay", n),
+            on_lag=metrics.loop_delay.observe,
         )
         hub = Hub(
             link_address(settings.redis_url),
@@ -214,9 +213,6 @@ class ApiServices:
         self.backpressure.start()
         self._probe = asyncio.create_task(self.redis_health.run(), name="redis-probe")
         self._heartbeat = asyncio.create_task(self._heartbeat_forever(), name="heartbeat")
-        self._loop_delay = asyncio.create_task(
-            sample_loop_delay(self.metrics.loop_delay), name="loop-delay"
-        )
         if self.archive is not None:
             self._database_probe = asyncio.create_task(
                 self._probe_database_forever(self.archive), name="database-probe"
@@ -224,7 +220,7 @@ class ApiServices:
 
     async def close(self) -> None:
         """End every stream and close the clients."""
-        for task in (self._probe, self._heartbeat, self._loop_delay, self._database_probe):
+        for task in (self._probe, self._heartbeat, self._database_probe):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

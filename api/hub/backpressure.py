@@ -1,7 +1,9 @@
 """Backpressure: notice when this instance is saturated, and relay fewer progress updates.
 
     monitor task ── every 100 ms: event-loop lag (how late its own sleep woke up, averaged
-                    over the last second), the deepest stream queue (every 500 ms), and
+                    over the last second; each sample also goes to ``on_lag``, the
+                    ``sse_event_loop_delay_seconds`` histogram), the deepest stream queue
+                    (every 500 ms), and
                     the fan-out lag
                     (age of the oldest event the hub read since the last sample)
                     ──▶ LoadMonitor.decide() ──▶ saturated yes/no
@@ -194,6 +196,7 @@ class Backpressure:
         queue_depths: Callable[[], Iterable[int]],
         dispatch: Callable[[Delivery], None] | None = None,
         on_coalesced: Callable[[int], None] | None = None,
+        on_lag: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.monitor = LoadMonitor(settings)
@@ -201,6 +204,7 @@ class Backpressure:
         self._queue_depths = queue_depths
         self.dispatch = dispatch
         self._on_coalesced = on_coalesced
+        self._on_lag = on_lag
         self._task: asyncio.Task[None] | None = None
         self._oldest_routed = 0.0
 
@@ -254,9 +258,12 @@ class Backpressure:
         loop = asyncio.get_running_loop()
         depth, tick = 0, 0
         while True:
-            started = loop.time()
+            # perf_counter, not loop.time(): uvloop's clock counts whole milliseconds.
+            started = time.perf_counter()
             await asyncio.sleep(period)
-            lag = max(0.0, loop.time() - started - period)
+            lag = max(0.0, time.perf_counter() - started - period)
+            if self._on_lag is not None:
+                self._on_lag(lag)
             tick += 1
             if tick % depth_every == 0:  # a walk over every stream: not every 100 ms
                 depth = max(self._queue_depths(), default=0)

@@ -123,7 +123,7 @@ class _DeliveryCollector(Collector):
         delay = self._metrics.loop_delay
         yield HistogramMetricFamily(
             "sse_event_loop_delay_seconds",
-            "How late a 10 ms timer ran, sampled 100 times a second",
+            "How late the backpressure monitor's 100 ms timer ran, 10 samples a second",
             buckets=delay.buckets(),
             sum_value=delay.total,
         )
@@ -249,7 +249,7 @@ class ApiMetrics:
         self.relayed_by_type: TypeCounter[str] = TypeCounter()
         self.latency_by_group: dict[str, LatencyTally] = {}
         self.fanout_lag = LatencyTally(LATENCY_BUCKETS)
-        #: Filled by api.ops.loop_delay.sample_loop_delay while the services run.
+        #: Filled by the backpressure monitor (api.hub.backpressure) while the services run.
         self.loop_delay = LatencyTally(LOOP_DELAY_BUCKETS)
         r.register(_DeliveryCollector(self))
 
