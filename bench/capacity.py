@@ -6,14 +6,19 @@
 
 Reads docs/bench-results.jsonl (written by bench/scenarios.py), takes for each target (``ours``
 on one Redis, ``cluster`` on a 3-master Redis Cluster) the newest valid ``targeted``,
-``broadcast`` and ``burst`` records, and prints markdown: the per-unit costs with the record each
+``broadcast`` and ``burst`` records (and a ``targeted`` run whose idle window holds heartbeats,
+for their cost), and prints markdown: the per-unit costs with the record each
 comes from, then the capacity table. Nothing is measured here; re-run it after new benchmark runs
 and paste its output into docs/scaling.md.
 
 A record is valid when it has a command (runs of an older checkout, recorded for a before/after
-comparison, carry none), no ``invalid`` mark, and a phase with nothing lost or duplicated; of
-several such phases the one at the lowest rate is used (costs per event fall as the rate rises,
-so this errs high). All figures come from the 2-core shared machine of docs/performance.md.
+comparison, carry none), no ``invalid`` mark, one API process, and a phase with nothing lost or
+duplicated; of several such phases the one at the lowest rate is used (costs per event fall as
+the rate rises, so this errs high). A ``targeted`` run whose idle window holds heartbeats
+(``--heartbeat 5 --settle 15``) gives the cost of a heartbeat: its idle CPU per stream less that
+of a run without heartbeats (of the same code and stream count when there is one), times the
+heartbeat interval; it is never the source of the idle figure. All figures come from the 2-core
+shared machine of docs/performance.md.
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ class Costs:
     api_us_per_broadcast_delivery: Figure
     api_ms_per_open: Figure
     api_us_per_idle_stream_second: Figure
+    #: None: no run with heartbeats in its idle window; a heartbeat is then costed as a
+    #: targeted delivery (an estimate, which errs high).
+    api_us_per_heartbeat: Figure | None
     api_kib_per_idle_stream: Figure
     api_base_mib: Figure
     redis_us_per_stored_event: Figure
@@ -131,13 +139,18 @@ def load_of(profile: Profile) -> Load:
     )
 
 
+def heartbeat_us(costs: Costs) -> float:
+    """µs of API CPU per heartbeat: measured, else a targeted delivery's (a frame written)."""
+    measured = costs.api_us_per_heartbeat
+    return measured.value if measured else costs.api_us_per_targeted_delivery.value
+
+
 def api_cpu_us(load: Load, streams: int, costs: Costs) -> dict[str, float]:
-    """µs of API CPU per second by cause. A heartbeat is costed as a targeted delivery (a frame
-    written; the measured idle window of 5 s holds none, so this is an estimate)."""
+    """µs of API CPU per second by cause."""
     return {
         "deliveries": load.targeted_deliveries * costs.api_us_per_targeted_delivery.value
         + load.broadcast_deliveries * costs.api_us_per_broadcast_delivery.value,
-        "heartbeats": load.heartbeats * costs.api_us_per_targeted_delivery.value,
+        "heartbeats": load.heartbeats * heartbeat_us(costs),
         "opens": load.opens * costs.api_ms_per_open.value * 1000,
         "idle": streams * costs.api_us_per_idle_stream_second.value,
     }
@@ -186,18 +199,17 @@ def capacity(profile: Profile, costs: Costs, cluster: bool) -> Capacity:
 
 def unit_limits(costs: Costs, utilization: float) -> dict[str, float]:
     """What one API process or one Redis shard carries at ``utilization`` of its core, each
-    kind of work alone (heartbeats and lease refreshes estimated as above)."""
+    kind of work alone (lease refreshes estimated as above)."""
     budget = utilization * 1e6  # µs of CPU per second
     per_idle_stream = (
-        costs.api_us_per_idle_stream_second.value
-        + costs.api_us_per_targeted_delivery.value / HEARTBEAT_SECONDS
+        costs.api_us_per_idle_stream_second.value + heartbeat_us(costs) / HEARTBEAT_SECONDS
     )
     redis_event = costs.redis_us_per_stored_event.value
     return {
         "API process: targeted deliveries/s": budget / costs.api_us_per_targeted_delivery.value,
         "API process: broadcast deliveries/s": budget / costs.api_us_per_broadcast_delivery.value,
         "API process: opens/s": budget / (costs.api_ms_per_open.value * 1000),
-        "API process: idle streams (heartbeats est.)": budget / per_idle_stream,
+        "API process: idle streams, with heartbeats": budget / per_idle_stream,
         "Redis shard: events stored/s": budget / redis_event,
         "Redis shard: open streams' lease refreshes (est.)": budget
         * LEASE_REFRESH_SECONDS
@@ -220,11 +232,18 @@ def clean_phases(result: Record) -> list[Record]:
     return sorted(phases, key=lambda p: float(p.get("rate_target") or 0))
 
 
-def usable(record: Record, scenario: str, target: str) -> Record | None:
-    """The target's result in a valid run of ``scenario``, or None."""
+def heartbeats_in_idle(result: Record) -> bool:
+    return int(result.get("idle_heartbeats_per_stream") or 0) > 0
+
+
+def usable(record: Record, scenario: str, target: str, heartbeats: bool = False) -> Record | None:
+    """The target's result in a valid run of ``scenario`` (with heartbeats in its idle window
+    when ``heartbeats``, else without), or None."""
     if record.get("bench") != "scenarios" or record.get("scenario") != scenario:
         return None
     if not record.get("command") or record.get("invalid"):
+        return None
+    if int(record.get("api_workers") or 1) != 1:  # the costs are those of one process
         return None
     result = (record.get("results") or {}).get(target)
     if not isinstance(result, dict) or result.get("invalid") or not result.get("streams_opened"):
@@ -233,13 +252,19 @@ def usable(record: Record, scenario: str, target: str) -> Record | None:
         return None
     if scenario != "burst" and not clean_phases(result):
         return None
+    if heartbeats_in_idle(result) != heartbeats:
+        return None
     return result
 
 
-def newest(records: Sequence[Record], scenario: str, target: str) -> tuple[Record, Record] | None:
+def newest(
+    records: Sequence[Record], scenario: str, target: str, heartbeats: bool = False
+) -> tuple[Record, Record] | None:
     """The newest valid (record, result) of ``scenario`` for ``target``; of equal dates the
     later line."""
-    found = [(r, res) for r in records if (res := usable(r, scenario, target)) is not None]
+    found = [
+        (r, res) for r in records if (res := usable(r, scenario, target, heartbeats)) is not None
+    ]
     if not found:
         return None
     return max(enumerate(found), key=lambda item: (item[1][0]["date"], item[0]))[1]
@@ -249,10 +274,37 @@ def source_of(record: Record) -> Source:
     return Source(str(record["date"]), str(record["code"]), str(record["command"]))
 
 
+def idle_us_per_stream_second(result: Record) -> float:
+    return float(result["server_cpu_percent_idle"]) / 100 * 1e6 / int(result["streams_opened"])
+
+
+def heartbeat_cost(
+    records: Sequence[Record], target: str, fallback: tuple[Record, Record]
+) -> Figure | None:
+    """µs of API CPU per heartbeat from the newest run with heartbeats in its idle window,
+    against the newest run without them of the same code and stream count (else
+    ``fallback``); None without such a run."""
+    with_beats = newest(records, "targeted", target, heartbeats=True)
+    if with_beats is None:
+        return None
+    record, result = with_beats
+    same = [
+        r
+        for r in records
+        if r.get("code") == record["code"]
+        and (res := usable(r, "targeted", target)) is not None
+        and res["streams_opened"] == result["streams_opened"]
+    ]
+    base = newest(same, "targeted", target) or fallback
+    extra = idle_us_per_stream_second(result) - idle_us_per_stream_second(base[1])
+    return Figure(max(0.0, extra) * float(record["heartbeat_s"]), source_of(record))
+
+
 def costs_from(
     targeted: tuple[Record, Record],
     broadcast: tuple[Record, Record],
     burst: tuple[Record, Record] | None,
+    heartbeat: Figure | None = None,
 ) -> Costs:
     """The per-unit costs from a target's targeted, broadcast and (when run) burst records; the
     open's cost falls back on the targeted run's ramp."""
@@ -260,12 +312,13 @@ def costs_from(
     t_phase = clean_phases(t_res)[0]
     b_src, b_phase = source_of(broadcast[0]), clean_phases(broadcast[1])[0]
     o_src, o_res = (source_of(burst[0]), burst[1]) if burst else (t_src, t_res)
-    idle_us = float(t_res["server_cpu_percent_idle"]) / 100 * 1e6 / int(t_res["streams_opened"])
+    idle_us = idle_us_per_stream_second(t_res)
     return Costs(
         api_us_per_targeted_delivery=Figure(t_phase["server_cpu_us_per_delivery"], t_src),
         api_us_per_broadcast_delivery=Figure(b_phase["server_cpu_us_per_delivery"], b_src),
         api_ms_per_open=Figure(o_res["server_cpu_ms_per_open"], o_src),
         api_us_per_idle_stream_second=Figure(idle_us, t_src),
+        api_us_per_heartbeat=heartbeat,
         api_kib_per_idle_stream=Figure(t_res["kib_per_idle_stream"], t_src),
         api_base_mib=Figure(t_res["server_rss_mib_before_streams"], t_src),
         redis_us_per_stored_event=Figure(t_phase["redis_cpu_us_per_delivery"], t_src),
@@ -281,7 +334,8 @@ def costs_for(records: Sequence[Record], target: str) -> Costs | None:
     broadcast = newest(records, "broadcast", target)
     if targeted is None or broadcast is None:
         return None
-    return costs_from(targeted, broadcast, newest(records, "burst", target))
+    heartbeat = heartbeat_cost(records, target, targeted)
+    return costs_from(targeted, broadcast, newest(records, "burst", target), heartbeat)
 
 
 def read_records(path: Path) -> list[Record]:
@@ -294,7 +348,8 @@ COST_ROWS = (
     ("API CPU per targeted delivery", "api_us_per_targeted_delivery", "{:.1f} µs"),
     ("API CPU per broadcast delivery", "api_us_per_broadcast_delivery", "{:.1f} µs"),
     ("API CPU per open", "api_ms_per_open", "{:.3f} ms"),
-    ("API CPU per idle stream (5 s window)", "api_us_per_idle_stream_second", "{:.2f} µs/s"),
+    ("API CPU per idle stream (no heartbeat)", "api_us_per_idle_stream_second", "{:.2f} µs/s"),
+    ("API CPU per heartbeat", "api_us_per_heartbeat", "{:.1f} µs"),
     ("API memory per idle stream", "api_kib_per_idle_stream", "{:.1f} KiB"),
     ("API process before streams", "api_base_mib", "{:.0f} MiB"),
     ("Redis CPU per stored event (all nodes)", "redis_us_per_stored_event", "{:.1f} µs"),
@@ -312,7 +367,10 @@ def costs_table(costs: dict[str, Costs]) -> list[str]:
     for name, attribute, fmt in COST_ROWS:
         cells = []
         for target_costs in costs.values():
-            figure: Figure = getattr(target_costs, attribute)
+            figure: Figure | None = getattr(target_costs, attribute)
+            if figure is None:
+                cells.append("not measured: a targeted delivery's (est.)")
+                continue
             if figure.source not in sources:
                 sources.append(figure.source)
             cells.append(f"{fmt.format(figure.value)} [{sources.index(figure.source) + 1}]")
@@ -324,7 +382,7 @@ def costs_table(costs: dict[str, Costs]) -> list[str]:
 
 API_CAUSES = {
     "deliveries": "API cores busy: deliveries",
-    "heartbeats": "… heartbeats (estimated)",
+    "heartbeats": "… heartbeats",
     "opens": "… opens",
     "idle": "… idle streams",
 }

@@ -22,7 +22,7 @@ from bench.capacity import (
 SOURCE = Source("2026-12-05 00:00 UTC", "abc1234", "python bench/scenarios.py targeted")
 
 
-def costs(**overrides: float) -> Costs:
+def costs(heartbeat: float | None = None, **overrides: float) -> Costs:
     values = {
         "api_us_per_targeted_delivery": 60.0,
         "api_us_per_broadcast_delivery": 20.0,
@@ -35,7 +35,10 @@ def costs(**overrides: float) -> Costs:
         "publisher_us_per_event": 60.0,
         "redis_connections_per_process": 4.0,
     } | overrides
-    return Costs(**{name: Figure(value, SOURCE) for name, value in values.items()})
+    return Costs(
+        **{name: Figure(value, SOURCE) for name, value in values.items()},
+        api_us_per_heartbeat=None if heartbeat is None else Figure(heartbeat, SOURCE),
+    )
 
 
 def phase(rate: int, api_us: float, lost: int = 0) -> dict[str, Any]:
@@ -150,10 +153,11 @@ def test_costs_take_the_lowest_rate_phase_and_fall_back_on_the_ramp_without_a_bu
     assert found.api_us_per_idle_stream_second.value == pytest.approx(1.6)  # 1.6 % / 10,000
     burst = record("burst", "2026-12-05 09:00 UTC", "u")
     burst["results"]["ours"]["server_cpu_ms_per_open"] = 0.45
-    with_burst = [*records, burst]
+    two_processes = record("burst", "2026-12-05 09:30 UTC", "w", api_workers=2)
+    with_burst = [*records, burst, two_processes]
     found = costs_for(with_burst, "ours")
     assert found is not None and found.api_ms_per_open.value == 0.45
-    assert found.api_ms_per_open.source.code == "u"
+    assert found.api_ms_per_open.source.code == "u"  # not the newer run of two processes
 
 
 def test_the_report_names_the_run_of_every_figure() -> None:
@@ -175,6 +179,34 @@ def test_one_unit_carries_its_core_budget_divided_by_the_cost() -> None:
     assert limits["API process: targeted deliveries/s"] == pytest.approx(10_000)  # 600,000 / 60
     assert limits["API process: broadcast deliveries/s"] == pytest.approx(30_000)
     assert limits["API process: opens/s"] == pytest.approx(1_200)
-    assert limits["API process: idle streams (heartbeats est.)"] == pytest.approx(200_000)  # / 3
+    # without a measured heartbeat, one costs a targeted delivery: 1 + 60 / 30 µs/s per stream
+    assert limits["API process: idle streams, with heartbeats"] == pytest.approx(200_000)
+    measured = unit_limits(costs(heartbeat=30.0), utilization=0.6)
+    assert measured["API process: idle streams, with heartbeats"] == pytest.approx(300_000)
     assert limits["Redis shard: events stored/s"] == pytest.approx(12_000)
     assert limits["Redis shard: open streams' lease refreshes (est.)"] == pytest.approx(360_000)
+
+
+def test_a_heartbeat_costs_the_idle_cpu_it_adds_against_the_run_without_heartbeats() -> None:
+    def idle_run(date: str, code: str, percent: float, heartbeat_s: float) -> Any:
+        run = record("targeted", date, code, phase(2000, 50), heartbeat_s=heartbeat_s)
+        run["results"]["ours"]["server_cpu_percent_idle"] = percent
+        run["results"]["ours"]["idle_heartbeats_per_stream"] = int(15 // heartbeat_s)
+        return run
+
+    broadcast = record("broadcast", "2026-12-05 10:00 UTC", "b", phase(20, 18.5))
+    records = [
+        broadcast,
+        idle_run("2026-12-05 10:01 UTC", "old", 3.0, 30),  # another code: not the pair
+        idle_run("2026-12-05 10:02 UTC", "new", 1.4, 30),
+        idle_run("2026-12-05 10:03 UTC", "new", 7.4, 5),
+    ]
+    found = costs_for(records, "ours")
+    assert found is not None and found.api_us_per_heartbeat is not None
+    # 10,000 streams: (7.4 - 1.4) % of a core is 6 µs/s per stream; one heartbeat per 5 s
+    assert found.api_us_per_heartbeat.value == pytest.approx(30.0)
+    assert found.api_us_per_heartbeat.source.date == "2026-12-05 10:03 UTC"
+    # the run with heartbeats is never the idle figure's source
+    assert found.api_us_per_idle_stream_second.value == pytest.approx(1.4)
+    without = costs_for(records[:3], "ours")
+    assert without is not None and without.api_us_per_heartbeat is None
