@@ -182,11 +182,7 @@ class ClusterBatchingRedis(redis.asyncio.RedisCluster):
 
     async def refresh_slots(self) -> None:
         """Read the slot map again (callers meanwhile share that one read)."""
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.ensure_future(self._read_slots())
-            # Its waiters may all be cancelled (a probe's timeout) before it fails.
-            self._refreshing.add_done_callback(_retrieve)
-        await asyncio.shield(self._refreshing)
+        await asyncio.shield(self._refresh_soon())
 
     async def _read_slots(self) -> None:
         nodes = tuple(dict.fromkeys((*self._seeds, *self._masters)))
@@ -286,10 +282,13 @@ class ClusterBatchingRedis(redis.asyncio.RedisCluster):
         except (LinkLost, OSError):
             pass  # no seed answered: the next try fails or finds the cluster back
 
-    def _refresh_soon(self) -> None:
+    def _refresh_soon(self) -> asyncio.Task[None]:
+        """The slot map read under way, or a new one."""
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.ensure_future(self._read_slots())
+            # Its waiters may all be cancelled (a probe's timeout) before it fails.
             self._refreshing.add_done_callback(_retrieve)
+        return self._refreshing
 
     def _node(self, node: Node) -> BatchingRedis:
         batcher = self._batchers.get(node)
