@@ -37,8 +37,10 @@ from progress.redis_store import AsyncClient
 log = logging.getLogger("api.ratelimit")
 
 # The scripts are package data (api/auth/lua/*.lua), each with its KEYS, ARGV and reply in
-# its header.
-BUCKET_LUA = lua_source("api.auth", "rate_bucket.lua")
+# its header. The bucket's functions (bucket_lib.lua) are joined ahead of the script that
+# calls them, so another script can run the same bucket.
+BUCKET_FUNCTIONS = lua_source("api.auth", "bucket_lib.lua")
+BUCKET_LUA = BUCKET_FUNCTIONS + lua_source("api.auth", "rate_bucket.lua")
 
 STRIKE_LUA = lua_source("api.auth", "ip_strike.lua")
 

@@ -35,8 +35,10 @@ from progress.redis_pipeline import lua_source
 from progress.redis_store import AsyncClient
 
 # The scripts are package data (api/hub/lua/*.lua), each with its KEYS, ARGV and reply in
-# its header.
-ACQUIRE_LUA = lua_source("api.hub", "lease_acquire.lua")
+# its header. Taking a lease is a function (lease_lib.lua) joined ahead of the script that
+# calls it, so another script can take a lease the same way.
+LEASE_FUNCTIONS = lua_source("api.hub", "lease_lib.lua")
+ACQUIRE_LUA = LEASE_FUNCTIONS + lua_source("api.hub", "lease_acquire.lua")
 
 REFRESH_LUA = lua_source("api.hub", "lease_refresh.lua")
 
