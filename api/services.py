@@ -31,7 +31,7 @@ from api.ops.redis_memory import StreamMemory
 from api.preferences import PreferenceStore
 from api.realtime_mode import RealtimeModeStore
 from api.settings import ApiSettings
-from api.stream.admission import Admission, OpenChecks, StepwiseAdmission, log_refusal
+from api.stream.admission import OPEN_LUA, Admission, OpenChecks, admission_for, log_refusal
 from api.stream.archive import Archive
 from api.stream.connection import StreamOptions
 from api.stream.response import OpenStreams
@@ -52,6 +52,7 @@ _OPEN_SCRIPTS = (
     RELEASE_LUA,
     HEARTBEAT_LUA,
     STATE_LUA,
+    OPEN_LUA,
 )
 
 
@@ -77,7 +78,7 @@ class ApiServices:
     replay_store: SharedReplayStore
     #: Who may read which novel, in Redis (kept in step with accepted memberships).
     novel_access: RedisNovelAccess
-    #: Admits stream opens: token, limits and lease.
+    #: Admits stream opens: token, limits and lease (one script on a single Redis).
     admission: Admission
     #: Whether Redis answers: opens and sse_token requests are refused at once while not.
     redis_health: RedisHealth = field(init=False)
@@ -199,7 +200,7 @@ class ApiServices:
             trusted_proxies=parse_networks(settings.trusted_proxies),
             replay_store=SharedReplayStore(client, settings.store_settings()),
             novel_access=novel_access,
-            admission=StepwiseAdmission(open_checks),
+            admission=admission_for(client, layout, open_checks),
         )
 
     def __post_init__(self) -> None:

@@ -1,6 +1,6 @@
 """Admitting a stream open: spend its sse_token, check the abuse limits, take a lease.
 
-Every open is answered the same way, checked in this order:
+Every open is answered the same way, whichever path it takes, checked in this order:
 
 1. 401 when the token is missing, malformed or expired (before any Redis call) or unknown or
    spent; each 401 is a strike against the address (403 ``ip_banned`` once it is banned);
@@ -10,31 +10,58 @@ Every open is answered the same way, checked in this order:
    strike against the address);
 5. 429 ``too_many_connections`` when the user holds their maximum of leases.
 
-Redis down: 503 (the token cannot be spent). :class:`StepwiseAdmission` sends ``GETDEL``, then
-the two bucket scripts together, then the lease script: three round trips, each touching one
-hash slot. ``Admission`` is the one interface ``open_stream`` calls.
+Redis down: 503 (the token cannot be spent). Two paths, chosen once when the services are
+built (:func:`admission_for`):
+
+- :class:`ScriptedAdmission`, on a single Redis: one call of ``stream_open.lua`` spends the
+  token, checks the ban and both buckets, takes the lease and reads the user's preferences.
+  The user is known only from the token, so the script puts the user's keys together itself;
+  a Redis Cluster cannot run that (keys of three hash tags, not all declared).
+- :class:`StepwiseAdmission`, on a cluster: ``GETDEL``, then the two bucket scripts together,
+  then the lease script; three round trips.
+
+One difference a user may notice: on the scripted path, an open refused 409 has charged its
+buckets (the script charges them before Python knows the user's mode); the lease it took the
+same way is given back at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
-from api.auth.rate_limits import AbuseGuard, retry_after_jitter
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
+
+from api.auth.rate_limits import BUCKET_FUNCTIONS, AbuseGuard, retry_after_jitter
 from api.auth.tokens import Principal, TokenService
 from api.errors import ApiError
-from api.hub.leases import ConnectionRegistry, Lease
+from api.hub.leases import LEASE_FUNCTIONS, ConnectionRegistry, Lease
 from api.ops.metrics import ApiMetrics
 from api.preferences import PreferenceStore
 from progress.cursor import Cursor
+from progress.errors import InvalidCursor, StoreUnavailable
+from progress.keys import KeyLayout
+from progress.redis_pipeline import lua_source
+from progress.redis_store import AsyncClient
 
 log = logging.getLogger("api.streams")
 
 #: The abuse limits' action of a stream open.
 ACTION = "stream"
+
+#: Token, limits and lease in one call: the bucket's and the lease's functions, then the
+#: script that calls them (api/stream/lua/stream_open.lua, header: KEYS, ARGV, reply).
+OPEN_LUA = BUCKET_FUNCTIONS + LEASE_FUNCTIONS + lua_source("api.stream", "stream_open.lua")
+
+#: Stands for the user id in a key the layout builds; never part of a prefix or a user id.
+_USER = "\0"
 
 #: Records a refused open: reason, client address, user id (None before the token is read).
 Refused = Callable[[str, str, str | None], None]
@@ -93,8 +120,15 @@ class Admission(Protocol):
         ...
 
 
+def admission_for(client: AsyncClient, layout: KeyLayout, checks: OpenChecks) -> Admission:
+    """One script per open on a single Redis; the stepwise checks on a cluster."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        return StepwiseAdmission(checks)
+    return ScriptedAdmission(checks, client, layout)
+
+
 class StepwiseAdmission:
-    """Spend, limits, lease: one round trip each."""
+    """Spend, limits, lease: one round trip each (keys of three hash tags: Redis Cluster)."""
 
     def __init__(self, checks: OpenChecks) -> None:
         self._checks = checks
@@ -122,8 +156,95 @@ class StepwiseAdmission:
         return Admitted(principal, cursor, lease, preferences)
 
 
+class ScriptedAdmission:
+    """Spend, limits and lease in one call of ``stream_open.lua`` (a single Redis only)."""
+
+    def __init__(self, checks: OpenChecks, client: AsyncClient, layout: KeyLayout) -> None:
+        self._checks = checks
+        self._layout = layout
+        self._script = client.register_script(OPEN_LUA)
+        ip_rate = checks.guard.limits.per_ip[ACTION]
+        user_rate = checks.guard.limits.per_user.get(ACTION)
+        user_args: list[EncodableT] = ["", ""]
+        if user_rate is not None:
+            user_args = [user_rate.per_second, user_rate.burst]
+        #: ARGV 1-8: the rates, then the user's bucket and conns keys around the user id.
+        self._head: list[EncodableT] = [
+            ip_rate.per_second,
+            ip_rate.burst,
+            *user_args,
+            *_around_user(layout.user_bucket(_USER, ACTION)),
+            *_around_user(layout.leases(_USER)),
+        ]
+        self._preferences_key = _around_user(checks.preferences.key(_USER))
+
+    async def admit(
+        self, sse_token: str | None, last_event_id: str | None, client_ip: str
+    ) -> Admitted:
+        checks = self._checks
+        try:
+            cursor = Cursor.parse(last_event_id) if last_event_id else None
+        except InvalidCursor:
+            # Rare: spend the token as the stepwise path does (a 401 first if it is not
+            # valid), take no bucket and no lease, then refuse the cursor.
+            await checks.guard.authenticated(
+                ACTION, client_ip, lambda: checks.tokens.spend_sse_token(sse_token)
+            )
+            raise
+        return await checks.guard.authenticated(
+            ACTION, client_ip, lambda: self._checked(sse_token, client_ip, cursor)
+        )
+
+    async def _checked(
+        self, sse_token: str | None, client_ip: str, cursor: Cursor | None
+    ) -> Admitted:
+        checks = self._checks
+        layout = self._layout
+        connection_id = _connection_id()
+        keys = [
+            checks.tokens.sse_token_key(sse_token),
+            layout.ip_bucket(client_ip, ACTION),
+            layout.ip_ban(client_ip),
+        ]
+        args = [
+            *self._head,
+            *_around_user(layout.connection(_USER, connection_id)),
+            *self._preferences_key,
+            *checks.registry.acquire_args(connection_id, None),
+        ]
+        try:
+            reply: list[Any] = await self._script(keys, args)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+        principal = checks.tokens.holder_principal(reply[0] if reply else None)
+        _, banned, ip_allowed, ip_wait, user_allowed, user_wait, leased, *preferences = reply
+        lease = Lease(principal.user_id, connection_id)
+        if checks.streams_off(principal.user_id):
+            if int(leased):
+                await _give_back(checks.registry, lease)
+            _refuse_polling(checks, client_ip, principal.user_id)
+        buckets = ((ip_allowed, ip_wait), (user_allowed, user_wait))
+        waits = [int(wait) for allowed, wait in buckets if not int(allowed)]
+        await checks.guard.judge(ACTION, client_ip, int(banned), waits)
+        if not int(leased):
+            _refuse_full(checks, client_ip, principal.user_id)
+        return Admitted(principal, cursor, lease, preferences[0] if preferences else None)
+
+
 def _connection_id() -> str:
     return secrets.token_hex(8)
+
+
+def _around_user(key: str) -> tuple[str, str]:
+    """The text before and after the user id in ``key`` (built for the user ``_USER``)."""
+    before, _, after = key.partition(_USER)
+    return before, after
+
+
+async def _give_back(registry: ConnectionRegistry, lease: Lease) -> None:
+    # Redis failing now only lets the lease lapse by itself; the open is refused either way.
+    with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+        await registry.release(lease)
 
 
 def _refuse_polling(checks: OpenChecks, client_ip: str, user_id: str) -> NoReturn:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from api.auth import rate_limits
 from api.hub import leases
+from api.stream import admission
 from progress import redis_store, workflow
 from workers import outages
 
@@ -25,6 +26,7 @@ SCRIPTS = {
     rate_limits.BUCKET_LUA,
     rate_limits.STRIKE_LUA,
     outages.OUTAGE_LUA,
+    admission.OPEN_LUA,
 }
 
 

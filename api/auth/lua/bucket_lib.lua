@@ -1,5 +1,5 @@
--- Functions, no script of their own: joined ahead of rate_bucket.lua
--- (``rate_limits.BUCKET_FUNCTIONS``), so another script can run the same bucket.
+-- Functions, no script of their own: joined ahead of rate_bucket.lua here and of
+-- api/stream/lua/stream_open.lua (``rate_limits.BUCKET_FUNCTIONS``).
 -- ban_left(ban key): ms of ban left, 0 when the address is not banned.
 -- take_token(bucket key, rate per s, burst, now ms): allowed 1/0, retry after ms (0 if allowed).
 local function ban_left(key)

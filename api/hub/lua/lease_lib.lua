@@ -1,5 +1,5 @@
--- Functions, no script of their own: joined ahead of lease_acquire.lua
--- (``leases.LEASE_FUNCTIONS``), so another script can take a lease the same way.
+-- Functions, no script of their own: joined ahead of lease_acquire.lua here and of
+-- api/stream/lua/stream_open.lua (``leases.LEASE_FUNCTIONS``).
 -- take_lease(conns key, conn key, now ms, args, first, session id): takes one lease of the
 -- user; false when they already hold ``limit`` live ones. ``args`` from index ``first`` are
 -- lease_acquire.lua's ARGV: conn id, limit, lease ms, session id (not read: ``session`` is),
