@@ -30,6 +30,7 @@ from api.ops.redis_memory import StreamMemory
 from api.preferences import PreferenceStore
 from api.realtime_mode import RealtimeModeStore
 from api.settings import ApiSettings
+from api.stream.admission import OPEN_LUA, Admission, OpenChecks, admission_for, log_refusal
 from api.stream.archive import Archive
 from api.stream.connection import StreamOptions
 from api.stream.response import OpenStreams
@@ -50,6 +51,7 @@ _OPEN_SCRIPTS = (
     RELEASE_LUA,
     HEARTBEAT_LUA,
     STATE_LUA,
+    OPEN_LUA,
 )
 
 
@@ -75,6 +77,8 @@ class ApiServices:
     replay_store: SharedReplayStore
     #: Who may read which novel, in Redis (kept in step with accepted memberships).
     novel_access: RedisNovelAccess
+    #: Admits stream opens: token, limits and lease (one script on a single Redis).
+    admission: Admission
     #: Whether Redis answers: opens and sse_token requests are refused at once while not.
     redis_health: RedisHealth = field(init=False)
     trusted_proxies: tuple[Network, ...] = ()
@@ -138,6 +142,30 @@ class ApiServices:
         )
         backpressure.dispatch = hub.dispatch
         metrics.watch(backpressure)
+        tokens = TokenService(
+            client,
+            settings.key_prefix,
+            settings.token_ttl_seconds,
+            settings.expiry_notice_seconds,
+            platform=platform_verifier(settings),
+        )
+        guard = AbuseGuard(
+            client,
+            _abuse_limits(settings),
+            settings.key_prefix,
+            on_refused=lambda action, reason, ip: _log_refusal(metrics, action, reason, ip),
+            on_error=metrics.rate_limiter_error,
+        )
+        preferences = PreferenceStore(client, settings.key_prefix)
+        open_checks = OpenChecks(
+            tokens,
+            guard,
+            registry,
+            preferences,
+            streams_off=lambda user: not settings.enabled or hub.mode_of(user) == "polling",
+            refused=functools.partial(log_refusal, metrics, settings.instance_id),
+            max_connections_per_user=settings.max_connections_per_user,
+        )
         return cls(
             settings=settings,
             client=client,
@@ -150,13 +178,7 @@ class ApiServices:
                 ),
                 store,
             ),
-            tokens=TokenService(
-                client,
-                settings.key_prefix,
-                settings.token_ttl_seconds,
-                settings.expiry_notice_seconds,
-                platform=platform_verifier(settings),
-            ),
+            tokens=tokens,
             registry=registry,
             authorizer=authorizer,
             hub=hub,
@@ -170,19 +192,14 @@ class ApiServices:
                 instance_id=settings.instance_id,
             ),
             metrics=metrics,
-            guard=AbuseGuard(
-                client,
-                _abuse_limits(settings),
-                settings.key_prefix,
-                on_refused=lambda action, reason, ip: _log_refusal(metrics, action, reason, ip),
-                on_error=metrics.rate_limiter_error,
-            ),
+            guard=guard,
             backpressure=backpressure,
-            preferences=PreferenceStore(client, settings.key_prefix),
+            preferences=preferences,
             stream_memory=StreamMemory(client, settings.key_prefix),
             trusted_proxies=parse_networks(settings.trusted_proxies),
             replay_store=SharedReplayStore(client, settings.store_settings()),
             novel_access=novel_access,
+            admission=admission_for(client, layout, open_checks),
         )
 
     def __post_init__(self) -> None:

@@ -24,11 +24,11 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.auth.tokens import Principal
 from api.errors import ApiError
 from progress.keys import KeyLayout
 from progress.redis_pipeline import lua_source
@@ -36,9 +36,13 @@ from progress.redis_store import AsyncClient
 
 log = logging.getLogger("api.ratelimit")
 
+T = TypeVar("T")
+
 # The scripts are package data (api/auth/lua/*.lua), each with its KEYS, ARGV and reply in
-# its header.
-BUCKET_LUA = lua_source("api.auth", "rate_bucket.lua")
+# its header. The bucket's functions are shared with the stream open's script
+# (api/stream/admission.py), which runs them in the same call as the token and the lease.
+BUCKET_FUNCTIONS = lua_source("api.auth", "bucket_lib.lua")
+BUCKET_LUA = BUCKET_FUNCTIONS + lua_source("api.auth", "rate_bucket.lua")
 
 STRIKE_LUA = lua_source("api.auth", "ip_strike.lua")
 
@@ -81,7 +85,8 @@ class AbuseGuard:
         on_error: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
-        self._limits = limits
+        #: Every limit (read by the stream open's script, api/stream/admission.py).
+        self.limits = limits
         self._layout = KeyLayout(prefix)
         self._bucket = client.register_script(BUCKET_LUA)
         self._strike = client.register_script(STRIKE_LUA)
@@ -90,11 +95,11 @@ class AbuseGuard:
 
     async def admit(self, action: str, ip: str, user_id: str | None) -> None:
         """Let the request through, or raise ApiError 403 ``ip_banned`` / 429 ``rate_limited``."""
-        ip_rate = self._limits.per_ip[action]
+        ip_rate = self.limits.per_ip[action]
         # Two single commands, not a pipeline: the client batches commands of one loop turn
         # on shared connections, where a pipeline holds a pooled connection for its round
         # trips (and a SCRIPT EXISTS first), which queued bursts of opens behind three of them.
-        user_rate = self._limits.per_user.get(action)
+        user_rate = self.limits.per_user.get(action)
         user_check = None
         if user_id is not None and user_rate is not None:
             key = self._layout.user_bucket(user_id, action)
@@ -117,10 +122,16 @@ class AbuseGuard:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._failed_open(exc)
             return
-        allowed, wait, banned = (int(v) for v in results[0])
-        if banned:
-            self._refuse(action, ip, "ip_banned", banned)
-        waits = [int(r[1]) for r in results if not int(r[0])]
+        await self.judge(
+            action, ip, int(results[0][2]), [int(r[1]) for r in results if not int(r[0])]
+        )
+
+    async def judge(self, action: str, ip: str, banned_ms: int, waits: list[int]) -> None:
+        """Answer checks made: 403 ``ip_banned`` when ``banned_ms`` is not 0, else 429
+        ``rate_limited`` (a strike against the IP) when a bucket refused (``waits``: the retry
+        ms of each refusing bucket)."""
+        if banned_ms:
+            self._refuse(action, ip, "ip_banned", banned_ms)
         if waits:
             await self.strike(ip)
             self._refuse(action, ip, "rate_limited", max(waits))
@@ -128,7 +139,7 @@ class AbuseGuard:
     async def admit_user(self, action: str, ip: str, user_id: str) -> None:
         """Charge one request to ``user_id``'s ``action`` bucket; ApiError 429 ``rate_limited``
         (with Retry-After) when it is empty. No strike: the user, not the address, is over."""
-        rate = self._limits.per_user[action]
+        rate = self.limits.per_user[action]
         key = self._layout.user_bucket(user_id, action)
         try:
             allowed, wait, _ = (
@@ -142,7 +153,7 @@ class AbuseGuard:
 
     async def strike(self, ip: str) -> int:
         """Count one strike against ``ip``; ms of ban left (0 when not banned)."""
-        limits = self._limits
+        limits = self.limits
         try:
             return int(
                 await self._strike(
@@ -159,8 +170,8 @@ class AbuseGuard:
             return 0
 
     async def authenticated(
-        self, action: str, ip: str, authenticate: Callable[[], Awaitable[Principal]]
-    ) -> Principal:
+        self, action: str, ip: str, authenticate: Callable[[], Awaitable[T]]
+    ) -> T:
         """Run ``authenticate``; a 401 counts a strike (403 once the IP is banned)."""
         try:
             return await authenticate()

@@ -173,6 +173,16 @@ class TokenService:
 
     async def spend_sse_token(self, token: str | None) -> Principal:
         """Take an sse_token's entry; 401 when missing, malformed, expired or already used."""
+        key = self.sse_token_key(token)
+        try:
+            holder = await self._client.getdel(key)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+        return self.holder_principal(holder)
+
+    def sse_token_key(self, token: str | None) -> str:
+        """The Redis key of an sse_token's entry; 401 when the token is missing, malformed or
+        expired (checked before any Redis call)."""
         if not token:
             raise unauthorized("token_missing", "the sse_token query parameter is required")
         match = _SSE_TOKEN.fullmatch(token)
@@ -182,10 +192,11 @@ class TokenService:
             raise unauthorized("token_malformed", "this is not an sse_token")
         if int(match[1]) < time.time():
             raise unauthorized("token_expired", "the token has expired")
-        try:
-            holder = await self._client.getdel(self._layout.sse_token(_digest(token)))
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+        return self._layout.sse_token(_digest(token))
+
+    @staticmethod
+    def holder_principal(holder: bytes | str | None) -> Principal:
+        """Who a spent token's entry names; 401 ``token_reused`` when there was none."""
         if holder is None:
             raise unauthorized("token_reused", "this sse_token was already used or never issued")
         user_id, session_id, jwt_expires_at, roles = json.loads(holder)

@@ -35,8 +35,10 @@ from progress.redis_pipeline import lua_source
 from progress.redis_store import AsyncClient
 
 # The scripts are package data (api/hub/lua/*.lua), each with its KEYS, ARGV and reply in
-# its header.
-ACQUIRE_LUA = lua_source("api.hub", "lease_acquire.lua")
+# its header. Taking a lease is a function shared with the stream open's script
+# (api/stream/admission.py), which runs it in the same call as the token and the limits.
+LEASE_FUNCTIONS = lua_source("api.hub", "lease_lib.lua")
+ACQUIRE_LUA = LEASE_FUNCTIONS + lua_source("api.hub", "lease_acquire.lua")
 
 REFRESH_LUA = lua_source("api.hub", "lease_refresh.lua")
 
@@ -103,10 +105,13 @@ class ConnectionRegistry:
             return False, None
         return True, taken[1]
 
-    async def _take(self, keys: list[str], session_id: str | None, lease: Lease) -> Any:
+    def acquire_args(self, connection_id: str, session_id: str | None) -> list[EncodableT]:
+        """``lease_acquire.lua``'s ARGV for a lease of ``connection_id`` (the stream open's script
+        takes them too): connection id, limit, lease ms, session id, instance id, connected at,
+        run, dead runs."""
         now = datetime.now(UTC).isoformat()
-        args: list[EncodableT] = [
-            lease.connection_id,
+        return [
+            connection_id,
             self._limit,
             self._lease_ms,
             session_id or "",
@@ -115,8 +120,10 @@ class ConnectionRegistry:
             self.run,
             *self.dead,
         ]
+
+    async def _take(self, keys: list[str], session_id: str | None, lease: Lease) -> Any:
         try:
-            return await self._acquire(keys, args)
+            return await self._acquire(keys, self.acquire_args(lease.connection_id, session_id))
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 

@@ -1,9 +1,8 @@
-"""Opening a stream: check load and limits, spend the token, take a lease, subscribe, stream."""
+"""Opening a stream: check load, admit (token, limits, lease), subscribe, stream."""
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 
 import anyio
@@ -12,8 +11,8 @@ from api.auth.rate_limits import retry_after_jitter
 from api.errors import ApiError
 from api.hub.leases import Lease
 from api.services import ApiServices
+from api.stream.admission import log_refusal
 from api.stream.connection import Connection
-from progress.cursor import Cursor
 
 log = logging.getLogger("api.streams")
 
@@ -28,30 +27,16 @@ async def open_stream(
     """Check everything that can be refused, then return the stream's frames.
 
     Raises ApiError (400, 401, 403, 409, 429) or StoreUnavailable (503) before anything is
-    streamed.
+    streamed; the token, the limits and the lease are the admission's (api/stream/admission.py).
     """
     _refuse_when_loaded(services, client_ip)
     services.redis_health.check()
-    guard = services.guard
-    principal = await guard.authenticated(
-        "stream", client_ip, lambda: services.tokens.spend_sse_token(sse_token)
-    )
-    # Parsed after the token is spent: an open refused for its cursor (400) still used up its
-    # single-use token, at no cost to a valid open.
-    cursor = Cursor.parse(last_event_id) if last_event_id else None
-    if not services.settings.enabled or services.hub.mode_of(principal.user_id) == "polling":
-        _refused(services, "realtime_polling", client_ip, principal.user_id)
-        raise ApiError(
-            409,
-            "realtime_polling",
-            "streams are off for this user: poll GET /api/v1/events/history "
-            "(see GET /api/v1/realtime/config)",
-        )
-    await guard.admit("stream", client_ip, principal.user_id)
+    admitted = await services.admission.admit(sse_token, last_event_id, client_ip)
+    lease = admitted.lease
     connection = Connection(
-        secrets.token_hex(8),
-        principal,
-        cursor,
+        lease.connection_id,
+        admitted.principal,
+        admitted.cursor,
         services.replay_store,
         services.authorizer,
         services.options,
@@ -59,21 +44,8 @@ async def open_stream(
         observer=services.metrics,
         archive=services.archive,
     )
-    lease = Lease(principal.user_id, connection.id)
-    acquired, stored_preferences = await services.registry.acquire_reading(
-        lease, principal.session_id, services.preferences.key(principal.user_id)
-    )
-    if not acquired:
-        _refused(services, "too_many_connections", client_ip, principal.user_id)
-        raise ApiError(
-            429,
-            "too_many_connections",
-            f"at most {services.settings.max_connections_per_user} streams per user; "
-            "share one stream between tabs",
-            retry_after_jitter(),
-        )
     try:
-        connection.preferences = services.preferences.parse(stored_preferences)
+        connection.preferences = services.preferences.parse(admitted.preferences)
         await services.hub.attach(connection)
         await connection.prepare()
     except Exception as exc:
@@ -108,20 +80,8 @@ def _refuse_when_loaded(services: ApiServices, client_ip: str) -> None:
         )
 
 
-def _refused(
-    services: ApiServices, reason: str, client_ip: str, user_id: str | None = None
-) -> None:
-    services.metrics.refused(reason)
-    log.warning(
-        "stream refused: %s",
-        reason,
-        extra={
-            "reason": reason,
-            "client_ip": client_ip,
-            "user_id": user_id,
-            "instance_id": services.settings.instance_id,
-        },
-    )
+def _refused(services: ApiServices, reason: str, client_ip: str) -> None:
+    log_refusal(services.metrics, services.settings.instance_id, reason, client_ip)
 
 
 def _ids(services: ApiServices, connection: Connection) -> dict[str, object]:
