@@ -6,10 +6,10 @@
 
 Reads docs/bench-results.jsonl (written by bench/scenarios.py), takes for each target (``ours``
 on one Redis, ``cluster`` on a 3-master Redis Cluster) the newest valid ``targeted``,
-``broadcast`` and ``burst`` records (and a ``targeted`` run whose idle window holds heartbeats,
-for their cost), and prints markdown: the per-unit costs with the record each
-comes from, then the capacity table. Nothing is measured here; re-run it after new benchmark runs
-and paste its output into docs/scaling.md.
+``broadcast`` and ``burst`` records (``targeted``: of those with the most streams; and a
+``targeted`` run whose idle window holds heartbeats, for their cost), and prints markdown: the
+per-unit costs with the record each comes from, then the capacity table. Nothing is measured
+here; re-run it after new benchmark runs and paste its output into docs/scaling.md.
 
 A record is valid when it has a command (runs of an older checkout, recorded for a before/after
 comparison, carry none), no ``invalid`` mark, one API process, and a phase with nothing lost or
@@ -40,10 +40,12 @@ TARGET_NAMES = {"ours": "one Redis", "cluster": "Redis Cluster"}
 #: at a third of its 90 s.
 HEARTBEAT_SECONDS = 30.0
 LEASE_REFRESH_SECONDS = 30.0
-#: Redis calls of one open (api/stream/open.py): GETDEL of the token, two rate buckets, the
-#: lease, the STATE of the user's and the broadcast stream. Not measured apart; each is costed
-#: as one stored event (an append writes more, so this errs high).
-REDIS_CALLS_PER_OPEN = 6
+#: Redis calls of one open (api/stream/admission.py, api/stream/open.py): on one Redis, the
+#: open's script (token, buckets, lease) and the STATE of the user's and the broadcast stream;
+#: on a cluster, GETDEL of the token, two rate buckets and the lease instead of the script. Not
+#: measured apart; each is costed as one stored event (an append writes more, so this errs high).
+REDIS_CALLS_PER_OPEN = 3
+REDIS_CALLS_PER_OPEN_CLUSTER = 6
 #: A cluster needs at least three masters.
 MIN_CLUSTER_SHARDS = 3
 
@@ -156,14 +158,15 @@ def api_cpu_us(load: Load, streams: int, costs: Costs) -> dict[str, float]:
     }
 
 
-def redis_cpu_us(load: Load, costs: Costs) -> dict[str, float]:
+def redis_cpu_us(load: Load, costs: Costs, cluster: bool = False) -> dict[str, float]:
     """µs of Redis CPU per second by cause, all nodes together. Lease refreshes and an open's
     calls are not measured apart: each call is costed as a stored event (an estimate)."""
     per_event = costs.redis_us_per_stored_event.value
+    calls = REDIS_CALLS_PER_OPEN_CLUSTER if cluster else REDIS_CALLS_PER_OPEN
     return {
         "events": load.stored_events * per_event
         + load.broadcast_deliveries * costs.redis_us_per_broadcast_delivery.value,
-        "leases and opens": (load.lease_refreshes + load.opens * REDIS_CALLS_PER_OPEN) * per_event,
+        "leases and opens": (load.lease_refreshes + load.opens * calls) * per_event,
     }
 
 
@@ -178,7 +181,7 @@ def capacity(profile: Profile, costs: Costs, cluster: bool) -> Capacity:
     api = api_cpu_us(load, profile.streams, costs)
     api_cores = math.ceil(cores(api) / profile.core_utilization)
     processes = max(1, api_cores, math.ceil(profile.streams / profile.max_streams_per_process))
-    redis = redis_cpu_us(load, costs)
+    redis = redis_cpu_us(load, costs, cluster)
     shards = math.ceil(cores(redis) / profile.core_utilization)
     ram_mib = profile.streams * costs.api_kib_per_idle_stream.value / 1024
     ram_mib += processes * costs.api_base_mib.value
@@ -258,15 +261,22 @@ def usable(record: Record, scenario: str, target: str, heartbeats: bool = False)
 
 
 def newest(
-    records: Sequence[Record], scenario: str, target: str, heartbeats: bool = False
+    records: Sequence[Record],
+    scenario: str,
+    target: str,
+    heartbeats: bool = False,
+    most_streams: bool = False,
 ) -> tuple[Record, Record] | None:
     """The newest valid (record, result) of ``scenario`` for ``target``; of equal dates the
-    later line."""
+    later line. ``most_streams``: of the runs with the most streams opened."""
     found = [
         (r, res) for r in records if (res := usable(r, scenario, target, heartbeats)) is not None
     ]
     if not found:
         return None
+    if most_streams:
+        widest = max(int(res["streams_opened"]) for _, res in found)
+        found = [(r, res) for r, res in found if int(res["streams_opened"]) == widest]
     return max(enumerate(found), key=lambda item: (item[1][0]["date"], item[0]))[1]
 
 
@@ -284,7 +294,7 @@ def heartbeat_cost(
     """µs of API CPU per heartbeat from the newest run with heartbeats in its idle window,
     against the newest run without them of the same code and stream count (else
     ``fallback``); None without such a run."""
-    with_beats = newest(records, "targeted", target, heartbeats=True)
+    with_beats = newest(records, "targeted", target, heartbeats=True, most_streams=True)
     if with_beats is None:
         return None
     record, result = with_beats
@@ -330,7 +340,8 @@ def costs_from(
 
 def costs_for(records: Sequence[Record], target: str) -> Costs | None:
     """The target's costs, or None when it has no valid targeted or broadcast run."""
-    targeted = newest(records, "targeted", target)
+    # Memory and idle CPU per stream read lower at fewer streams: the runs nearest the cap.
+    targeted = newest(records, "targeted", target, most_streams=True)
     broadcast = newest(records, "broadcast", target)
     if targeted is None or broadcast is None:
         return None

@@ -91,13 +91,16 @@ def test_a_million_streams_from_the_costs_by_hand() -> None:
     assert result.api_cores == 8  # 4.21 cores busy at 60 %
     assert result.api_processes == 100  # 10,000 streams each
     assert result.api_ram_gib == pytest.approx((1e6 * 20 / 1024 + 100 * 100) / 1024)
-    # (15,000 events + 33,333 lease refreshes + 555.6 opens x 6 calls) x 50 + 1,666.7 x 0.5
+    # 15,000 events x 50 + 1,666.7 x 0.5; (33,333 lease refreshes + 555.6 opens x 3 calls) x 50
     assert result.redis_cpu_us["events"] == pytest.approx(750_833, rel=1e-5)
-    assert result.redis_cpu_us["leases and opens"] == pytest.approx(1_833_333, rel=1e-5)
+    assert result.redis_cpu_us["leases and opens"] == pytest.approx(1_750_000, rel=1e-5)
     assert result.redis_shards == 5 and not result.fits_one_redis
     assert result.publisher_cores == pytest.approx(0.9)
     assert result.redis_connections == 400
     assert result.proxy_connections == 2_000_000
+    # a cluster's open makes 6 calls: the token, the buckets and the lease apart
+    on_cluster = capacity(Profile(streams=1_000_000), costs(), cluster=True)
+    assert on_cluster.redis_cpu_us["leases and opens"] == pytest.approx(1_833_333, rel=1e-5)
 
 
 def test_cpu_sets_the_process_count_once_it_needs_more_than_the_stream_cap() -> None:
@@ -210,3 +213,12 @@ def test_a_heartbeat_costs_the_idle_cpu_it_adds_against_the_run_without_heartbea
     assert found.api_us_per_idle_stream_second.value == pytest.approx(1.4)
     without = costs_for(records[:3], "ours")
     assert without is not None and without.api_us_per_heartbeat is None
+
+
+def test_the_targeted_run_is_the_newest_of_those_with_the_most_streams() -> None:
+    at_cap = record("targeted", "2026-12-05 10:00 UTC", "cap", phase(2000, 50))
+    fewer = record("targeted", "2026-12-05 11:00 UTC", "few", phase(10_000, 26))
+    fewer["results"]["ours"]["streams_opened"] = 2000
+    broadcast = record("broadcast", "2026-12-05 10:01 UTC", "b", phase(20, 18.5))
+    found = costs_for([at_cap, fewer, broadcast], "ours")
+    assert found is not None and found.api_us_per_targeted_delivery.source.code == "cap"
