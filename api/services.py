@@ -163,6 +163,10 @@ class ApiServices:
             registry,
             preferences,
             streams_off=lambda user: not settings.enabled or hub.mode_of(user) == "polling",
+            any_streams_off=lambda: (
+                not settings.enabled
+                or (hub.mode_rule.mode == "polling" and hub.mode_rule.percent > 0)
+            ),
             refused=functools.partial(log_refusal, metrics, settings.instance_id),
             max_connections_per_user=settings.max_connections_per_user,
         )
@@ -199,7 +203,7 @@ class ApiServices:
             trusted_proxies=parse_networks(settings.trusted_proxies),
             replay_store=SharedReplayStore(client, settings.store_settings()),
             novel_access=novel_access,
-            admission=admission_for(client, layout, open_checks),
+            admission=admission_for(client, layout, open_checks, settings.open_script),
         )
 
     def __post_init__(self) -> None:

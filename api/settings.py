@@ -127,6 +127,10 @@ class ApiSettings(StoreSettings):
     dev_tokens_enabled: bool = False
     #: False: every browser polls (GET /api/v1/realtime/config says so; streams are refused).
     enabled: bool = True
+    #: A stream open's token, limits and lease in one script on a single Redis
+    #: (api/stream/admission.py). False: three round trips, for a Redis-compatible server or
+    #: proxy that refuses keys a script does not declare.
+    open_script: bool = True
     #: How often a polling browser polls, and while a task it shows is running.
     poll_interval_seconds: float = Field(default=30.0, gt=0)
     active_poll_interval_seconds: float = Field(default=3.0, gt=0)

@@ -59,6 +59,7 @@ def admission(kind: str, client: BatchingRedis, tokens: TokenService) -> Admissi
         ConnectionRegistry(client, "bench", USERS, 90),
         PreferenceStore(client),
         streams_off=lambda _: False,
+        any_streams_off=lambda: False,
         refused=lambda *_: None,
         max_connections_per_user=USERS,
     )

@@ -20,9 +20,12 @@ built (:func:`admission_for`):
 - :class:`StepwiseAdmission`, on a cluster: ``GETDEL``, then the two bucket scripts together,
   then the lease script; three round trips.
 
-One difference a user may notice: on the scripted path, an open refused 409 has charged its
-buckets (the script charges them before Python knows the user's mode); the lease it took the
-same way is given back at once.
+The scripted path answers exactly as the stepwise one because it runs only while no user's
+streams are off: the script charges the buckets and takes the lease before Python knows the
+user, so a 409 would have used up rate (on a polling rollout, the retries of a whole address).
+While realtime is disabled or a polling rule covers anyone, opens take the stepwise path.
+``SSE_OPEN_SCRIPT=false`` forces the stepwise path for good: for a Redis-compatible server or
+proxy that refuses keys a script does not declare.
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ class OpenChecks:
     preferences: PreferenceStore
     #: True when streams are off for the user (realtime disabled, or the user polls).
     streams_off: Callable[[str], bool]
+    #: True when streams may be off for some user (realtime disabled, or a polling rule).
+    any_streams_off: Callable[[], bool]
     refused: Refused
     max_connections_per_user: int
 
@@ -120,9 +125,12 @@ class Admission(Protocol):
         ...
 
 
-def admission_for(client: AsyncClient, layout: KeyLayout, checks: OpenChecks) -> Admission:
-    """One script per open on a single Redis; the stepwise checks on a cluster."""
-    if isinstance(client, redis.asyncio.RedisCluster):
+def admission_for(
+    client: AsyncClient, layout: KeyLayout, checks: OpenChecks, scripted: bool = True
+) -> Admission:
+    """One script per open on a single Redis (unless not ``scripted``); the stepwise checks
+    on a cluster."""
+    if not scripted or isinstance(client, redis.asyncio.RedisCluster):
         return StepwiseAdmission(checks)
     return ScriptedAdmission(checks, client, layout)
 
@@ -157,10 +165,12 @@ class StepwiseAdmission:
 
 
 class ScriptedAdmission:
-    """Spend, limits and lease in one call of ``stream_open.lua`` (a single Redis only)."""
+    """Spend, limits and lease in one call of ``stream_open.lua`` (a single Redis only); the
+    stepwise path while any user's streams are off."""
 
     def __init__(self, checks: OpenChecks, client: AsyncClient, layout: KeyLayout) -> None:
         self._checks = checks
+        self._stepwise = StepwiseAdmission(checks)
         self._layout = layout
         self._script = client.register_script(OPEN_LUA)
         ip_rate = checks.guard.limits.per_ip[ACTION]
@@ -182,6 +192,8 @@ class ScriptedAdmission:
         self, sse_token: str | None, last_event_id: str | None, client_ip: str
     ) -> Admitted:
         checks = self._checks
+        if checks.any_streams_off():
+            return await self._stepwise.admit(sse_token, last_event_id, client_ip)
         try:
             cursor = Cursor.parse(last_event_id) if last_event_id else None
         except InvalidCursor:
@@ -220,6 +232,7 @@ class ScriptedAdmission:
         _, banned, ip_allowed, ip_wait, user_allowed, user_wait, leased, *preferences = reply
         lease = Lease(principal.user_id, connection_id)
         if checks.streams_off(principal.user_id):
+            # A polling rule arrived while the script ran: rare, and the lease goes back.
             if int(leased):
                 await _give_back(checks.registry, lease)
             _refuse_polling(checks, client_ip, principal.user_id)
@@ -237,6 +250,9 @@ def _connection_id() -> str:
 
 def _around_user(key: str) -> tuple[str, str]:
     """The text before and after the user id in ``key`` (built for the user ``_USER``)."""
+    if key.count(_USER) != 1:
+        # The script would build keys that refresh and release never touch: a limit bypassed.
+        raise ValueError(f"the key layout must hold the user id once, as is: {key!r}")
     before, _, after = key.partition(_USER)
     return before, after
 

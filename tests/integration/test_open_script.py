@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from api.auth.rate_limits import BUCKET_LUA
-from api.hub.leases import ACQUIRE_LUA, RELEASE_LUA
+from api.hub.leases import ACQUIRE_LUA
 from api.stream.admission import OPEN_LUA
 from progress.keys import KeyLayout
 from progress.redis_server import RedisServer
@@ -33,6 +33,9 @@ LIMITS = {
     "SSE_RATE_STREAM_USER_PER_SECOND": "0.01",
     "SSE_RATE_TOKEN_USER_BURST": "100",
     "SSE_RATE_TOKEN_USER_PER_SECOND": "100",
+    # An address's bucket refills too slowly to matter within a test (each test its own).
+    "SSE_RATE_STREAM_IP_BURST": "1000",
+    "SSE_RATE_STREAM_IP_PER_SECOND": "0.01",
     "SSE_BAN_AFTER_STRIKES": "3",
     "SSE_BAN_SECONDS": "60",
 }
@@ -204,7 +207,7 @@ def test_a_malformed_cursor_spends_the_token_and_takes_nothing(
     assert code(open_from("127.0.0.16", api, token)) == (401, "token_reused")
 
 
-def test_a_polling_user_is_refused_and_the_lease_given_back(
+def test_a_polling_rule_sends_opens_the_stepwise_way_charging_nothing(
     api: ApiServer, db: redis.Redis, user_id: str
 ) -> None:
     admin = {"Authorization": f"Bearer {api.jwt('operator', roles=('admin',))}"}
@@ -218,10 +221,41 @@ def test_a_polling_user_is_refused_and_the_lease_given_back(
     finally:
         assert httpx.put(config, json={"mode": "sse", "percent": 100}, headers=admin).is_success
     assert code(refused) == (409, "realtime_polling")
-    # The script took the lease before Python knew the user's mode; it is given back at once.
-    evalsha = [c["command"].split()[1] for c in seen if c["command"].upper().startswith("EVALSHA")]
-    assert evalsha.count(sha(OPEN_LUA)) == 1 and evalsha.count(sha(RELEASE_LUA)) == 1
-    assert db.zcard(LAYOUT.leases(user_id)) == 0
+    # The script would charge the buckets before knowing the user's mode: while a polling
+    # rule holds, the token is spent on its own and nothing else is taken.
+    sent = [c["command"].split() for c in seen if c["db"] == DB and c["client_type"] != "lua"]
+    assert sha(OPEN_LUA) not in [words[1] for words in sent if words[0].upper() == "EVALSHA"]
+    assert [words[0].upper() for words in sent].count("GETDEL") == 1
+    assert not db.exists(LAYOUT.leases(user_id), LAYOUT.user_bucket(user_id, "stream"))
+    assert not db.exists(LAYOUT.ip_bucket("127.0.0.17", "stream"))
     assert strikes(db, "127.0.0.17") == 0
     assert refusals(api, "realtime_polling") == counted + 1
     assert '"reason":"realtime_polling"' in api.log_text
+
+
+def empty(db: redis.Redis, bucket: str) -> None:
+    """No token left in ``bucket``, none refilled for a minute (its time set ahead)."""
+    ahead_ms = (int(db.time()[0]) + 60) * 1000
+    db.hset(bucket, mapping={"tokens": "0", "ts": ahead_ms})
+    db.pexpire(bucket, 120_000)
+
+
+@pytest.mark.parametrize("bucket", ["user", "address"])
+def test_an_empty_bucket_refuses_with_a_strike_and_takes_no_lease(
+    api: ApiServer, db: redis.Redis, user_id: str, bucket: str
+) -> None:
+    address = "127.0.0.18" if bucket == "user" else "127.0.0.19"
+    if bucket == "user":
+        empty(db, LAYOUT.user_bucket(user_id, "stream"))
+    else:
+        empty(db, LAYOUT.ip_bucket(address, "stream"))
+    token = api.sse_token(api.jwt(user_id))
+    counted = refusals(api, "rate_limited")
+    limited = open_from(address, api, token)
+    assert code(limited) == (429, "rate_limited")
+    assert int(limited.headers["retry-after"]) >= 1
+    assert strikes(db, address) == 1
+    assert refusals(api, "rate_limited") == counted + 1
+    # under the cap of 2, so only the bucket's refusal keeps the lease from being taken
+    assert db.zcard(LAYOUT.leases(user_id)) == 0
+    assert code(open_from(address, api, token)) == (401, "token_reused")

@@ -39,17 +39,23 @@ class NoPlatform:
         raise AssertionError(f"no JWT is checked here: {token}")
 
 
-def _admission(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> object:
-    checks = OpenChecks(
+def _checks(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> OpenChecks:
+    return OpenChecks(
         TokenService(client, platform=NoPlatform()),
         AbuseGuard(client, LIMITS),
         ConnectionRegistry(client, "api-1", 2, 90),
         PreferenceStore(client),
         streams_off=lambda _: False,
+        any_streams_off=lambda: False,
         refused=lambda *_: None,
         max_connections_per_user=2,
     )
-    return admission_for(client, KeyLayout(), checks)
+
+
+def _admission(
+    client: redis.asyncio.Redis | redis.asyncio.RedisCluster, scripted: bool = True
+) -> object:
+    return admission_for(client, KeyLayout(), _checks(client), scripted)
 
 
 def test_a_single_redis_admits_with_one_script_a_cluster_stepwise() -> None:
@@ -58,6 +64,7 @@ def test_a_single_redis_admits_with_one_script_a_cluster_stepwise() -> None:
         single = BatchingRedis.from_url("redis://127.0.0.1:1")
         cluster = ClusterBatchingRedis(host="127.0.0.1", port=1)
         try:
+            assert isinstance(_admission(single, scripted=False), StepwiseAdmission)
             return _admission(single), _admission(cluster)
         finally:
             await single.aclose()
@@ -66,3 +73,19 @@ def test_a_single_redis_admits_with_one_script_a_cluster_stepwise() -> None:
     single, cluster = asyncio.run(build())
     assert isinstance(single, ScriptedAdmission)
     assert isinstance(cluster, StepwiseAdmission)
+
+
+def test_a_layout_that_does_not_hold_the_user_id_as_is_is_refused_at_build() -> None:
+    class HashedLayout(KeyLayout):
+        def leases(self, user_id: str) -> str:
+            return f"rt:{{u:{hash(user_id)}}}:conns"
+
+    async def build() -> None:
+        client = BatchingRedis.from_url("redis://127.0.0.1:1")
+        try:
+            with pytest.raises(ValueError, match="the user id once"):
+                admission_for(client, HashedLayout(), _checks(client))
+        finally:
+            await client.aclose()
+
+    asyncio.run(build())
