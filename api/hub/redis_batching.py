@@ -173,7 +173,7 @@ class BatchingRedis(redis.asyncio.Redis):
 
 class BatchedScript(AsyncScript):
     """A script run as one queued ``EVALSHA``: redis-py's ``AsyncScript`` goes through three
-    more calls and an import per run (a stream open runs three scripts). Loads itself when
+    more calls and an import per run (a stream open runs one to three scripts). Loads itself when
     Redis does not know it, as ``AsyncScript`` does; run on a pipeline, it is ``AsyncScript``.
     Registered on a batching client (this one's or a cluster's, api/hub/cluster_batching.py)."""
 
