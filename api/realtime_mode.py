@@ -54,6 +54,11 @@ def mode_for(user_id: str, rule: ModeRule, sse_enabled: bool = True) -> Mode:
     return "sse"
 
 
+def polls_anyone(rule: ModeRule, sse_enabled: bool = True) -> bool:
+    """True when ``mode_for`` gives ``polling`` to some user under ``rule``."""
+    return not sse_enabled or (rule.mode == "polling" and rule.percent > 0)
+
+
 def mode_message(rule: ModeRule) -> bytes:
     """What the control channel carries when the rule changes."""
     return orjson.dumps({"kind": "realtime-mode", "rule": rule.model_dump()})

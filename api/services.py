@@ -28,7 +28,7 @@ from api.ops.metrics import ApiMetrics
 from api.ops.redis_health import RedisHealth
 from api.ops.redis_memory import StreamMemory
 from api.preferences import PreferenceStore
-from api.realtime_mode import RealtimeModeStore
+from api.realtime_mode import RealtimeModeStore, mode_for, polls_anyone
 from api.settings import ApiSettings
 from api.stream.admission import OPEN_LUA, Admission, OpenChecks, admission_for, log_refusal
 from api.stream.archive import Archive
@@ -162,11 +162,8 @@ class ApiServices:
             guard,
             registry,
             preferences,
-            streams_off=lambda user: not settings.enabled or hub.mode_of(user) == "polling",
-            any_streams_off=lambda: (
-                not settings.enabled
-                or (hub.mode_rule.mode == "polling" and hub.mode_rule.percent > 0)
-            ),
+            streams_off=lambda user: mode_for(user, hub.mode_rule, settings.enabled) == "polling",
+            any_streams_off=lambda: polls_anyone(hub.mode_rule, settings.enabled),
             refused=functools.partial(log_refusal, metrics, settings.instance_id),
             max_connections_per_user=settings.max_connections_per_user,
         )

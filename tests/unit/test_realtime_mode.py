@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.realtime_mode import ModeRule, bucket_of, mode_for
+from api.realtime_mode import ModeRule, bucket_of, mode_for, polls_anyone
 
 pytestmark = pytest.mark.unit
 
@@ -28,3 +28,19 @@ def test_raising_the_percentage_keeps_the_users_already_polling() -> None:
     large = {u for u in USERS if mode_for(u, ModeRule(mode="polling", percent=50)) == "polling"}
     assert small < large
     assert all(0 <= bucket_of(u) < 100 for u in USERS)
+
+
+@pytest.mark.parametrize(
+    ("rule", "enabled"),
+    [
+        (ModeRule(mode="sse"), True),
+        (ModeRule(mode="sse"), False),
+        (ModeRule(mode="polling", percent=0), True),
+        (ModeRule(mode="polling", percent=1), True),
+        (ModeRule(mode="polling", percent=100), True),
+    ],
+)
+def test_polls_anyone_says_whether_some_user_polls(rule: ModeRule, enabled: bool) -> None:
+    # a stream open takes the stepwise path exactly while this holds (api/stream/admission.py)
+    anyone = any(mode_for(u, rule, enabled) == "polling" for u in USERS)
+    assert polls_anyone(rule, enabled) == anyone
