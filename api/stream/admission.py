@@ -197,12 +197,9 @@ class ScriptedAdmission:
         try:
             cursor = Cursor.parse(last_event_id) if last_event_id else None
         except InvalidCursor:
-            # Rare: spend the token as the stepwise path does (a 401 first if it is not
-            # valid), take no bucket and no lease, then refuse the cursor.
-            await checks.guard.authenticated(
-                ACTION, client_ip, lambda: checks.tokens.spend_sse_token(sse_token)
-            )
-            raise
+            # Rare: the stepwise path spends the token (a 401 first if it is not valid), then
+            # refuses the cursor before any bucket or lease.
+            return await self._stepwise.admit(sse_token, last_event_id, client_ip)
         return await checks.guard.authenticated(
             ACTION, client_ip, lambda: self._checked(sse_token, client_ip, cursor)
         )
